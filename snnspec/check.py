@@ -1,0 +1,408 @@
+"""Checks: from parsed files to a validated `ir.Spec`, or diagnostics saying what is wrong.
+
+Every declaration is checked once, in the scope of the file that declares it (its own names,
+what it imports, and the implicit `std/surrogates.snn`). Checks collect diagnostics and go on,
+so one run reports every problem it can find.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from graphlib import CycleError, TopologicalSorter
+from typing import Any, Union
+
+from . import ir
+from .diagnostics import Diagnostics, did_you_mean
+from .dims import Scope, dim_of, expect_dim, uses_units
+from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names
+from .loader import STD_SURROGATES, Program
+from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
+
+Decl = Union[ir.Surrogate, ir.Neuron, ir.Rule, ir.Network]
+BUILTINS = {"dt", "t", "pi", "spiked"}
+_KIND = {ir.Surrogate: "surrogate", ir.Neuron: "neuron", ir.Rule: "rule", ir.Network: "network"}
+
+
+def kind_of(decl: Decl) -> str:
+    return _KIND[type(decl)]
+
+
+def check_program(program: Program, diags: Diagnostics) -> ir.Spec:
+    """Check every declaration the root file can see, and collect them into one `Spec`."""
+    return _Checker(program, diags).run()
+
+
+class _Checker:
+    def __init__(self, program: Program, diags: Diagnostics):
+        self.program = program
+        self.diags = diags
+        self.own: dict[str, dict[str, Decl]] = {}
+        self.visible: dict[str, dict[str, Decl]] = {}
+        self.checked: dict[int, Any] = {}
+
+    # -- scopes
+    def run(self) -> ir.Spec:
+        for file, module in self.program.modules.items():
+            table: dict[str, Decl] = {}
+            for decl in module.declarations:
+                if decl.name in table:
+                    first = table[decl.name]
+                    line = first.span.line if first.span else "?"
+                    self.diags.error(f"'{decl.name}' is declared twice", decl.span,
+                                     f"the first {kind_of(first)} '{decl.name}' is on line {line}; rename one")
+                    continue
+                table[decl.name] = decl
+            self.own[file] = table
+        for file in self.program.modules:
+            self.visible[file] = self._visible(file)
+        spec: dict[str, dict[str, Any]] = {"surrogates": {}, "neurons": {}, "rules": {}, "networks": {}}
+        root = self.program.root
+        for decl in self.visible.get(root, {}).values():
+            self._collect(decl, spec)
+        return ir.Spec(file=root, **spec)
+
+    def _visible(self, file: str) -> dict[str, Decl]:
+        table = dict(self.own[file])
+        imported: dict[str, str] = {}
+        for imp, target in self.program.imports.get(file, []):
+            source = self.own.get(target)
+            if source is None:
+                continue  # already reported: unreadable or unparsable
+            wanted = [(n.id, n.span) for n in imp.names] if imp.names is not None else [(n, imp.span) for n in source]
+            for name, span in wanted:
+                if name not in source:
+                    self.diags.error(f"'{name}' is not declared in '{imp.path}'", span,
+                                     did_you_mean(name, source) or f"it declares: {', '.join(source) or 'nothing'}")
+                    continue
+                if name in table and table[name] is not source[name]:
+                    where = f"imported from '{imported[name]}'" if name in imported else "declared in this file"
+                    self.diags.error(f"'{name}' is imported twice" if name in imported else f"'{name}' is both {where} and imported",
+                                     span, "rename one of them, or import only one")
+                    continue
+                table[name] = source[name]
+                imported[name] = imp.path
+        for name, decl in self.own.get(STD_SURROGATES, {}).items():
+            table.setdefault(name, decl)
+        return table
+
+    def _file_of(self, decl: Decl) -> str:
+        return decl.span.file if decl.span else self.program.root
+
+    def _collect(self, decl: Decl, spec: dict[str, dict[str, Any]]) -> None:
+        checked = self.check(decl)
+        bucket = spec[kind_of(decl) + "s"]
+        if decl.name in bucket:
+            if bucket[decl.name] != checked:
+                self.diags.error(f"two different declarations named '{decl.name}' are used together", decl.span,
+                                 "rename one of them")
+            return
+        bucket[decl.name] = checked
+        for dep in self.dependencies(decl):
+            self._collect(dep, spec)
+
+    def dependencies(self, decl: Decl) -> list[Decl]:
+        scope = self.visible.get(self._file_of(decl), {})
+        wanted: list[str] = []
+        if isinstance(decl, ir.Neuron) and decl.spike is not None:
+            wanted.append(decl.spike.surrogate.name)
+        if isinstance(decl, ir.Network):
+            wanted += [layer.neuron for layer in decl.layers]
+            wanted += [p.learn.name for p in decl.paths if p.learn is not None]
+        return [scope[n] for n in wanted if n in scope]
+
+    def lookup(self, decl: Decl, name: str, want: type, span: ir.Span | None, what: str) -> Any:
+        """The declaration `name` of type `want` visible where `decl` is declared, or None (reported)."""
+        scope = self.visible.get(self._file_of(decl), {})
+        found = scope.get(name)
+        if isinstance(found, want):
+            return found
+        candidates = [n for n, d in scope.items() if isinstance(d, want)]
+        if found is not None:
+            self.diags.error(f"'{name}' is a {kind_of(found)}, not a {what}", span)
+        else:
+            self.diags.error(f"unknown {what} '{name}'", span,
+                             did_you_mean(name, candidates) or _import_hint(what))
+        return None
+
+    def check(self, decl: Decl) -> Any:
+        key = id(decl)
+        if key not in self.checked:
+            self.checked[key] = decl  # guards against re-entry
+            if isinstance(decl, ir.Surrogate):
+                self.checked[key] = check_surrogate(decl, self.diags)
+            elif isinstance(decl, ir.Neuron):
+                self.checked[key] = check_neuron(decl, self, self.diags)
+            elif isinstance(decl, ir.Rule):
+                self.checked[key] = check_rule(decl, self.diags)
+            else:
+                from .check_network import check_network
+
+                self.checked[key] = check_network(decl, self, self.diags)
+        return self.checked[key]
+
+
+def _import_hint(what: str) -> str | None:
+    if what == "neuron":
+        return 'standard neurons need an import: from "std/neurons.snn" import Leaky'
+    if what == "rule":
+        return 'standard rules need an import: from "std/rules.snn" import STDP'
+    return None
+
+
+# ---- shared pieces ------------------------------------------------------------------------------
+
+
+def check_local_names(decls: Iterable[tuple[str, str, ir.Span | None]], diags: Diagnostics,
+                      reserved: set[str] = BUILTINS) -> dict[str, str]:
+    """Names declared in one block: report duplicates and reserved names; return name -> kind."""
+    kinds: dict[str, str] = {}
+    for name, kind, span in decls:
+        if name in reserved or name in CONSTANTS:
+            diags.error(f"'{name}' is a built-in name and cannot be declared", span, "choose another name")
+        elif name in kinds:
+            diags.error(f"'{name}' is declared twice (as {kinds[name]} and as {kind})", span, "rename one of them")
+        else:
+            if name in UNITS:
+                diags.warning(f"{kind} '{name}' shadows the unit '{name}' in this block", span)
+            kinds[name] = kind
+    return kinds
+
+
+def order_by_dependency(items: Mapping[str, ir.Expr], kind: str, spans: Mapping[str, ir.Span | None],
+                        diags: Diagnostics) -> list[str]:
+    """Names of `items` ordered so each comes after those it uses; a cycle is reported."""
+    graph = {n: {m.id for m in names(e) if m.id in items and m.id != n} for n, e in items.items()}
+    for n, e in items.items():
+        if any(m.id == n for m in names(e)):
+            diags.error(f"{kind} '{n}' is defined in terms of itself", spans.get(n))
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as err:
+        cycle = err.args[1]
+        diags.error(f"{kind}s depend on each other in a cycle: {' -> '.join(cycle)}", spans.get(cycle[0]),
+                    f"a {kind} can only use {kind}s that do not depend on it")
+        return list(items)
+
+
+def check_params(params: Iterable[ir.Param], dt_dim: Dim, kinds: dict[str, str], diags: Diagnostics) -> dict[str, Dim]:
+    """Infer each param's dimension from its default (in dependency order) and check its range."""
+    params = list(params)
+    by_name = {p.name: p for p in params}
+    order = order_by_dependency({p.name: p.default for p in params}, "param", {p.name: p.span for p in params}, diags)
+    dims: dict[str, Dim] = {}
+    elsewhere = {n: k for n, k in kinds.items() if k != "param"} | {"t": "the time", "spiked": "the spike state"}
+    for name in order:
+        p = by_name[name]
+        scope = Scope({**dims, "dt": dt_dim}, "a param's default", elsewhere)
+        dims[name] = dim_of(p.default, scope, diags) or DIMENSIONLESS
+    range_scope = Scope({**dims, "dt": dt_dim}, "a param's range", elsewhere)
+    for p in params:
+        if (p.low is None) != (p.high is None):
+            continue
+        for bound in (p.low, p.high):
+            if bound is not None:
+                expect_dim(bound, dims[p.name], range_scope, diags, f"the range of '{p.name}'")
+        if p.per_neuron and not p.learnable:
+            diags.error(f"'per neuron' needs 'learnable' on param '{p.name}'", p.span, "write `learnable per neuron`")
+    return dims
+
+
+def check_assign(a: ir.Assign, targets: Mapping[str, Dim], kinds: Mapping[str, str], scope: Scope,
+                 diags: Diagnostics, where: str) -> None:
+    if a.var not in targets:
+        if a.var in kinds:
+            diags.error(f"cannot assign to {kinds[a.var]} '{a.var}' in {where}", a.span,
+                        "only states can change" if kinds[a.var] == "param" else None)
+        elif a.var == "spiked":
+            diags.error("cannot assign to 'spiked'; it is the previous step's spike", a.span)
+        else:
+            diags.error(f"unknown name '{a.var}'", a.span, did_you_mean(a.var, targets))
+        dim_of(a.value, scope, diags)
+        return
+    want = targets[a.var] if a.op != "*=" else DIMENSIONLESS
+    expect_dim(a.value, want, scope, diags, f"'{a.var} {a.op}'")
+
+
+def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim], kinds: Mapping[str, str],
+                    scope: Scope, dt_dim: Dim, diags: Diagnostics) -> None:
+    seen: dict[str, ir.Equation] = {}
+    for eq in equations:
+        lhs = f"d{eq.var}/dt" if eq.form == "ode" else f"{eq.var} <-"
+        if eq.var not in states:
+            kind = kinds.get(eq.var)
+            if kind is not None:
+                what = "dynamics" if eq.form == "ode" else "an update"
+                diags.error(f"cannot give {what} to {kind} '{eq.var}'; only states change over time", eq.span,
+                            f"declare it as `state {eq.var} = ...`" if kind in ("param", "let") else None)
+            elif eq.var == "spiked":
+                diags.error("'spiked' is built in and cannot be updated", eq.span)
+            else:
+                diags.error(f"unknown state '{eq.var}'", eq.span,
+                            did_you_mean(eq.var, states) or f"declare it: `state {eq.var} = 0`")
+            dim_of(eq.rhs, scope, diags)
+            continue
+        if eq.var in seen:
+            diags.error(f"state '{eq.var}' has two equations", eq.span,
+                        f"the first is on line {seen[eq.var].span.line if seen[eq.var].span else '?'}")
+            continue
+        seen[eq.var] = eq
+        want = states[eq.var] / dt_dim if eq.form == "ode" else states[eq.var]
+        got = dim_of(eq.rhs, scope, diags)
+        if got is not None and got != want:
+            diags.error(f"{lhs} has {dim_name(want)} but the right side has {dim_name(got)}", eq.rhs.span,
+                        _ode_hint(eq, want, got, dt_dim))
+
+
+def _ode_hint(eq: ir.Equation, want: Dim, got: Dim, dt_dim: Dim) -> str | None:
+    if eq.form == "ode" and got == want * dt_dim and not dt_dim.dimensionless:
+        return "divide the right side by a time constant"
+    return None
+
+
+def block_uses_units(exprs: Iterable[ir.Expr | None], local: set[str]) -> bool:
+    return any(e is not None and uses_units(e, local) for e in exprs)
+
+
+# ---- surrogates ---------------------------------------------------------------------------------
+
+
+def check_surrogate(s: ir.Surrogate, diags: Diagnostics) -> ir.Surrogate:
+    kinds = check_local_names([(s.arg, "argument", s.span), *((h.name, "hyper-parameter", h.span) for h in s.hyper)],
+                              diags, reserved={"pi"})
+    scope = Scope({n: DIMENSIONLESS for n in kinds}, f"surrogate '{s.name}'")
+    for h in s.hyper:
+        expect_dim(h.value, DIMENSIONLESS, Scope({}, "a hyper-parameter's default"), diags, f"hyper-parameter '{h.name}'")
+    expect_dim(s.expr, DIMENSIONLESS, scope, diags, f"`{s.form}`")
+    return s
+
+
+# ---- neurons ------------------------------------------------------------------------------------
+
+
+def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neuron:
+    inputs = n.inputs or (ir.Input(name="I", span=n.span),)
+    kinds = check_local_names(
+        [*((p.name, "param", p.span) for p in n.params), *((s.name, "state", s.span) for s in n.states),
+         *((i.name, "input", i.span) for i in inputs), *((x.name, "let", x.span) for x in n.lets)], diags)
+    local = set(kinds)
+    exprs: list[ir.Expr | None] = [p.default for p in n.params] + [p.low for p in n.params] + [p.high for p in n.params]
+    exprs += [s.init for s in n.states] + [i.default for i in inputs] + [x.expr for x in n.lets]
+    exprs += [e.rhs for e in n.equations] + [n.refractory]
+    if n.spike:
+        exprs += [n.spike.lhs, n.spike.rhs]
+    if n.on_spike:
+        exprs += [a.value for a in n.on_spike.body]
+    has_units = block_uses_units(exprs, local)
+    dt_dim = TIME if has_units else DIMENSIONLESS
+
+    pdims = check_params(n.params, dt_dim, kinds, diags)
+    const_scope = Scope({**pdims, "dt": dt_dim}, "an initial value",
+                        {k: v for k, v in kinds.items() if v != "param"} | {"t": "the time", "spiked": "the spike state"})
+    sdims = {s.name: dim_of(s.init, const_scope, diags) or DIMENSIONLESS for s in n.states}
+    idims = {}
+    for i in inputs:
+        idims[i.name] = dim_of(i.default, Scope({}, "an input's default"), diags) or DIMENSIONLESS if i.default else DIMENSIONLESS
+
+    base = {**pdims, **sdims, **idims, "dt": dt_dim, "t": TIME if has_units else DIMENSIONLESS, "spiked": DIMENSIONLESS}
+    let_exprs = {x.name: x.expr for x in n.lets}
+    order = order_by_dependency(let_exprs, "let", {x.name: x.span for x in n.lets}, diags)
+    ldims: dict[str, Dim] = {}
+    for name in order:
+        ldims[name] = dim_of(let_exprs[name], Scope({**base, **ldims}), diags) or DIMENSIONLESS
+    scope = Scope({**base, **ldims})
+
+    check_equations(n.equations, sdims, kinds, scope, dt_dim, diags)
+    if n.spike is not None:
+        left, right = dim_of(n.spike.lhs, scope, diags), dim_of(n.spike.rhs, scope, diags)
+        if left is not None and right is not None and left != right:
+            diags.error(f"cannot compare {dim_name(left)} with {dim_name(right)}", n.spike.span,
+                        "both sides of the spike condition must have the same dimension")
+        _check_surrogate_ref(n, n.spike.surrogate, pdims, checker, diags)
+    if n.on_spike is not None:
+        if n.spike is None:
+            diags.error("`on spike` in a neuron that never spikes", n.on_spike.span, "add `spike when ...`")
+        for a in n.on_spike.body:
+            check_assign(a, sdims, kinds, scope, diags, "`on spike`")
+    if n.refractory is not None:
+        if n.spike is None:
+            diags.error("`refractory` in a neuron that never spikes", n.refractory.span, "add `spike when ...`")
+        expect_dim(n.refractory, dt_dim, Scope({**pdims, "dt": dt_dim}, "a refractory period"), diags,
+                   "the refractory period")
+    if n.method is not None and not any(e.form == "ode" for e in n.equations):
+        diags.warning(f"`method {n.method}` has no effect: the neuron has no `dX/dt` equation", n.span)
+
+    return n.model_copy(update={
+        "inputs": tuple(i.model_copy(update={"dim": dim_name(idims[i.name])}) for i in inputs),
+        "params": tuple(p.model_copy(update={"dim": dim_name(pdims.get(p.name, DIMENSIONLESS))}) for p in n.params),
+        "states": tuple(s.model_copy(update={"dim": dim_name(sdims[s.name])}) for s in n.states),
+        "lets": tuple(x.model_copy(update={"dim": dim_name(ldims.get(x.name, DIMENSIONLESS))}) for x in n.lets),
+        "uses_units": has_units,
+    })
+
+
+def _check_surrogate_ref(n: ir.Neuron, ref: ir.SurrogateRef, pdims: dict[str, Dim], checker: _Checker,
+                         diags: Diagnostics) -> None:
+    sur = checker.lookup(n, ref.name, ir.Surrogate, ref.span or n.spike.span if n.spike else None, "surrogate")
+    if sur is None:
+        return
+    hyper = {h.name for h in sur.hyper}
+    seen: set[str] = set()
+    for a in ref.args:
+        if a.name not in hyper:
+            diags.error(f"surrogate '{sur.name}' has no parameter '{a.name}'", a.span,
+                        did_you_mean(a.name, hyper) or f"its parameters: {', '.join(sorted(hyper)) or 'none'}")
+        elif a.name in seen:
+            diags.error(f"'{a.name}' is given twice", a.span)
+        seen.add(a.name)
+        expect_dim(a.value, DIMENSIONLESS, Scope(dict(pdims), "a surrogate argument"), diags, f"'{a.name}'")
+
+
+# ---- rules --------------------------------------------------------------------------------------
+
+
+def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
+    kinds = check_local_names(
+        [*((p.name, "param", p.span) for p in r.params), *((s.name, f"{s.scope} state", s.span) for s in r.states),
+         *((m, "modulator", r.span) for m in r.modulators)], diags, reserved=BUILTINS | {"w"})
+    local = set(kinds)
+    exprs: list[ir.Expr | None] = [p.default for p in r.params] + [s.init for s in r.states]
+    exprs += [e.rhs for e in r.equations] + [a.value for ev in r.on_events for a in ev.body]
+    exprs += [c.low for c in r.clips] + [c.high for c in r.clips]
+    has_units = block_uses_units(exprs, local)
+    dt_dim = TIME if has_units else DIMENSIONLESS
+    pdims = check_params(r.params, dt_dim, kinds, diags)
+    const_scope = Scope({**pdims, "dt": dt_dim}, "an initial value", {k: v for k, v in kinds.items() if v != "param"})
+    sdims = {s.name: dim_of(s.init, const_scope, diags) or DIMENSIONLESS for s in r.states}
+    base = {**pdims, **sdims, **{m: DIMENSIONLESS for m in r.modulators}, "w": DIMENSIONLESS,
+            "dt": dt_dim, "t": TIME if has_units else DIMENSIONLESS}
+    scope = Scope(base, elsewhere={"spiked": "the neuron state"})
+    targets = {**sdims, "w": DIMENSIONLESS}  # the weight changes like a synapse state
+    check_equations(r.equations, targets, kinds, scope, dt_dim, diags)
+    for ev in r.on_events:
+        for a in ev.body:
+            check_assign(a, targets, kinds, scope, diags, f"`on {ev.event}`")
+    for c in r.clips:
+        if c.var not in targets:
+            diags.error(f"cannot clip '{c.var}'", c.span, did_you_mean(c.var, targets) or "clip `w` or a rule state")
+            continue
+        for bound in (c.low, c.high):
+            expect_dim(bound, targets[c.var], scope, diags, f"the clip bound of '{c.var}'")
+    return r.model_copy(update={
+        "params": tuple(p.model_copy(update={"dim": dim_name(pdims.get(p.name, DIMENSIONLESS))}) for p in r.params),
+        "states": tuple(s.model_copy(update={"dim": dim_name(sdims[s.name])}) for s in r.states),
+        "uses_units": has_units,
+    })
+
+
+def constant(expr: ir.Expr, env: Mapping[str, float], diags: Diagnostics, what: str) -> float | None:
+    """The SI value of a constant expression, or None after reporting why it has none."""
+    for name in names(expr):
+        if name.id not in env and name.id not in UNITS and name.id not in CONSTANTS:
+            hint = did_you_mean(name.id, [*env, *CONSTANTS]) if name.id not in FUNCTIONS else None
+            diags.error(f"{what} must be a constant; '{name.id}' is not known here", name.span, hint)
+            return None
+    try:
+        return evaluate(expr, env)
+    except EvalError as err:
+        diags.error(f"{what} has no finite value ({err})", expr.span)
+        return None

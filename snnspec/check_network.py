@@ -1,0 +1,426 @@
+"""Network checks (LANGUAGE.md §5): layers, overrides, paths, ops, shapes, outputs, training.
+
+The values a network fixes (dt, overrides, op and encoding arguments, every shape) are
+evaluated here by the same functions the lowering uses, so whatever passes the checks lowers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import ir
+from .check import BUILTINS, check_local_names, constant, order_by_dependency
+from .diagnostics import Diagnostics, did_you_mean
+from .dims import Scope, dim_of
+from .expr import names
+from .ops import OPS, OpArgs, op_args, out_shape
+from .units import DIMENSIONLESS, TIME, Dim, dim_name, parse_dim_name
+
+if TYPE_CHECKING:
+    from .check import _Checker
+
+ENCODINGS: dict[str, dict[str, tuple[float, str]]] = {  # encoding -> arg -> (default, "time"|"value")
+    "direct": {}, "rate": {}, "none": {},
+    "latency": {"tau": (5.0, "time"), "threshold": (0.01, "value")},
+    "delta": {"threshold": (0.1, "value")},
+}
+LOSSES: dict[str, dict[str, float]] = {
+    "ce_rate": {}, "ce_count": {}, "ce_max_mem": {}, "first_spike": {},
+    "mse_count": {"correct": 0.8, "incorrect": 0.2},
+}
+OPTIMIZERS: dict[str, dict[str, float]] = {
+    "adam": {"lr": 5e-4, "weight_decay": 0.0}, "adamw": {"lr": 5e-4, "weight_decay": 0.01},
+    "sgd": {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0},
+}
+
+
+def network_dt(net: ir.Network, uses_units: bool, diags: Diagnostics) -> tuple[float, bool]:
+    """The network's dt in SI (or steps) and whether it is a time."""
+    if net.dt is None:
+        return (1e-3, True) if uses_units else (1.0, False)
+    dim = dim_of(net.dt, Scope({}, "dt"), diags)
+    value = constant(net.dt, {}, diags, "dt")
+    if dim is None or value is None:
+        return (1e-3, True) if uses_units else (1.0, False)
+    if dim != TIME and not dim.dimensionless:
+        diags.error(f"dt must be a time, got {dim_name(dim)}", net.dt.span, "write e.g. `dt = 1 ms`")
+    elif dim.dimensionless and uses_units:
+        diags.error("dt must be a time because this network uses physical units", net.dt.span,
+                    "write e.g. `dt = 1 ms`")
+    if value <= 0:
+        diags.error(f"dt must be positive, got {value:g}", net.dt.span)
+    return value, dim == TIME or uses_units
+
+
+def uses_dt(neuron: ir.Neuron | ir.Rule) -> bool:
+    """Whether the block's meaning depends on the length of a step (ODEs, dt, t, refractory)."""
+    if any(e.form == "ode" for e in neuron.equations):
+        return True
+    exprs: list[ir.Expr | None] = [p.default for p in neuron.params] + [e.rhs for e in neuron.equations]
+    if isinstance(neuron, ir.Neuron):
+        exprs.append(neuron.refractory)
+        exprs += [x.expr for x in neuron.lets]
+    return any(e is not None and any(n.id in ("dt", "t") for n in names(e)) for e in exprs)
+
+
+def param_values(block: ir.Neuron | ir.Rule, overrides: Mapping[str, float], dt: float) -> dict[str, float]:
+    """Every param's SI value for one layer (defaults, then overrides), in dependency order."""
+    quiet = Diagnostics()
+    by_name = {p.name: p for p in block.params}
+    order = order_by_dependency({p.name: p.default for p in block.params}, "param", {}, quiet)
+    env: dict[str, float] = {"dt": dt}
+    for name in order:
+        if name in overrides:
+            env[name] = overrides[name]
+        else:
+            value = constant(by_name[name].default, env, quiet, "a param")
+            env[name] = value if value is not None else math.nan
+    return env
+
+
+@dataclass
+class PathInfo:
+    """What the checker learned about one path: evaluated op arguments and the value's dimension."""
+
+    ops: list[tuple[str, OpArgs]]
+    dim: Dim
+
+
+def check_network(net: ir.Network, checker: _Checker, diags: Diagnostics) -> ir.Network:
+    kinds = check_local_names([*((i.name, "input", i.span) for i in net.inputs),
+                               *((la.name, "layer", la.span) for la in net.layers)], diags, reserved=BUILTINS)
+    neurons: dict[str, ir.Neuron] = {}
+    for layer in net.layers:
+        found = checker.lookup(net, layer.neuron, ir.Neuron, layer.span, "neuron")
+        if found is not None:
+            neurons[layer.name] = checker.check(found)
+    rules: dict[int, ir.Rule] = {}
+    for i, path in enumerate(net.paths):
+        if path.learn is not None:
+            found = checker.lookup(net, path.learn.name, ir.Rule, path.learn.span, "rule")
+            if found is not None:
+                rules[i] = checker.check(found)
+
+    units = any(n.uses_units for n in neurons.values()) or any(r.uses_units for r in rules.values())
+    dt, dt_is_time = network_dt(net, units, diags)
+    dt_dim = TIME if dt_is_time else DIMENSIONLESS
+    for layer in net.layers:
+        n = neurons.get(layer.name)
+        if n is not None and not n.uses_units and dt_is_time and uses_dt(n):
+            diags.error(f"neuron '{n.name}' has no units, so it counts time in steps, but this network's dt is a time",
+                        layer.span, "give the neuron's time constants units (e.g. `10 ms`), or remove the unit from dt")
+
+    if net.steps is not None and net.steps < 1:
+        diags.error(f"steps must be at least 1, got {net.steps}", net.span)
+    if net.steps is None and any(i.encoding.name != "none" for i in net.inputs):
+        diags.error(f"network '{net.name}' needs `steps = N`: how many steps to present its inputs", net.span,
+                    "add e.g. `steps = 25`")
+    for inp in net.inputs:
+        _check_input(inp, dt, dt_dim, diags)
+    if not net.inputs:
+        diags.error(f"network '{net.name}' has no input", net.span, "add e.g. `input x[784] encode rate`")
+
+    for layer in net.layers:
+        if layer.name in neurons:
+            layer_overrides(layer, neurons[layer.name], dt, diags)
+        if layer.shape is not None and any(d < 1 for d in layer.shape):
+            diags.error(f"layer '{layer.name}' has an empty shape", layer.span)
+
+    infos = [_check_path(i, p, net, kinds, neurons, rules.get(i), dt, diags) for i, p in enumerate(net.paths)]
+    shapes = infer_shapes(net, infos, diags)
+    _check_outputs(net, neurons, diags)
+    if net.train is not None:
+        train_settings(net.train, diags)
+    return net.model_copy(update={"layers": tuple(
+        la.model_copy(update={"shape": shapes.get(la.name, la.shape)}) for la in net.layers)})
+
+
+def _check_input(inp: ir.NetInput, dt: float, dt_dim: Dim, diags: Diagnostics) -> None:
+    if any(d < 1 for d in inp.shape):
+        diags.error(f"input '{inp.name}' has an empty shape", inp.span)
+    encoding_args(inp.encoding, dt, dt_dim, diags)
+
+
+def encoding_args(enc: ir.Encoding, dt: float, dt_dim: Dim, diags: Diagnostics) -> dict[str, float]:
+    """An encoding's arguments in SI (time arguments in seconds, or steps without units)."""
+    known = ENCODINGS[enc.name]
+    values = {name: default * (dt if kind == "time" else 1.0) for name, (default, kind) in known.items()}
+    for a in enc.args:
+        if a.name not in known:
+            hint = did_you_mean(a.name, known) or (f"its arguments: {', '.join(known)}" if known else "it takes none")
+            diags.error(f"encoding '{enc.name}' has no argument '{a.name}'", a.span, hint)
+            continue
+        want = dt_dim if known[a.name][1] == "time" else DIMENSIONLESS
+        dim = dim_of(a.value, Scope({}, "an encoding argument"), diags)
+        if dim is not None and dim != want:
+            diags.error(f"'{a.name}' of {enc.name} must be {dim_name(want)}, got {dim_name(dim)}", a.value.span)
+            continue
+        value = constant(a.value, {}, diags, f"'{a.name}'")
+        if value is not None:
+            if value <= 0:
+                diags.error(f"'{a.name}' of {enc.name} must be positive, got {value:g}", a.value.span)
+            values[a.name] = value
+    return values
+
+
+def layer_overrides(layer: ir.Layer, neuron: ir.Neuron | ir.Rule, dt: float, diags: Diagnostics,
+                    args: tuple[ir.Arg, ...] | None = None) -> dict[str, float]:
+    """Evaluate a layer's (or a `learn` clause's) overrides and check names, dimensions and ranges."""
+    params = {p.name: p for p in neuron.params}
+    given: dict[str, float] = {}
+    kind = "neuron" if isinstance(neuron, ir.Neuron) else "rule"
+    for a in (layer.overrides if args is None else args):
+        p = params.get(a.name)
+        if p is None:
+            diags.error(f"{kind} '{neuron.name}' has no param '{a.name}'", a.span,
+                        did_you_mean(a.name, params) or f"its params: {', '.join(params) or 'none'}")
+            continue
+        if a.name in given:
+            diags.error(f"param '{a.name}' is overridden twice", a.span)
+            continue
+        dim = dim_of(a.value, Scope({}, "an override"), diags)
+        if dim is None:
+            continue
+        if dim != parse_dim_name(p.dim):
+            diags.error(f"'{a.name}' has {p.dim} but the override has {dim_name(dim)}", a.value.span,
+                        f"write it with a unit of {p.dim}" if p.dim != "dimensionless" else "remove the unit")
+            continue
+        value = constant(a.value, {"dt": dt}, diags, f"the override of '{a.name}'")
+        if value is not None:
+            given[a.name] = value
+    env = param_values(neuron, given, dt)
+    for a in (layer.overrides if args is None else args):
+        p = params.get(a.name)
+        if p is None or a.name not in given or p.low is None or p.high is None:
+            continue
+        low, high = (constant(b, env, Diagnostics(), "a bound") for b in (p.low, p.high))
+        if low is not None and high is not None and not low <= given[a.name] <= high:
+            diags.error(f"'{a.name}' = {given[a.name]:g} is outside its range [{low:g}, {high:g}]", a.value.span,
+                        f"'{a.name}' is declared `in [...]` on line {p.span.line if p.span else '?'}")
+    return given
+
+
+def _source_var(src: ir.Endpoint, kinds: Mapping[str, str], neurons: Mapping[str, ir.Neuron],
+                diags: Diagnostics) -> bool:
+    if src.name not in kinds:
+        diags.error(f"unknown layer or input '{src.name}'", src.span, did_you_mean(src.name, kinds))
+        return False
+    if kinds[src.name] == "input":
+        if src.var is not None:
+            diags.error(f"input '{src.name}' has no variable '{src.var}'", src.span, f"write just '{src.name}'")
+            return False
+        return True
+    neuron = neurons.get(src.name)
+    if neuron is None:
+        return False
+    states = [s.name for s in neuron.states]
+    if src.var is None:
+        if neuron.spike is None:
+            diags.error(f"layer '{src.name}' does not spike; name the state it passes on", src.span,
+                        f"e.g. '{src.name}.{states[0]}'" if states else None)
+            return False
+    elif src.var != "spike" and src.var not in states:
+        diags.error(f"layer '{src.name}' ({neuron.name}) has no variable '{src.var}'", src.span,
+                    did_you_mean(src.var, [*states, "spike"]))
+        return False
+    return True
+
+
+def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, str],
+                neurons: Mapping[str, ir.Neuron], rule: ir.Rule | None, dt: float,
+                diags: Diagnostics) -> PathInfo | None:
+    ok = _source_var(path.src, kinds, neurons, diags)
+    dst = path.dst
+    if dst.name not in kinds:
+        diags.error(f"unknown layer '{dst.name}'", dst.span, did_you_mean(dst.name, [k for k, v in kinds.items()
+                                                                                   if v == "layer"]))
+        ok = False
+    elif kinds[dst.name] == "input":
+        diags.error(f"a path cannot end in input '{dst.name}'", dst.span, "paths end in a layer")
+        ok = False
+    elif dst.name in neurons:
+        inputs = [i.name for i in neurons[dst.name].inputs]
+        if dst.var is not None and dst.var not in inputs:
+            diags.error(f"layer '{dst.name}' ({neurons[dst.name].name}) has no input '{dst.var}'", dst.span,
+                        did_you_mean(dst.var, inputs) or f"its inputs: {', '.join(inputs)}")
+            ok = False
+    ops: list[tuple[str, OpArgs]] = []
+    dim = DIMENSIONLESS
+    for op in path.ops:
+        bound = op_args(op, diags)
+        if bound is None:
+            ok = False
+            continue
+        ops.append((op.name, bound[0]))
+        dim = dim * bound[1]
+        if op.name == "lateral" and (path.src.name != dst.name or len(path.ops) != 1):
+            diags.error("`lateral` connects a layer to itself and stands alone in its path", op.span,
+                        f"write `{dst.name} -> lateral(w = ...) -> {dst.name}`")
+            ok = False
+    if not path.ops:
+        diags.error("a path needs at least one op between its ends", path.span,
+                    f"e.g. `{path.src.name} -> dense -> {dst.name}` or `-> one_to_one ->`")
+        ok = False
+    if path.learn is not None:
+        weighted = [name for name, _ in ops if OPS[name].weighted]
+        if weighted != ["dense"]:
+            diags.error("`learn` needs a path whose only weighted op is one `dense`", path.learn.span)
+            ok = False
+        if path.frozen:
+            diags.error("a path is either `frozen` or plastic (`learn`), not both", path.learn.span,
+                        "remove `frozen`: plastic weights never get gradients")
+            ok = False
+        if rule is not None:
+            layer_overrides(ir.Layer(name=dst.name, neuron=rule.name), rule, dt, diags, path.learn.args)
+    if dst.name in neurons:
+        target = dst.var or neurons[dst.name].inputs[0].name
+        want = next(i.dim for i in neurons[dst.name].inputs if i.name == target)
+        src_neuron = neurons.get(path.src.name)
+        if path.src.var not in (None, "spike") and src_neuron is not None:
+            dim = dim * _state_dim(src_neuron, path.src.var)
+        if dim != parse_dim_name(want):
+            hint = f"add `-> scale(1 {_unit_for(want)})` to the path" if _unit_for(want) else None
+            diags.error(f"the path into '{dst.name}.{target}' carries {dim_name(dim)} but the input has {want}",
+                        path.span, hint)
+            ok = False
+    return PathInfo(ops, dim) if ok else None
+
+
+def _state_dim(neuron: ir.Neuron, state: str | None) -> Dim:
+    return parse_dim_name(next((s.dim for s in neuron.states if s.name == state), "dimensionless"))
+
+
+def _unit_for(dim_text: str) -> str | None:
+    prefixed = {"ampere": "nA", "volt": "mV", "siemens": "nS", "farad": "pF", "ohm": "Mohm", "second": "ms"}
+    return prefixed.get(dim_text)
+
+
+def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnostics | None,
+                 op_shapes: dict[int, list[tuple[tuple[int, ...], tuple[int, ...]]]] | None = None
+                 ) -> dict[str, tuple[int, ...]]:
+    """Shapes of every input and layer, propagating along paths until nothing changes.
+
+    `op_shapes`, if given, receives the (in, out) shape of every op of every path.
+    """
+    quiet = Diagnostics()
+    report = diags or quiet
+    known: dict[str, tuple[int, ...]] = {i.name: i.shape for i in net.inputs}
+    known.update({la.name: la.shape for la in net.layers if la.shape is not None})
+    pending = [i for i, info in enumerate(infos) if info is not None]
+    progress = True
+    while pending and progress:
+        progress = False
+        for index in list(pending):
+            path, info = net.paths[index], infos[index]
+            assert info is not None
+            shape = known.get(path.src.name)
+            if shape is None:
+                continue
+            result = _run_ops(path, info, shape, known.get(path.dst.name), report)
+            if result is None:
+                pending.remove(index)
+                continue
+            if result == "wait":
+                continue
+            out, per_op = result
+            pending.remove(index)
+            progress = True
+            if op_shapes is not None:
+                op_shapes[index] = per_op
+            have = known.get(path.dst.name)
+            if have is None:
+                known[path.dst.name] = out
+            elif have != out:
+                report.error(f"this path gives [{', '.join(map(str, out))}] but layer '{path.dst.name}' has "
+                             f"[{', '.join(map(str, have))}]", path.span, "match the layer's shape to what feeds it")
+    for index in pending:
+        path = net.paths[index]
+        if path.src.name not in known:
+            continue
+        report.error(f"cannot infer the size of `dense` into '{path.dst.name}'", path.span,
+                     f"give the size, `dense({'N'})`, or the layer's shape: `layer {path.dst.name} = ...[N]`")
+    for layer in net.layers:
+        if layer.name not in known:
+            report.error(f"cannot infer the shape of layer '{layer.name}'", layer.span,
+                         f"give it a shape: `layer {layer.name} = {layer.neuron}[N]`")
+    return known
+
+
+def _run_ops(path: ir.Path, info: PathInfo, shape: tuple[int, ...], dst: tuple[int, ...] | None,
+             diags: Diagnostics) -> Any:
+    per_op = []
+    for (name, args), op in zip(info.ops, path.ops):
+        if name == "dense" and args["features"] is None:
+            if dst is None:
+                return "wait"
+            if len(dst) != 1:
+                diags.error(f"dense feeds flat layers; '{path.dst.name}' has shape [{', '.join(map(str, dst))}]",
+                            op.span, "flatten the layer or use a convolution")
+                return None
+            args = {**args, "features": dst[0]}
+        out = out_shape(name, args, shape)
+        if isinstance(out, str):
+            diags.error(out, op.span)
+            return None
+        per_op.append((shape, out))
+        shape = out
+    return shape, per_op
+
+
+def _check_outputs(net: ir.Network, neurons: Mapping[str, ir.Neuron], diags: Diagnostics) -> None:
+    seen: set[str] = set()
+    layers = {la.name for la in net.layers}
+    if not net.outputs:
+        diags.error(f"network '{net.name}' has no output", net.span, "add e.g. `output out.spike count`")
+    for out in net.outputs:
+        if out.name in seen:
+            diags.error(f"two outputs are named '{out.name}'", out.span, "name one: `output other = layer.var ...`")
+        seen.add(out.name)
+        if out.layer not in layers:
+            diags.error(f"unknown layer '{out.layer}'", out.span, did_you_mean(out.layer, layers))
+            continue
+        neuron = neurons.get(out.layer)
+        if neuron is None:
+            continue
+        states = [s.name for s in neuron.states]
+        if out.var == "spike" and neuron.spike is None:
+            diags.error(f"layer '{out.layer}' ({neuron.name}) does not spike", out.span,
+                        f"read a state instead, e.g. '{out.layer}.{states[0]}'" if states else None)
+        elif out.var != "spike" and out.var not in states:
+            diags.error(f"layer '{out.layer}' ({neuron.name}) has no variable '{out.var}'", out.span,
+                        did_you_mean(out.var, [*states, "spike"]) or f"its variables: {', '.join(['spike', *states])}")
+
+
+def train_settings(train: ir.Train, diags: Diagnostics) -> ir.Model:
+    """Evaluate a `train` block into `ir.LTrain`, reporting unknown losses, optimizers and args."""
+    settings: dict[str, Any] = {}
+    for key, table in (("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+        ref = getattr(train, key)
+        if ref is None:
+            continue
+        if ref.name not in table:
+            diags.error(f"unknown {key} '{ref.name}'", ref.span, did_you_mean(ref.name, table)
+                        or f"use one of {', '.join(table)}")
+            continue
+        values = dict(table[ref.name])
+        for a in ref.args:
+            if a.name not in values:
+                diags.error(f"{key} '{ref.name}' has no argument '{a.name}'", a.span,
+                            did_you_mean(a.name, values) or f"its arguments: {', '.join(values) or 'none'}")
+                continue
+            value = constant(a.value, {}, diags, f"'{a.name}'")
+            if value is not None:
+                values[a.name] = value
+        settings[key] = ref.name
+        settings[f"{key}_args"] = values
+    for key in ("batch", "epochs"):
+        value = getattr(train, key)
+        if value is not None:
+            if value < 1:
+                diags.error(f"{key} must be at least 1, got {value}", train.span)
+            else:
+                settings[key] = value
+    return ir.LTrain(**settings)

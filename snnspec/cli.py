@@ -1,0 +1,128 @@
+"""The command line: `snnspec check | show | schema | build ...` (typer, rich for output)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import ir
+from .diagnostics import Diagnostic, SpecError, render, to_json
+from .expr import format_expr
+
+app = typer.Typer(help="snnspec: compile spiking neural network specs to PyTorch and JAX.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+FileArg = Annotated[Path, typer.Argument(help="A .snn spec file.", show_default=False)]
+
+
+def _print_diagnostics(items: list[Diagnostic]) -> None:
+    if items:
+        err.print(render(items), markup=False)
+        n_err = sum(d.severity == "error" for d in items)
+        n_warn = len(items) - n_err
+        err.print(f"{n_err} error(s), {n_warn} warning(s)", markup=False)
+
+
+def _lowered_or_exit(path: Path) -> ir.LoweredSpec:
+    from . import load_lowered
+
+    try:
+        return load_lowered(path)
+    except SpecError as e:
+        _print_diagnostics(e.diagnostics)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def check(files: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
+          format: Annotated[str, typer.Option("--format", help="text or json")] = "text") -> None:
+    """Check spec files; exit 1 if any has an error."""
+    from . import check as check_spec
+
+    items: list[Diagnostic] = []
+    for f in files:
+        items += check_spec(f)
+    if format == "json":
+        out.print(to_json(items), markup=False)
+    else:
+        _print_diagnostics(items)
+        if not any(d.severity == "error" for d in items):
+            err.print(f"ok: {len(files)} file(s) checked", markup=False)
+    raise typer.Exit(1 if any(d.severity == "error" for d in items) else 0)
+
+
+@app.command()
+def show(file: FileArg) -> None:
+    """Show each neuron's integration method, lowered updates and surrogate gradient."""
+    lowered = _lowered_or_exit(file)
+    out.print(format_lowered(lowered), markup=False)
+
+
+def format_lowered(lowered: ir.LoweredSpec) -> str:
+    lines: list[str] = []
+    for n in lowered.neurons.values():
+        lines.append(f"neuron {n.name}  ({n.file})")
+        for eq in n.equations:
+            lines.append(f"  | {eq}")
+        lines.append(f"  method: {n.method or 'none (discrete updates only)'}")
+        if n.method_note:
+            lines.append(f"  note: {n.method_note}")
+        for p in n.params:
+            lines.append(f"  param {p.name} = {format_expr(p.default)}")
+        for x in n.lets:
+            lines.append(f"  let {x.var} = {format_expr(x.value)}")
+        for u in n.updates:
+            lines.append(f"  {u.var}[t+1] = {format_expr(u.value)}")
+        if n.spike is not None:
+            cmp = ">=" if n.spike.inclusive else ">"
+            lines.append(f"  spike = heaviside({n.spike.grad_var} {cmp} 0) where {n.spike.grad_var} = "
+                         f"{format_expr(n.spike.x)}")
+            lines.append(f"  d spike / d {n.spike.grad_var} = {format_expr(n.spike.grad)}   [{n.spike.surrogate}]")
+        if n.reset is not None:
+            mode = "with gradient" if n.reset.with_gradient else "detached"
+            for u in n.reset.updates:
+                lines.append(f"  on spike ({mode}): {u.var} = {format_expr(u.value)}")
+        if n.refractory is not None:
+            lines.append(f"  refractory: {format_expr(n.refractory)}")
+        lines.append("")
+    for net in lowered.networks.values():
+        lines.append(f"network {net.name}: dt = {net.dt:g}{' s' if net.dt_has_unit else ' (steps)'}, "
+                     f"steps = {net.steps}")
+        for group in net.groups:
+            mode = "step-major" if len(group) > 1 or any(la.step_major for la in net.layers if la.name in group) \
+                else "layer-major"
+            shapes = ", ".join(f"{la.name}{list(la.shape)}" for la in net.layers if la.name in group)
+            lines.append(f"  run {mode}: {shapes}")
+        for p in net.paths:
+            ops = " -> ".join(f"{o.name}{list(o.out_shape)}" for o in p.ops)
+            lines.append(f"  path {p.src} -> {ops} -> {p.dst}.{p.dst_input}{'  (recurrent)' if p.recurrent else ''}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the IR (the checked spec and the lowered spec)."""
+    out.print(json.dumps(ir_schema(), indent=2), markup=False)
+
+
+def ir_schema() -> dict[str, object]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ir.Spec | ir.LoweredSpec).json_schema()
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecError as e:  # defensive: commands print their own diagnostics
+        _print_diagnostics(e.diagnostics)
+        sys.exit(1)
+

@@ -1,0 +1,100 @@
+"""Diagnostics: what is wrong with a spec, where, and how to fix it.
+
+Checks collect `Diagnostic`s instead of raising at the first problem; the public API raises one
+`SpecError` carrying all of them. `render` prints them rustc-style: a header, `--> file:line:col`,
+the source line, carets under the culprit, and a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+from .ir import Model, Span
+
+Severity = Literal["error", "warning"]
+
+
+class Diagnostic(Model):
+    severity: Severity = "error"
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+
+
+class SpecError(Exception):
+    """Raised by the public API when a spec has errors; `.diagnostics` lists all of them."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__(render(self.diagnostics))
+
+
+class Diagnostics:
+    """An append-only collector passed through the checks."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.items.append(Diagnostic(message=message, span=span, hint=hint))
+
+    def warning(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.items.append(Diagnostic(severity="warning", message=message, span=span, hint=hint))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise SpecError(self.items)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A "did you mean 'x'?" hint for the closest known name, if one is close enough."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _source_line(span: Span, sources: Mapping[str, str]) -> str | None:
+    text = sources.get(span.file)
+    if text is None:
+        from .loader import std_dir
+
+        path = std_dir() / span.file.removeprefix("std/") if span.file.startswith("std/") else Path(span.file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    lines = text.splitlines()
+    return lines[span.line - 1] if 0 < span.line <= len(lines) else None
+
+
+def render(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
+    """Render diagnostics rustc-style. `sources` maps file names to text not on disk."""
+    blocks = []
+    for d in diagnostics:
+        lines = [f"{d.severity}: {d.message}"]
+        if d.span is not None:
+            s = d.span
+            lines.append(f"  --> {s.file}:{s.line}:{s.column}")
+            source = _source_line(s, sources or {})
+            if source is not None:
+                gutter = " " * len(str(s.line))
+                width = max(1, (s.end_column - s.column) if s.end_line == s.line else len(source) - s.column + 1)
+                lines.append(f"{gutter} |")
+                lines.append(f"{s.line} | {source}")
+                lines.append(f"{gutter} | {' ' * (s.column - 1)}{'^' * width}")
+        if d.hint:
+            lines.append(f"  = hint: {d.hint}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def to_json(diagnostics: Iterable[Diagnostic]) -> str:
+    """Diagnostics as a JSON list, for editors (`snnspec check --format json`)."""
+    return json.dumps([d.model_dump(mode="json") for d in diagnostics], indent=2)

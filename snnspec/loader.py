@@ -1,0 +1,102 @@
+"""Files and imports (LANGUAGE.md §6): read, parse and resolve every file a spec reaches.
+
+`std/...` names the standard library shipped with the package; other paths are relative to the
+importing file. Each file is parsed once; cycles and missing files are diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from . import ir
+from .diagnostics import Diagnostics
+from .parse import parse
+
+STD_SURROGATES = "std/surrogates.snn"
+
+
+def std_dir() -> Path:
+    """The standard library: `snnspec/_data/std` in the wheel, else the source tree's `specs/std`."""
+    packaged = Path(str(resources.files("snnspec") / "_data" / "std"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "specs" / "std"
+
+
+def display_name(path: Path) -> str:
+    """How a file is named in diagnostics: `std/x.snn` for the library, else as given."""
+    try:
+        return "std/" + path.resolve().relative_to(std_dir().resolve()).as_posix()
+    except ValueError:
+        return os.path.normpath(path)
+
+
+@dataclass
+class Program:
+    """Every parsed file a spec reaches, keyed by display name, and the root's name."""
+
+    root: str
+    modules: dict[str, ir.Module] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    imports: dict[str, list[tuple[ir.Import, str]]] = field(default_factory=dict)  # file -> (import, target)
+
+
+def resolve(import_path: str, importer: str) -> Path:
+    if import_path.startswith("std/"):
+        return std_dir() / import_path.removeprefix("std/")
+    base = Path(importer).parent if not importer.startswith("std/") else std_dir()
+    return base / import_path
+
+
+def load_program(path: str | Path | None, diags: Diagnostics, text: str | None = None,
+                 name: str | None = None) -> Program:
+    """Parse `path` (or `text`, shown as `name`) and every file it imports, transitively."""
+    root_name = name or (display_name(Path(path)) if path is not None else "<string>")
+    program = Program(root=root_name)
+    if text is None:
+        assert path is not None
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            diags.error(f"cannot read '{root_name}': {getattr(err, 'strerror', None) or err}", None)
+            return program
+    _load(program, root_name, text, [], diags)
+    if STD_SURROGATES not in program.modules:
+        _load_file(program, std_dir() / "surrogates.snn", [], diags, None)
+    return program
+
+
+def _load(program: Program, name: str, text: str, stack: list[str], diags: Diagnostics) -> None:
+    program.sources[name] = text
+    module = parse(text, name, diags)
+    if module is None:
+        return
+    program.modules[name] = module
+    program.imports[name] = []
+    for imp in module.imports:
+        target = resolve(imp.path, name)
+        target_name = display_name(target)
+        if target_name in stack or target_name == name:
+            chain = stack[stack.index(target_name):] if target_name in stack else []
+            cycle = " -> ".join([*chain, name, target_name])
+            diags.error(f"import cycle: {cycle}", imp.span, "move the shared declarations into a third file")
+            continue
+        program.imports[name].append((imp, target_name))
+        if target_name not in program.modules and target_name not in program.sources:
+            _load_file(program, target, [*stack, name], diags, imp)
+
+
+def _load_file(program: Program, path: Path, stack: list[str], diags: Diagnostics, imp: ir.Import | None) -> None:
+    name = display_name(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        what = "no such file" if isinstance(err, FileNotFoundError) else (getattr(err, "strerror", None) or str(err))
+        hint = "paths are relative to the importing file; `std/...` names the standard library"
+        diags.error(f"cannot import '{imp.path if imp else name}': {what}", imp.span if imp else None, hint)
+        program.sources[name] = ""
+        return
+    _load(program, name, text, stack, diags)

@@ -1,0 +1,33 @@
+"""A time limit on symbolic work: sympy can take unbounded time on adversarial expressions."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SYMBOLIC_SECONDS = 5.0
+
+
+class SymbolicTimeout(Exception):
+    """Symbolic work ran past its time limit; the caller falls back to a simpler method."""
+
+
+@contextmanager
+def time_limit(seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
+    """Raise `SymbolicTimeout` in the block after `seconds` (main thread only; elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _expire(signum: int, frame: object) -> None:
+        raise SymbolicTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,188 @@
+"""A checked neuron (or rule) to its lowered form: SI params, discrete updates, spike and reset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sympy
+
+from .. import ir
+from ..check import order_by_dependency
+from ..diagnostics import Diagnostics
+from ..expr import format_expr, from_sympy, names, substitute, to_si, to_sympy
+from .integrate import CannotIntegrate, Integrated, System, integrate
+from .surrogate import NotDifferentiable, surrogate_grad
+
+
+def _line(node: ir.Node) -> int | None:
+    return node.span.line if node.span else None
+
+
+def lower_params(params: Iterable[ir.Param], local: set[str], diags: Diagnostics) -> tuple[ir.LParam, ...]:
+    """Params in dependency order, with defaults and ranges in SI, kept as expressions."""
+    params = list(params)
+    by_name = {p.name: p for p in params}
+    order = order_by_dependency({p.name: p.default for p in params}, "param", {}, Diagnostics())
+    out = []
+    for name in order:
+        p = by_name[name]
+        used = sorted({n.id for n in names(p.default) if n.id in by_name or n.id == "dt"})
+        out.append(ir.LParam(
+            name=p.name, default=to_si(p.default, local), learnable=p.learnable, per_neuron=p.per_neuron,
+            low=to_si(p.low, local) if p.low is not None else None,
+            high=to_si(p.high, local) if p.high is not None else None, depends_on=tuple(used), line=_line(p)))
+    return tuple(out)
+
+
+def symbols(local: Iterable[str]) -> dict[str, sympy.Symbol]:
+    return {n: sympy.Symbol(n, real=True) for n in [*local, "dt", "t", "spiked"]}
+
+
+def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr], syms: Mapping[str, sympy.Symbol],
+                   held_names: set[str], method: str | None, span: ir.Span | None, diags: Diagnostics
+                   ) -> tuple[Integrated | None, dict[str, ir.Expr]]:
+    """Integrate the `dX/dt` equations over one step; return the method used and the updates."""
+    odes = [e for e in equations if e.form == "ode"]
+    if not odes:
+        return None, {}
+    let_sym: dict[str, sympy.Expr] = {}
+    for name, expr in lets.items():  # already in dependency order
+        let_sym[name] = to_sympy(expr, {**syms, **let_sym})
+    states = tuple(syms[e.var] for e in odes)
+    held = tuple(s for name, s in syms.items() if s not in states and name in held_names)
+    system = System(states=states, rhs={syms[e.var]: to_sympy(e.rhs, {**syms, **let_sym}) for e in odes},
+                    dt=syms["dt"], t=syms["t"], held=held)
+    try:
+        result = integrate(system, method)
+        return result, {x.name: from_sympy(v) for x, v in result.updates.items()}
+    except CannotIntegrate as err:
+        diags.error(str(err), span, "remove the `method` line to let the compiler choose")
+    except ValueError as err:  # a form the language cannot print; euler always can
+        result = integrate(system, "euler")
+        note = f"{method or 'the default method'} gave a form the language cannot express ({err}); used euler"
+        return Integrated("euler", result.updates, note), {x.name: from_sympy(v) for x, v in result.updates.items()}
+    return None, {}
+
+
+def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Diagnostics) -> ir.LNeuron | None:
+    local = {p.name for p in n.params} | {s.name for s in n.states} | {i.name for i in n.inputs} | {x.name for x in n.lets}
+    lets_order = order_by_dependency({x.name: x.expr for x in n.lets}, "let", {}, Diagnostics())
+    let_exprs = {x.name: x.expr for x in n.lets}
+    ordered_lets = {name: let_exprs[name] for name in lets_order}
+    inlined: dict[str, ir.Expr] = {}
+    for name, expr in ordered_lets.items():
+        inlined[name] = substitute(expr, inlined)
+
+    syms = symbols(local - set(let_exprs))
+    held = {s.name for s in n.states} | {i.name for i in n.inputs} | {"spiked"}
+    integrated, ode_updates = integrate_odes(n.equations, ordered_lets, syms, held, n.method, n.span, diags)
+    updates = []
+    for eq in n.equations:
+        value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)
+        if value is not None:
+            updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
+    used_by_updates = _lets_needed([u.value for u in updates if u.var not in ode_updates], let_exprs)
+    lets = tuple(ir.Update(var=name, value=to_si(ordered_lets[name], local), line=_line(x))
+                 for name in lets_order for x in n.lets if x.name == name and name in used_by_updates)
+
+    spike = reset = None
+    if n.spike is not None:
+        spike = _lower_spike(n, n.spike, surrogates, inlined, local, diags)
+        if n.on_spike is not None:
+            reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
+                              with_gradient=n.on_spike.with_gradient)
+    return ir.LNeuron(
+        name=n.name, file=n.span.file if n.span else "", method=integrated.method if integrated else None,
+        method_note=integrated.note if integrated else None,
+        params=lower_params(n.params, local, diags),
+        states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in n.states),
+        inputs=tuple(ir.Update(var=i.name, value=to_si(i.default, local) if i.default else ir.Num(value=0.0),
+                               line=_line(i)) for i in n.inputs),
+        lets=lets, updates=tuple(updates), spike=spike, reset=reset,
+        refractory=to_si(n.refractory, local) if n.refractory is not None else None,
+        uses_units=n.uses_units, equations=tuple(_equation_text(n)),
+    )
+
+
+def _lets_needed(exprs: Iterable[ir.Expr], lets: Mapping[str, ir.Expr]) -> set[str]:
+    needed: set[str] = set()
+    stack = [n.id for e in exprs for n in names(e) if n.id in lets]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(n.id for n in names(lets[name]) if n.id in lets)
+    return needed
+
+
+def _sequential(body: Iterable[ir.Assign], inlined: Mapping[str, ir.Expr], local: set[str]) -> tuple[ir.Update, ...]:
+    """`on spike` statements run in order: each sees the values the earlier ones assigned."""
+    current: dict[str, ir.Expr] = {}
+    lines: dict[str, int | None] = {}
+    for a in body:
+        value = substitute(substitute(a.value, inlined), current)
+        old = current.get(a.var, ir.Name(id=a.var))
+        if a.op != "=":
+            value = ir.BinOp(op=a.op[0], left=old, right=value)  # type: ignore[arg-type]
+        current[a.var] = value
+        lines[a.var] = _line(a)
+    return tuple(ir.Update(var=v, value=to_si(e, local), line=lines[v]) for v, e in current.items())
+
+
+def _lower_spike(n: ir.Neuron, spike: ir.Spike, surrogates: Mapping[str, ir.Surrogate], inlined: Mapping[str, ir.Expr],
+                 local: set[str], diags: Diagnostics) -> ir.LSpike | None:
+    sur = surrogates[spike.surrogate.name]
+    try:
+        x, hyper, grad = surrogate_grad(sur)
+    except NotDifferentiable as err:
+        diags.error(str(err), sur.span)
+        return None
+    given = {a.name: a.value for a in spike.surrogate.args}
+    values = {h.name: to_si(given.get(h.name, h.value), local) for h in sur.hyper}
+    var = "x" if "x" not in local else "x_"
+    syms = symbols(local)
+    bound = grad.xreplace({x: sympy.Symbol(var, real=True),
+                           **{hyper[h]: to_sympy(v, syms) for h, v in values.items()}})
+    lhs, rhs = substitute(spike.lhs, inlined), substitute(spike.rhs, inlined)
+    diff = rhs if isinstance(lhs, ir.Num) and lhs.value == 0 and not lhs.unit else ir.BinOp(op="-", left=lhs, right=rhs)
+    return ir.LSpike(x=to_si(diff, local), inclusive=spike.op == ">=", surrogate=sur.name, grad=from_sympy(bound),
+                     grad_var=var, line=_line(spike))
+
+
+def _equation_text(n: ir.Neuron) -> list[str]:
+    """The neuron's equations as the spec writes them, for docstrings and `snnspec show`."""
+    out = [f"let {x.name} = {format_expr(x.expr)}" for x in n.lets]
+    for eq in n.equations:
+        head = f"d{eq.var}/dt =" if eq.form == "ode" else f"{eq.var} <-"
+        out.append(f"{head} {format_expr(eq.rhs)}")
+    if n.spike is not None:
+        s = n.spike
+        out.append(f"spike when {format_expr(s.lhs)} {s.op} {format_expr(s.rhs)}")
+    if n.on_spike is not None:
+        body = "; ".join(f"{a.var} {a.op} {format_expr(a.value)}" for a in n.on_spike.body)
+        out.append(f"on spike{' with gradient' if n.on_spike.with_gradient else ''} {{ {body} }}")
+    if n.refractory is not None:
+        out.append(f"refractory {format_expr(n.refractory)}")
+    return out
+
+
+def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
+    local = {p.name for p in r.params} | {s.name for s in r.states} | set(r.modulators) | {"w"}
+    syms = symbols(local)
+    held = {s.name for s in r.states} | set(r.modulators) | {"w"}
+    integrated, ode_updates = integrate_odes(r.equations, {}, syms, held, None, r.span, diags)
+    updates = []
+    for eq in r.equations:
+        value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)
+        if value is not None:
+            updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
+    events = {ev.event: ev for ev in r.on_events}
+    return ir.LRule(
+        name=r.name, file=r.span.file if r.span else "", method=integrated.method if integrated else None,
+        method_note=integrated.note if integrated else None, params=lower_params(r.params, local, diags),
+        states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in r.states),
+        scopes={s.name: s.scope for s in r.states}, modulators=r.modulators, updates=tuple(updates),
+        on_pre=_sequential(events["pre"].body, {}, local) if "pre" in events else (),
+        on_post=_sequential(events["post"].body, {}, local) if "post" in events else (),
+        clips=tuple(ir.Clip(var=c.var, low=to_si(c.low, local), high=to_si(c.high, local)) for c in r.clips),
+    )
