@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import builtins
+import sys
+import types
 from pathlib import Path
 
 from . import ir
@@ -15,7 +18,7 @@ from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .loader import load_program
 from .lower import lower as _lower
 
-__all__ = ["Diagnostic", "SpecError", "check", "load", "load_lowered", "ir"]
+__all__ = ["Diagnostic", "SpecError", "check", "compile", "generate", "load", "load_lowered", "ir"]
 __version__ = "0.1.0"
 
 
@@ -50,3 +53,23 @@ def check(path: str | Path | None = None, *, text: str | None = None, name: str 
     if not diags.errors:
         _lower(spec, diags)
     return diags.items
+
+
+def generate(path: str | Path | None = None, backend: str = "torch", *, text: str | None = None,
+             name: str | None = None) -> str:
+    """The generated source of a spec for `backend` ("torch")."""
+    from .emit import generate as emit
+
+    return emit(load_lowered(path, text=text, name=name), backend)
+
+
+def compile(path: str | Path | None = None, backend: str = "torch", *, text: str | None = None,  # noqa: A001
+            name: str | None = None) -> types.ModuleType:
+    """Generate a spec's code and execute it as a module (named after the spec file)."""
+    source = generate(path, backend, text=text, name=name)
+    stem = Path(name or path or "spec").stem
+    module = types.ModuleType(f"snnspec_generated_{stem}")
+    module.__file__ = f"<snnspec {stem}.py>"
+    sys.modules[module.__name__] = module  # dataclasses and pickling look the module up
+    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)
+    return module

@@ -74,7 +74,7 @@ class _Checker:
                     self.diags.error(f"'{name}' is not declared in '{imp.path}'", span,
                                      did_you_mean(name, source) or f"it declares: {', '.join(source) or 'nothing'}")
                     continue
-                if name in table and table[name] is not source[name]:
+                if name in imported or (name in table and table[name] is not source[name]):
                     where = f"imported from '{imported[name]}'" if name in imported else "declared in this file"
                     self.diags.error(f"'{name}' is imported twice" if name in imported else f"'{name}' is both {where} and imported",
                                      span, "rename one of them, or import only one")
@@ -184,6 +184,11 @@ def order_by_dependency(items: Mapping[str, ir.Expr], kind: str, spans: Mapping[
         return list(items)
 
 
+def _in_cycle(expr: ir.Expr, items: Mapping[str, object], done: Mapping[str, Dim]) -> bool:
+    """Whether `expr` uses an item not yet resolved: after `order_by_dependency` that means a cycle."""
+    return any(m.id in items and m.id not in done for m in names(expr))
+
+
 def check_params(params: Iterable[ir.Param], dt_dim: Dim, kinds: dict[str, str], diags: Diagnostics) -> dict[str, Dim]:
     """Infer each param's dimension from its default (in dependency order) and check its range."""
     params = list(params)
@@ -193,6 +198,9 @@ def check_params(params: Iterable[ir.Param], dt_dim: Dim, kinds: dict[str, str],
     elsewhere = {n: k for n, k in kinds.items() if k != "param"} | {"t": "the time", "spiked": "the spike state"}
     for name in order:
         p = by_name[name]
+        if _in_cycle(p.default, by_name, dims):
+            dims[name] = DIMENSIONLESS  # the cycle is reported; its names are not unknown
+            continue
         scope = Scope({**dims, "dt": dt_dim}, "a param's default", elsewhere)
         dims[name] = dim_of(p.default, scope, diags) or DIMENSIONLESS
     range_scope = Scope({**dims, "dt": dt_dim}, "a param's range", elsewhere)
@@ -308,6 +316,9 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
     order = order_by_dependency(let_exprs, "let", {x.name: x.span for x in n.lets}, diags)
     ldims: dict[str, Dim] = {}
     for name in order:
+        if _in_cycle(let_exprs[name], let_exprs, ldims):
+            ldims[name] = DIMENSIONLESS  # the cycle is reported; its names are not unknown
+            continue
         ldims[name] = dim_of(let_exprs[name], Scope({**base, **ldims}), diags) or DIMENSIONLESS
     scope = Scope({**base, **ldims})
 

@@ -16,7 +16,7 @@ from .check import BUILTINS, check_local_names, constant, order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of
 from .expr import names
-from .ops import OPS, OpArgs, op_args, out_shape
+from .ops import OPS, OpArgs, ShapeError, op_args, out_shape
 from .units import DIMENSIONLESS, TIME, Dim, dim_name, parse_dim_name
 
 if TYPE_CHECKING:
@@ -233,6 +233,8 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
                 neurons: Mapping[str, ir.Neuron], rule: ir.Rule | None, dt: float,
                 diags: Diagnostics) -> PathInfo | None:
     ok = _source_var(path.src, kinds, neurons, diags)
+    dim_known = ok  # the path's dimension is checked only when its source, ops and target are known
+    target: str | None = None
     dst = path.dst
     if dst.name not in kinds:
         diags.error(f"unknown layer '{dst.name}'", dst.span, did_you_mean(dst.name, [k for k, v in kinds.items()
@@ -247,12 +249,14 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
             diags.error(f"layer '{dst.name}' ({neurons[dst.name].name}) has no input '{dst.var}'", dst.span,
                         did_you_mean(dst.var, inputs) or f"its inputs: {', '.join(inputs)}")
             ok = False
+        else:
+            target = dst.var or inputs[0]
     ops: list[tuple[str, OpArgs]] = []
     dim = DIMENSIONLESS
     for op in path.ops:
         bound = op_args(op, diags)
         if bound is None:
-            ok = False
+            ok = dim_known = False
             continue
         ops.append((op.name, bound[0]))
         dim = dim * bound[1]
@@ -275,8 +279,7 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
             ok = False
         if rule is not None:
             layer_overrides(ir.Layer(name=dst.name, neuron=rule.name), rule, dt, diags, path.learn.args)
-    if dst.name in neurons:
-        target = dst.var or neurons[dst.name].inputs[0].name
+    if dim_known and target is not None:
         want = next(i.dim for i in neurons[dst.name].inputs if i.name == target)
         src_neuron = neurons.get(path.src.name)
         if path.src.var not in (None, "spike") and src_neuron is not None:
@@ -310,6 +313,7 @@ def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnosti
     known: dict[str, tuple[int, ...]] = {i.name: i.shape for i in net.inputs}
     known.update({la.name: la.shape for la in net.layers if la.shape is not None})
     pending = [i for i, info in enumerate(infos) if info is not None]
+    failed = {net.paths[i].dst.name for i, info in enumerate(infos) if info is None}  # already reported
     progress = True
     while pending and progress:
         progress = False
@@ -322,6 +326,7 @@ def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnosti
             result = _run_ops(path, info, shape, known.get(path.dst.name), report)
             if result is None:
                 pending.remove(index)
+                failed.add(path.dst.name)
                 continue
             if result == "wait":
                 continue
@@ -336,17 +341,33 @@ def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnosti
             elif have != out:
                 report.error(f"this path gives [{', '.join(map(str, out))}] but layer '{path.dst.name}' has "
                              f"[{', '.join(map(str, have))}]", path.span, "match the layer's shape to what feeds it")
+    blocked = _downstream(net, failed, known)
     for index in pending:
         path = net.paths[index]
-        if path.src.name not in known:
+        if path.src.name not in known or path.dst.name in blocked:
             continue
         report.error(f"cannot infer the size of `dense` into '{path.dst.name}'", path.span,
                      f"give the size, `dense({'N'})`, or the layer's shape: `layer {path.dst.name} = ...[N]`")
+        blocked.add(path.dst.name)
+    blocked = _downstream(net, blocked, known)
     for layer in net.layers:
-        if layer.name not in known:
+        if layer.name not in known and layer.name not in blocked:
             report.error(f"cannot infer the shape of layer '{layer.name}'", layer.span,
                          f"give it a shape: `layer {layer.name} = {layer.neuron}[N]`")
     return known
+
+
+def _downstream(net: ir.Network, failed: set[str], known: Mapping[str, tuple[int, ...]]) -> set[str]:
+    """Layers of unknown shape fed, directly or through others, by a path with a reported error."""
+    blocked = {name for name in failed if name not in known}
+    grew = True
+    while grew:
+        grew = False
+        for path in net.paths:
+            if path.src.name in blocked and path.dst.name not in known and path.dst.name not in blocked:
+                blocked.add(path.dst.name)
+                grew = True
+    return blocked
 
 
 def _run_ops(path: ir.Path, info: PathInfo, shape: tuple[int, ...], dst: tuple[int, ...] | None,
@@ -362,8 +383,8 @@ def _run_ops(path: ir.Path, info: PathInfo, shape: tuple[int, ...], dst: tuple[i
                 return None
             args = {**args, "features": dst[0]}
         out = out_shape(name, args, shape)
-        if isinstance(out, str):
-            diags.error(out, op.span)
+        if isinstance(out, ShapeError):
+            diags.error(out.message, op.span, out.hint)
             return None
         per_op.append((shape, out))
         shape = out

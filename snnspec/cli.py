@@ -108,6 +108,30 @@ def format_lowered(lowered: ir.LoweredSpec) -> str:
 
 
 @app.command()
+def build(file: FileArg,
+          target: Annotated[str, typer.Option("--target", "-t", help="torch or jax")] = "torch",
+          output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+          ) -> None:
+    """Generate code for a spec: a self-contained Python module."""
+    from .emit import BackendError, generate
+
+    lowered = _lowered_or_exit(file)
+    try:
+        source = generate(lowered, target)
+    except BackendError as e:
+        _print_diagnostics(e.diagnostics)
+        raise typer.Exit(1) from None
+    if output is None:
+        sys.stdout.write(source)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(source, encoding="utf-8")
+    tmp.replace(output)
+    err.print(f"wrote {output}", markup=False)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the IR (the checked spec and the lowered spec)."""
     out.print(json.dumps(ir_schema(), indent=2), markup=False)

@@ -375,6 +375,7 @@ class LInput(Model):
     shape: tuple[int, ...]
     encoding: str
     args: dict[str, float] = {}
+    line: int | None = None
 
 
 class LLayer(Model):
@@ -383,6 +384,7 @@ class LLayer(Model):
     shape: tuple[int, ...]
     overrides: dict[str, float] = {}
     step_major: bool = False
+    line: int | None = None
 
 
 class LOutput(Model):

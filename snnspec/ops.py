@@ -137,12 +137,21 @@ def _args_in_range(op: ir.Op, args: OpArgs, diags: Diagnostics) -> bool:
     return True
 
 
-def out_shape(name: str, args: OpArgs, shape: tuple[int, ...]) -> tuple[int, ...] | str:
-    """The output shape of an op on a (batch-free) input shape, or a message saying why not."""
-    shown = "x".join(map(str, shape))
+@dataclass(frozen=True)
+class ShapeError:
+    """Why an op cannot take a shape: a message and, where there is one, a fix."""
+
+    message: str
+    hint: str | None = None
+
+
+def out_shape(name: str, args: OpArgs, shape: tuple[int, ...]) -> tuple[int, ...] | ShapeError:
+    """The output shape of an op on a (batch-free) input shape, or a `ShapeError` saying why not."""
+    shown = ", ".join(map(str, shape))
     if name == "dense":
         if len(shape) != 1:
-            return f"dense needs a flat input, got [{', '.join(map(str, shape))}]; add `-> flatten` before it"
+            return ShapeError(f"dense needs a flat input, got [{', '.join(map(str, shape))}]",
+                              "add `-> flatten` before it")
         features = args["features"]
         assert isinstance(features, int)
         return (features,)
@@ -150,22 +159,24 @@ def out_shape(name: str, args: OpArgs, shape: tuple[int, ...]) -> tuple[int, ...
         nd = 1 if name == "conv1d" else 2
         if len(shape) != nd + 1:
             want = "[channels, length]" if nd == 1 else "[channels, height, width]"
-            return f"{name} needs a {want} input, got [{', '.join(map(str, shape))}]"
+            return ShapeError(f"{name} needs a {want} input, got [{', '.join(map(str, shape))}]")
         k, s, p = (int(args[a]) for a in ("kernel", "stride", "padding"))  # type: ignore[arg-type]
         spatial = shape[1:]
         if any(n + 2 * p < k for n in spatial):
             need = "x".join([str(k)] * nd)
             got = "x".join(str(n + 2 * p) for n in spatial)
-            return f"{name}(kernel={k}) needs at least {need} input, got {got}" + (f" (with padding {p})" if p else "")
+            return ShapeError(f"{name}(kernel={k}) needs at least {need} input, got {got}"
+                              + (f" (with padding {p})" if p else ""), "use a smaller kernel, or pad the input")
         channels = args["channels"]
         assert isinstance(channels, int)
         return (channels, *((n + 2 * p - k) // s + 1 for n in spatial))
     if name in ("maxpool", "avgpool", "sumpool"):
         k = int(args["kernel"])  # type: ignore[arg-type]
         if len(shape) not in (2, 3):
-            return f"{name} needs a [channels, length] or [channels, height, width] input, got [{shown}]"
+            return ShapeError(f"{name} needs a [channels, length] or [channels, height, width] input, got [{shown}]")
         if any(n < k for n in shape[1:]):
-            return f"{name}({k}) needs at least {'x'.join([str(k)] * (len(shape) - 1))} input, got {'x'.join(map(str, shape[1:]))}"
+            need = "x".join([str(k)] * (len(shape) - 1))
+            return ShapeError(f"{name}({k}) needs at least {need} input, got {'x'.join(map(str, shape[1:]))}")
         return (shape[0], *(n // k for n in shape[1:]))
     if name == "flatten":
         return (math.prod(shape),)

@@ -56,7 +56,7 @@ def _describe(terminal: str) -> str:
 
 
 def _expected(names: Sequence[str]) -> str:
-    words = sorted({_describe(n) for n in names if not n.startswith("__")})
+    words = sorted({_describe(n) for n in names if not n.startswith("__IGNORE")})
     if len(words) > 8:
         words = words[:8] + ["..."]
     return "expected " + ", ".join(words) if words else ""
@@ -66,7 +66,14 @@ def _span_at(file: str, line: int, column: int, width: int = 1) -> ir.Span:
     return ir.Span(file=file, line=line, column=column, end_line=line, end_column=column + width)
 
 
-def _syntax_error(err: lark.exceptions.UnexpectedInput, file: str, diags: Diagnostics) -> None:
+def _open_brackets(text: str, line: int, column: int) -> bool:
+    """Whether a `(` or `[` is still open at `line:column`, counting from the start of that line."""
+    lines = text.splitlines()
+    before = lines[line - 1][:column - 1].split("#")[0] if 0 < line <= len(lines) else ""
+    return before.count("(") + before.count("[") > before.count(")") + before.count("]")
+
+
+def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str, diags: Diagnostics) -> None:
     if isinstance(err, lark.exceptions.UnexpectedToken):
         tok = err.token
         if tok.type == "$END":
@@ -76,8 +83,8 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, file: str, diags: Diagno
         shown = "end of line" if tok.type == "_NL" else f"'{tok}'"
         width = 1 if tok.type == "_NL" else max(1, len(str(tok)))
         hint = _expected(sorted(err.expected))
-        if tok.type == "_NL" and "RPAR" in err.expected:
-            hint += " (arguments must be on one line)"
+        if tok.type == "_NL" and ("RPAR" in err.expected or _open_brackets(text, tok.line or 1, tok.column or 1)):
+            hint += " (a bracketed list must be on one line; end a line with `\\` to continue it)"
         diags.error(f"unexpected {shown}", _span_at(file, tok.line or 1, tok.column or 1, width), hint or None)
     elif isinstance(err, lark.exceptions.UnexpectedCharacters):
         char = err.char if err.char.isprintable() else repr(err.char)
@@ -103,7 +110,7 @@ def parse(text: str, file: str, diags: Diagnostics) -> ir.Module | None:
     try:
         tree = parser().parse(text)
     except lark.exceptions.UnexpectedInput as err:
-        _syntax_error(err, file, diags)
+        _syntax_error(err, text, file, diags)
         return None
     if _depth(tree) > MAX_DEPTH:
         deepest = _deepest_line(tree)

@@ -6,6 +6,9 @@ One module per concern: `integrate` (ODEs to updates), `surrogate` (smooth to gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from .. import ir
 from ..diagnostics import Diagnostics
 from .neuron import lower_neuron, lower_rule
@@ -15,9 +18,26 @@ from .plan import lower_network
 def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
     neurons = {}
     for name, neuron in spec.neurons.items():
-        lowered = lower_neuron(neuron, spec.surrogates, diags)
+        lowered = _guarded(lambda n=neuron: lower_neuron(n, spec.surrogates, diags), neuron, diags)
         if lowered is not None:
             neurons[name] = lowered
-    rules = {name: lower_rule(rule, diags) for name, rule in spec.rules.items()}
+    rules = {}
+    for name, rule in spec.rules.items():
+        lowered_rule = _guarded(lambda r=rule: lower_rule(r, diags), rule, diags)
+        if lowered_rule is not None:
+            rules[name] = lowered_rule
     networks = {name: lower_network(net, spec) for name, net in spec.networks.items()} if not diags.errors else {}
     return ir.LoweredSpec(file=spec.file, neurons=neurons, rules=rules, networks=networks)
+
+
+T = TypeVar("T")
+
+
+def _guarded(work: Callable[[], T], decl: ir.Neuron | ir.Rule, diags: Diagnostics) -> T | None:
+    """Run the symbolic work for one declaration; input nested past Python's recursion limit is a diagnostic."""
+    try:
+        return work()
+    except RecursionError:
+        diags.error(f"the equations of '{decl.name}' nest too deeply for symbolic work", decl.span,
+                    "write them with fewer nested calls, or inline fewer `let`s into one another")
+        return None

@@ -89,8 +89,13 @@ def _tidy_linear(expr: sympy.Expr, variables: list[sympy.Symbol]) -> sympy.Expr:
 def _scalar_exact(a: sympy.Expr, b: sympy.Expr, x: sympy.Symbol, dt: sympy.Symbol) -> sympy.Expr:
     if a == 0:
         return x + b * dt
-    fixed = sympy.simplify(-b / a)  # the value x relaxes to
-    return fixed + (x - fixed) * sympy.exp(sympy.simplify(a * dt))
+    fixed = _tidy(-b / a)  # the value x relaxes to
+    return fixed + (x - fixed) * sympy.exp(_tidy(a * dt))
+
+
+def _tidy(expr: sympy.Expr) -> sympy.Expr:
+    """A light, predictable simplification (full `simplify` rewrites exponentials unstably)."""
+    return sympy.factor_terms(sympy.cancel(expr))
 
 
 class ExponentialEuler:
@@ -107,7 +112,7 @@ class ExponentialEuler:
         for x, f in system.rhs.items():
             split = _linear_split(f, x)
             assert split is not None
-            a, b = (sympy.factor_terms(sympy.simplify(e)) for e in split)
+            a, b = (_tidy(e) for e in split)
             out[x] = _scalar_exact(a, b, x, system.dt)
         return out
 

@@ -41,15 +41,23 @@ def symbols(local: Iterable[str]) -> dict[str, sympy.Symbol]:
 def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr], syms: Mapping[str, sympy.Symbol],
                    held_names: set[str], method: str | None, span: ir.Span | None, diags: Diagnostics
                    ) -> tuple[Integrated | None, dict[str, ir.Expr]]:
-    """Integrate the `dX/dt` equations over one step; return the method used and the updates."""
+    """Integrate the `dX/dt` equations over one step; return the method used and the updates.
+
+    A `let` that does not depend on an ODE state is constant over the step: it stays a name
+    (computed before the step, like an input). Lets that do depend on one are substituted.
+    """
     odes = [e for e in equations if e.form == "ode"]
     if not odes:
         return None, {}
+    ode_vars = {e.var for e in odes}
     let_sym: dict[str, sympy.Expr] = {}
     for name, expr in lets.items():  # already in dependency order
-        let_sym[name] = to_sympy(expr, {**syms, **let_sym})
+        value = to_sympy(expr, {**syms, **let_sym})
+        depends = {str(s) for s in value.free_symbols} & ode_vars
+        let_sym[name] = value if depends else sympy.Symbol(name, real=True)
+    held_lets = tuple(v for v in let_sym.values() if v.is_Symbol)
     states = tuple(syms[e.var] for e in odes)
-    held = tuple(s for name, s in syms.items() if s not in states and name in held_names)
+    held = tuple(s for name, s in syms.items() if s not in states and name in held_names) + held_lets
     system = System(states=states, rhs={syms[e.var]: to_sympy(e.rhs, {**syms, **let_sym}) for e in odes},
                     dt=syms["dt"], t=syms["t"], held=held)
     try:
@@ -81,7 +89,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)
         if value is not None:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
-    used_by_updates = _lets_needed([u.value for u in updates if u.var not in ode_updates], let_exprs)
+    used_by_updates = _lets_needed([u.value for u in updates], let_exprs)
     lets = tuple(ir.Update(var=name, value=to_si(ordered_lets[name], local), line=_line(x))
                  for name in lets_order for x in n.lets if x.name == name and name in used_by_updates)
 

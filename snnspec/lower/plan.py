@@ -69,7 +69,8 @@ def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
             line=path.span.line if path.span else None))
 
     layers = [ir.LLayer(name=la.name, neuron=la.neuron, shape=shapes[la.name],
-                        overrides=layer_overrides(la, neurons[la.name], dt, quiet)) for la in net.layers]
+                        overrides=layer_overrides(la, neurons[la.name], dt, quiet),
+                        line=la.span.line if la.span else None) for la in net.layers]
     groups = step_major_groups([la.name for la in layers], paths)
     in_cycle = {name for g in groups for name in g if len(g) > 1}
     in_cycle |= {p.dst for p in paths if p.recurrent}
@@ -77,7 +78,8 @@ def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
     return ir.LNetwork(
         name=net.name, file=net.span.file if net.span else spec.file, dt=dt, dt_has_unit=dt_is_time,
         steps=net.steps, inputs=tuple(ir.LInput(name=i.name, shape=i.shape, encoding=i.encoding.name,
-                                                args=encoding_args(i.encoding, dt, dt_dim, quiet)) for i in net.inputs),
+                                                args=encoding_args(i.encoding, dt, dt_dim, quiet),
+                                                line=i.span.line if i.span else None) for i in net.inputs),
         layers=tuple(layers), paths=tuple(paths), groups=groups,
         outputs=tuple(ir.LOutput(name=o.name, layer=o.layer, var=o.var, readout=o.readout) for o in net.outputs),
         train=train_settings(net.train, quiet) if net.train else ir.LTrain(),

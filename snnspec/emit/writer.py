@@ -1,0 +1,75 @@
+"""A line writer for generated code, in the manner of Jinja2's CodeGenerator: indentation,
+blank-line discipline, a map from generated lines back to spec lines, and the only two doors
+through which spec content reaches the output (`literal` for numbers, names via `names.py`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def literal(value: float | int | bool) -> str:
+    """A number as Python source: `repr` of a finite float or int, never anything else."""
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(int(value))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"cannot emit the non-finite number {value!r}")
+    text = repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    assert text.replace(".", "").replace("e-", "").replace("e+", "").lstrip("-").isdigit(), text
+    return text
+
+
+class CodeWriter:
+    def __init__(self, indent: str = "    "):
+        self.lines: list[str] = []
+        self.indent_unit = indent
+        self.level = 0
+        self.source_map: dict[int, tuple[str, int]] = {}  # generated line (1-based) -> (spec file, line)
+
+    def line(self, text: str = "", source: tuple[str, int | None] | None = None) -> None:
+        if not text:
+            self.lines.append("")
+            return
+        if source is not None and source[1] is not None:
+            text = f"{text}  # {source[0]}:{source[1]}"
+            self.source_map[len(self.lines) + 1] = (source[0], source[1])
+        self.lines.append(self.indent_unit * self.level + text)
+
+    def blank(self, count: int = 1) -> None:
+        """Blank lines, never more than `count` in a row and none at the start of a block."""
+        if not self.lines or self.lines[-1].endswith(":"):
+            return
+        trailing = len(self.lines) - len(self.lines_rstrip_blank())
+        self.lines.extend([""] * max(0, count - trailing))
+
+    def lines_rstrip_blank(self) -> list[str]:
+        out = list(self.lines)
+        while out and out[-1] == "":
+            out.pop()
+        return out
+
+    @contextmanager
+    def indent(self) -> Iterator[None]:
+        self.level += 1
+        try:
+            yield
+        finally:
+            self.level -= 1
+
+    def docstring(self, text: str) -> None:
+        body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        lines = body.splitlines()
+        if len(lines) == 1:
+            self.line(f'"""{lines[0]}"""')
+            return
+        self.line(f'"""{lines[0]}')
+        for extra in lines[1:]:
+            self.line(extra) if extra.strip() else self.lines.append("")
+        self.line('"""')
+
+    def text(self) -> str:
+        return "\n".join(self.lines_rstrip_blank()) + "\n"
