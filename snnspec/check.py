@@ -184,38 +184,43 @@ def order_by_dependency(items: Mapping[str, ir.Expr], kind: str, spans: Mapping[
         return list(items)
 
 
-def _in_cycle(expr: ir.Expr, items: Mapping[str, object], done: Mapping[str, Dim]) -> bool:
+def _in_cycle(expr: ir.Expr, items: Mapping[str, object], done: Mapping[str, Dim | None]) -> bool:
     """Whether `expr` uses an item not yet resolved: after `order_by_dependency` that means a cycle."""
     return any(m.id in items and m.id not in done for m in names(expr))
 
 
-def check_params(params: Iterable[ir.Param], dt_dim: Dim, kinds: dict[str, str], diags: Diagnostics) -> dict[str, Dim]:
-    """Infer each param's dimension from its default (in dependency order) and check its range."""
+def check_params(params: Iterable[ir.Param], dt_dim: Dim, kinds: dict[str, str], diags: Diagnostics
+                 ) -> dict[str, Dim | None]:
+    """Infer each param's dimension from its default (in dependency order) and check its range.
+
+    A param whose default has an error gets None, so what uses it is not reported a second time.
+    """
     params = list(params)
     by_name = {p.name: p for p in params}
     order = order_by_dependency({p.name: p.default for p in params}, "param", {p.name: p.span for p in params}, diags)
-    dims: dict[str, Dim] = {}
+    dims: dict[str, Dim | None] = {}
     elsewhere = {n: k for n, k in kinds.items() if k != "param"} | {"t": "the time", "spiked": "the spike state"}
     for name in order:
         p = by_name[name]
         if _in_cycle(p.default, by_name, dims):
-            dims[name] = DIMENSIONLESS  # the cycle is reported; its names are not unknown
+            dims[name] = None  # the cycle is reported; its names are not unknown
             continue
         scope = Scope({**dims, "dt": dt_dim}, "a param's default", elsewhere)
-        dims[name] = dim_of(p.default, scope, diags) or DIMENSIONLESS
+        dims[name] = dim_of(p.default, scope, diags)
     range_scope = Scope({**dims, "dt": dt_dim}, "a param's range", elsewhere)
     for p in params:
         if (p.low is None) != (p.high is None):
             continue
+        want = dims[p.name]
         for bound in (p.low, p.high):
-            if bound is not None:
-                expect_dim(bound, dims[p.name], range_scope, diags, f"the range of '{p.name}'")
+            if bound is not None and want is not None:
+                expect_dim(bound, want, range_scope, diags, f"the range of '{p.name}'")
         if p.per_neuron and not p.learnable:
             diags.error(f"'per neuron' needs 'learnable' on param '{p.name}'", p.span, "write `learnable per neuron`")
     return dims
 
 
-def check_assign(a: ir.Assign, targets: Mapping[str, Dim], kinds: Mapping[str, str], scope: Scope,
+def check_assign(a: ir.Assign, targets: Mapping[str, Dim | None], kinds: Mapping[str, str], scope: Scope,
                  diags: Diagnostics, where: str) -> None:
     if a.var not in targets:
         if a.var in kinds:
@@ -228,10 +233,13 @@ def check_assign(a: ir.Assign, targets: Mapping[str, Dim], kinds: Mapping[str, s
         dim_of(a.value, scope, diags)
         return
     want = targets[a.var] if a.op != "*=" else DIMENSIONLESS
+    if want is None:
+        dim_of(a.value, scope, diags)
+        return
     expect_dim(a.value, want, scope, diags, f"'{a.var} {a.op}'")
 
 
-def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim], kinds: Mapping[str, str],
+def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim | None], kinds: Mapping[str, str],
                     scope: Scope, dt_dim: Dim, diags: Diagnostics) -> None:
     seen: dict[str, ir.Equation] = {}
     for eq in equations:
@@ -247,6 +255,8 @@ def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim],
             else:
                 diags.error(f"unknown state '{eq.var}'", eq.span,
                             did_you_mean(eq.var, states) or f"declare it: `state {eq.var} = 0`")
+                dim_of(eq.rhs, scope.with_names({eq.var: None}), diags)  # its use is not a second error
+                continue
             dim_of(eq.rhs, scope, diags)
             continue
         if eq.var in seen:
@@ -254,8 +264,11 @@ def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim],
                         f"the first is on line {seen[eq.var].span.line if seen[eq.var].span else '?'}")
             continue
         seen[eq.var] = eq
-        want = states[eq.var] / dt_dim if eq.form == "ode" else states[eq.var]
+        state = states[eq.var]
         got = dim_of(eq.rhs, scope, diags)
+        if state is None:
+            continue
+        want = state / dt_dim if eq.form == "ode" else state
         if got is not None and got != want:
             diags.error(f"{lhs} has {dim_name(want)} but the right side has {dim_name(got)}", eq.rhs.span,
                         _ode_hint(eq, want, got, dt_dim))
@@ -306,27 +319,27 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
     pdims = check_params(n.params, dt_dim, kinds, diags)
     const_scope = Scope({**pdims, "dt": dt_dim}, "an initial value",
                         {k: v for k, v in kinds.items() if v != "param"} | {"t": "the time", "spiked": "the spike state"})
-    sdims = {s.name: dim_of(s.init, const_scope, diags) or DIMENSIONLESS for s in n.states}
-    idims = {}
-    for i in inputs:
-        idims[i.name] = dim_of(i.default, Scope({}, "an input's default"), diags) or DIMENSIONLESS if i.default else DIMENSIONLESS
+    sdims = {s.name: dim_of(s.init, const_scope, diags) for s in n.states}
+    idims = {i.name: dim_of(i.default, Scope({}, "an input's default"), diags) if i.default else DIMENSIONLESS
+             for i in inputs}
 
     base = {**pdims, **sdims, **idims, "dt": dt_dim, "t": TIME if has_units else DIMENSIONLESS, "spiked": DIMENSIONLESS}
     let_exprs = {x.name: x.expr for x in n.lets}
     order = order_by_dependency(let_exprs, "let", {x.name: x.span for x in n.lets}, diags)
-    ldims: dict[str, Dim] = {}
+    ldims: dict[str, Dim | None] = {}
     for name in order:
         if _in_cycle(let_exprs[name], let_exprs, ldims):
-            ldims[name] = DIMENSIONLESS  # the cycle is reported; its names are not unknown
+            ldims[name] = None  # the cycle is reported; its names are not unknown
             continue
-        ldims[name] = dim_of(let_exprs[name], Scope({**base, **ldims}), diags) or DIMENSIONLESS
+        ldims[name] = dim_of(let_exprs[name], Scope({**base, **ldims}), diags)
     scope = Scope({**base, **ldims})
 
     check_equations(n.equations, sdims, kinds, scope, dt_dim, diags)
     if n.spike is not None:
         left, right = dim_of(n.spike.lhs, scope, diags), dim_of(n.spike.rhs, scope, diags)
         if left is not None and right is not None and left != right:
-            diags.error(f"cannot compare {dim_name(left)} with {dim_name(right)}", n.spike.span,
+            diags.error(f"cannot compare {dim_name(left)} with {dim_name(right)}",
+                        _between(n.spike.lhs.span, n.spike.rhs.span) or n.spike.span,
                         "both sides of the spike condition must have the same dimension")
         _check_surrogate_ref(n, n.spike.surrogate, pdims, checker, diags)
     if n.on_spike is not None:
@@ -343,15 +356,22 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
         diags.warning(f"`method {n.method}` has no effect: the neuron has no `dX/dt` equation", n.span)
 
     return n.model_copy(update={
-        "inputs": tuple(i.model_copy(update={"dim": dim_name(idims[i.name])}) for i in inputs),
-        "params": tuple(p.model_copy(update={"dim": dim_name(pdims.get(p.name, DIMENSIONLESS))}) for p in n.params),
-        "states": tuple(s.model_copy(update={"dim": dim_name(sdims[s.name])}) for s in n.states),
-        "lets": tuple(x.model_copy(update={"dim": dim_name(ldims.get(x.name, DIMENSIONLESS))}) for x in n.lets),
+        "inputs": tuple(i.model_copy(update={"dim": _dim_text(idims, i.name)}) for i in inputs),
+        "params": tuple(p.model_copy(update={"dim": _dim_text(pdims, p.name)}) for p in n.params),
+        "states": tuple(s.model_copy(update={"dim": _dim_text(sdims, s.name)}) for s in n.states),
+        "lets": tuple(x.model_copy(update={"dim": _dim_text(ldims, x.name)}) for x in n.lets),
         "uses_units": has_units,
     })
 
 
-def _check_surrogate_ref(n: ir.Neuron, ref: ir.SurrogateRef, pdims: dict[str, Dim], checker: _Checker,
+def _between(first: ir.Span | None, last: ir.Span | None) -> ir.Span | None:
+    """The span from the start of `first` to the end of `last`."""
+    if first is None or last is None:
+        return None
+    return first.model_copy(update={"end_line": last.end_line, "end_column": last.end_column})
+
+
+def _check_surrogate_ref(n: ir.Neuron, ref: ir.SurrogateRef, pdims: dict[str, Dim | None], checker: _Checker,
                          diags: Diagnostics) -> None:
     sur = checker.lookup(n, ref.name, ir.Surrogate, ref.span or n.spike.span if n.spike else None, "surrogate")
     if sur is None:
@@ -383,11 +403,11 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
     dt_dim = TIME if has_units else DIMENSIONLESS
     pdims = check_params(r.params, dt_dim, kinds, diags)
     const_scope = Scope({**pdims, "dt": dt_dim}, "an initial value", {k: v for k, v in kinds.items() if v != "param"})
-    sdims = {s.name: dim_of(s.init, const_scope, diags) or DIMENSIONLESS for s in r.states}
-    base = {**pdims, **sdims, **{m: DIMENSIONLESS for m in r.modulators}, "w": DIMENSIONLESS,
+    sdims = {s.name: dim_of(s.init, const_scope, diags) for s in r.states}
+    base: dict[str, Dim | None] = {**pdims, **sdims, **{m: DIMENSIONLESS for m in r.modulators}, "w": DIMENSIONLESS,
             "dt": dt_dim, "t": TIME if has_units else DIMENSIONLESS}
     scope = Scope(base, elsewhere={"spiked": "the neuron state"})
-    targets = {**sdims, "w": DIMENSIONLESS}  # the weight changes like a synapse state
+    targets: dict[str, Dim | None] = {**sdims, "w": DIMENSIONLESS}  # the weight changes like a synapse state
     check_equations(r.equations, targets, kinds, scope, dt_dim, diags)
     for ev in r.on_events:
         for a in ev.body:
@@ -396,13 +416,20 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
         if c.var not in targets:
             diags.error(f"cannot clip '{c.var}'", c.span, did_you_mean(c.var, targets) or "clip `w` or a rule state")
             continue
+        want = targets[c.var]
         for bound in (c.low, c.high):
-            expect_dim(bound, targets[c.var], scope, diags, f"the clip bound of '{c.var}'")
+            if want is not None:
+                expect_dim(bound, want, scope, diags, f"the clip bound of '{c.var}'")
     return r.model_copy(update={
-        "params": tuple(p.model_copy(update={"dim": dim_name(pdims.get(p.name, DIMENSIONLESS))}) for p in r.params),
-        "states": tuple(s.model_copy(update={"dim": dim_name(sdims[s.name])}) for s in r.states),
+        "params": tuple(p.model_copy(update={"dim": _dim_text(pdims, p.name)}) for p in r.params),
+        "states": tuple(s.model_copy(update={"dim": _dim_text(sdims, s.name)}) for s in r.states),
         "uses_units": has_units,
     })
+
+
+def _dim_text(dims: Mapping[str, Dim | None], name: str) -> str:
+    """A dimension for the IR; an unknown one (already an error) is written as dimensionless."""
+    return dim_name(dims.get(name) or DIMENSIONLESS)
 
 
 def constant(expr: ir.Expr, env: Mapping[str, float], diags: Diagnostics, what: str) -> float | None:

@@ -7,7 +7,7 @@ evaluated here by the same functions the lowering uses, so whatever passes the c
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -206,7 +206,8 @@ def layer_overrides(layer: ir.Layer, neuron: ir.Neuron | ir.Rule, dt: float, dia
 def _source_var(src: ir.Endpoint, kinds: Mapping[str, str], neurons: Mapping[str, ir.Neuron],
                 diags: Diagnostics) -> bool:
     if src.name not in kinds:
-        diags.error(f"unknown layer or input '{src.name}'", src.span, did_you_mean(src.name, kinds))
+        diags.error(f"unknown layer or input '{src.name}'", src.span,
+                    did_you_mean(src.name, kinds) or _known("the inputs and layers", kinds))
         return False
     if kinds[src.name] == "input":
         if src.var is not None:
@@ -224,7 +225,7 @@ def _source_var(src: ir.Endpoint, kinds: Mapping[str, str], neurons: Mapping[str
             return False
     elif src.var != "spike" and src.var not in states:
         diags.error(f"layer '{src.name}' ({neuron.name}) has no variable '{src.var}'", src.span,
-                    did_you_mean(src.var, [*states, "spike"]))
+                    did_you_mean(src.var, [*states, "spike"]) or _known("its variables", ["spike", *states]))
         return False
     return True
 
@@ -237,8 +238,8 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
     target: str | None = None
     dst = path.dst
     if dst.name not in kinds:
-        diags.error(f"unknown layer '{dst.name}'", dst.span, did_you_mean(dst.name, [k for k, v in kinds.items()
-                                                                                   if v == "layer"]))
+        layers = [k for k, v in kinds.items() if v == "layer"]
+        diags.error(f"unknown layer '{dst.name}'", dst.span, did_you_mean(dst.name, layers) or _known("the layers", layers))
         ok = False
     elif kinds[dst.name] == "input":
         diags.error(f"a path cannot end in input '{dst.name}'", dst.span, "paths end in a layer")
@@ -290,6 +291,12 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
                         path.span, hint)
             ok = False
     return PathInfo(ops, dim) if ok else None
+
+
+def _known(what: str, names: Iterable[str]) -> str | None:
+    """A hint listing the names that exist, when there are any."""
+    listed = list(names)
+    return f"{what}: {', '.join(listed)}" if listed else None
 
 
 def _state_dim(neuron: ir.Neuron, state: str | None) -> Dim:
@@ -401,7 +408,8 @@ def _check_outputs(net: ir.Network, neurons: Mapping[str, ir.Neuron], diags: Dia
             diags.error(f"two outputs are named '{out.name}'", out.span, "name one: `output other = layer.var ...`")
         seen.add(out.name)
         if out.layer not in layers:
-            diags.error(f"unknown layer '{out.layer}'", out.span, did_you_mean(out.layer, layers))
+            diags.error(f"unknown layer '{out.layer}'", out.span,
+                        did_you_mean(out.layer, layers) or _known("the layers", [la.name for la in net.layers]))
             continue
         neuron = neurons.get(out.layer)
         if neuron is None:

@@ -18,12 +18,12 @@ from .units import DIMENSIONLESS, UNITS, Dim, dim_name
 
 @dataclass
 class Scope:
-    dims: dict[str, Dim]
+    dims: dict[str, Dim | None]  # None: a name whose dimension is unknown, its error already reported
     context: str = "here"  # "a param's default", used in messages
     elsewhere: dict[str, str] = field(default_factory=dict)  # name -> what it is, not usable here
     shadowed_units: bool = True  # local names shadow unit names
 
-    def with_names(self, extra: dict[str, Dim]) -> Scope:
+    def with_names(self, extra: dict[str, Dim | None]) -> Scope:
         return Scope({**self.dims, **extra}, self.context, self.elsewhere)
 
 

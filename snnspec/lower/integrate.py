@@ -71,10 +71,64 @@ class Exact:
         M = sympy.zeros(n + 1, n + 1)
         M[:n, :n] = A
         M[:n, n] = b
-        P = (M * system.dt).exp()
         X = sympy.Matrix(system.states)
+        variables = [*system.states, *system.held]
+        P = _triangular_exp(M, system.dt)
+        if P is not None:  # only decaying exponentials already: a light tidy suffices
+            new = P[:n, :n] * X + P[:n, n]
+            return {x: _collect_linear(new[i], variables) for i, x in enumerate(system.states)}
+        P = (M * system.dt).exp()
         new = P[:n, :n] * X + P[:n, n]
-        return {x: _tidy_linear(new[i], [*system.states, *system.held]) for i, x in enumerate(system.states)}
+        roots = {p.base for p in A.atoms(sympy.Pow) if not p.exp.is_Integer}
+        return {x: _tidy_linear(_real(new[i], roots), variables) for i, x in enumerate(system.states)}
+
+
+def _triangular_exp(M: sympy.Matrix, dt: sympy.Symbol) -> sympy.Matrix | None:
+    """exp(M dt) by Parlett's recurrence where M is triangular up to a reordering of the states
+    (a chain of couplings with no cycle) with distinct diagonal entries; else None.
+
+    Much faster than sympy's Jordan form (a 3-state chain takes seconds there) and gives each entry
+    as divided differences of the decaying `exp(M[i, i] dt)`. (Golub & Van Loan, Alg. 9.1.1.)
+    """
+    n = M.rows
+    needs = {i: {j for j in range(n) if j != i and M[i, j] != 0} for i in range(n)}
+    order: list[int] = []  # each row placed after every row it needs: reversed, M becomes upper triangular
+    while len(order) < n:
+        ready = [i for i in range(n) if i not in order and needs[i] <= set(order)]
+        if not ready:
+            return None  # a cycle of couplings: not triangular
+        order.extend(ready)
+    order.reverse()
+    T = M.extract(order, order)
+    diag = [T[i, i] for i in range(n)]
+    if any(sympy.cancel(diag[i] - diag[j]) == 0 for i in range(n) for j in range(i + 1, n)):
+        return None  # repeated eigenvalue: the recurrence divides by zero
+    F = sympy.diag(*(sympy.exp(d * dt) for d in diag))
+    for p in range(1, n):
+        for i in range(n - p):
+            j = i + p
+            s = T[i, j] * (F[j, j] - F[i, i]) + sum((T[i, k] * F[k, j] - F[i, k] * T[k, j] for k in range(i + 1, j)),
+                                                    sympy.S.Zero)
+            F[i, j] = s / (diag[j] - diag[i])
+    P = sympy.zeros(n, n)
+    for a, i in enumerate(order):
+        for c, j in enumerate(order):
+            P[i, j] = F[a, c]
+    return P
+
+
+def _real(expr: sympy.Expr, roots: set[sympy.Expr]) -> sympy.Expr:
+    """A propagator entry in real form (`cos`/`sin` for complex eigenvalues), or CannotIntegrate where
+    it takes a root of a new expression of unknown sign: its eigenvalues are then real for some params
+    and complex for others, and the printed form would be NaN for one of the two (`sqrt(-k)`)."""
+    if expr.has(sympy.I):
+        expr = sympy.expand(sympy.expand_complex(expr))
+        if expr.has(sympy.I):
+            raise CannotIntegrate("its matrix exponential has no real closed form")
+    for p in expr.atoms(sympy.Pow):
+        if not p.exp.is_Integer and p.base not in roots and not p.base.is_nonnegative:
+            raise CannotIntegrate(f"its eigenvalues are real or complex depending on the sign of {p.base}")
+    return expr
 
 
 def _tidy_linear(expr: sympy.Expr, variables: list[sympy.Symbol]) -> sympy.Expr:
@@ -84,6 +138,15 @@ def _tidy_linear(expr: sympy.Expr, variables: list[sympy.Symbol]) -> sympy.Expr:
     terms = sympy.collect(expanded, variables, evaluate=False)
     return sympy.Add(*(k * sympy.factor_terms(sympy.powsimp(sympy.expand(sympy.simplify(c)), combine="exp"))
                        for k, c in terms.items()))
+
+
+def _collect_linear(expr: sympy.Expr, variables: list[sympy.Symbol]) -> sympy.Expr:
+    """sum(variable * coefficient), each coefficient lightly tidied with every `exp(...)` kept as it is
+    (`cancel` would turn `exp(-dt/tau)` into `1/exp(dt/tau)`, which overflows in float32)."""
+    opaque = {e: sympy.Dummy(positive=True) for e in expr.atoms(sympy.exp)}
+    back = {d: e for e, d in opaque.items()}
+    terms = sympy.collect(sympy.expand(expr.xreplace(opaque)), variables, evaluate=False)
+    return sympy.Add(*(k * _tidy(c).xreplace(back) for k, c in terms.items()))
 
 
 def _scalar_exact(a: sympy.Expr, b: sympy.Expr, x: sympy.Symbol, dt: sympy.Symbol) -> sympy.Expr:
@@ -171,11 +234,15 @@ def integrate(system: System, requested: str | None) -> Integrated:
         try:
             with time_limit():
                 why = method.can_integrate(system)
-                if why is not None:
-                    if requested:
-                        raise CannotIntegrate(f"method {name} cannot integrate this neuron: {why}")
-                    continue
-                return Integrated(name, method.integrate(system), "; ".join(notes) or None)
+                if why is None:
+                    try:
+                        return Integrated(name, method.integrate(system), "; ".join(notes) or None)
+                    except CannotIntegrate as err:  # found out only while integrating
+                        why = str(err)
+                        notes.append(f"{name} does not apply: {why}")
+                if requested:
+                    raise CannotIntegrate(f"method {name} cannot integrate this neuron: {why}")
+                continue
         except SymbolicTimeout:
             if requested and name != "euler":
                 notes.append(f"{name} ran past the symbolic time limit; fell back to euler")
