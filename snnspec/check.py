@@ -300,11 +300,22 @@ def check_surrogate(s: ir.Surrogate, diags: Diagnostics) -> ir.Surrogate:
 # ---- neurons ------------------------------------------------------------------------------------
 
 
+def _position(item: tuple[str, str, ir.Span | None]) -> tuple[int, int]:
+    """Where a declaration is, so duplicates are reported at the later one."""
+    span = item[2]
+    return (span.line, span.column) if span else (0, 0)
+
+
 def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neuron:
     inputs = n.inputs or (ir.Input(name="I", span=n.span),)
-    kinds = check_local_names(
-        [*((p.name, "param", p.span) for p in n.params), *((s.name, "state", s.span) for s in n.states),
-         *((i.name, "input", i.span) for i in inputs), *((x.name, "let", x.span) for x in n.lets)], diags)
+    declared = [*((p.name, "param", p.span) for p in n.params), *((s.name, "state", s.span) for s in n.states),
+                *((x.name, "let", x.span) for x in n.lets)]
+    for name, kind, span in declared if not n.inputs else []:
+        if name == "I":
+            diags.error(f"{kind} 'I' clashes with the input 'I' of a neuron without `input` lines", span,
+                        "rename it, or declare the neuron's inputs: `input J = 0`")
+    kinds = check_local_names(sorted([*declared, *((i.name, "input", i.span) for i in inputs if n.inputs or
+                                                   all(name != "I" for name, _, _ in declared))], key=_position), diags)
     local = set(kinds)
     exprs: list[ir.Expr | None] = [p.default for p in n.params] + [p.low for p in n.params] + [p.high for p in n.params]
     exprs += [s.init for s in n.states] + [i.default for i in inputs] + [x.expr for x in n.lets]

@@ -113,10 +113,11 @@ class Detach(sympy.Function):
 
 
 class Sigmoid(sympy.Function):
-    """`sigmoid(x)`, kept whole so its derivative is the overflow-free `sigmoid(x)*(1 - sigmoid(x))`."""
+    """`sigmoid(x)`, kept whole so its derivative is the overflow-free `sigmoid(x)*sigmoid(-x)`
+    (not `sigmoid(x)*(1 - sigmoid(x))`, whose `1 - sigmoid(x)` cancels to 0 for large x)."""
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Sigmoid(self.args[0]) * (1 - Sigmoid(self.args[0]))
+        return Sigmoid(self.args[0]) * Sigmoid(-self.args[0])
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:

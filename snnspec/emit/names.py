@@ -58,3 +58,12 @@ class Namer:
             self.taken.add(out)
             self.names[name] = out
         return self.names[name]
+
+    def fresh(self, base: str) -> str:
+        """A new name every call: `base`, `base_1`, `base_2`, ..."""
+        out, k = py_name(base), 0
+        while out in self.taken:
+            k += 1
+            out = py_name(f"{base}_{k}")
+        self.taken.add(out)
+        return out

@@ -9,6 +9,8 @@ layers layer-major (all T steps of a layer at once) or, inside recurrent cycles,
 
 from __future__ import annotations
 
+import re
+
 from .. import __version__, ir
 from ..expr import format_expr, names
 from .names import Namer, py_name
@@ -367,7 +369,79 @@ class NeuronEmitter:
             o.line("return torch.stack(outputs), state, stacked")
 
 
+HELPERS = {
+    "_tensor": '''
+def _tensor(value) -> torch.Tensor:
+    """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return torch.tensor(float(value), dtype=torch.get_default_dtype())
+''',
+    "_heaviside": '''
+def _heaviside(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+''',
+    "_repeat": '''
+def _repeat(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The same value at every step: [batch, ...] -> [steps, batch, ...], without a copy."""
+    return x.unsqueeze(0).expand(steps, *x.shape)
+''',
+    "_fold_time": '''
+def _fold_time(fn, x: torch.Tensor, *args) -> torch.Tensor:
+    """Apply a per-sample op to all steps at once: [T, batch, ...] as [T * batch, ...]."""
+    return fn(x.flatten(0, 1), *args).unflatten(0, x.shape[:2])
+''',
+    "_shift": '''
+def _shift(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Delay a [T, batch, ...] sequence by `steps`, with zeros at the start."""
+    if steps >= x.shape[0]:
+        return torch.zeros_like(x)
+    return torch.cat([torch.zeros_like(x[:steps]), x[: x.shape[0] - steps]])
+''',
+    "_delayed": '''
+def _delayed(buffer: list, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Inside a step loop: the value pushed `steps` calls ago (zeros until then)."""
+    buffer.append(x)
+    return buffer.pop(0) if len(buffer) > steps else torch.zeros_like(x)
+''',
+    "_lateral": '''
+def _lateral(s: torch.Tensor, w: float, first: int) -> torch.Tensor:
+    """Fixed all-to-all inhibition: each neuron gets -w times the spikes of all the others."""
+    total = s.sum(dim=tuple(range(first, s.dim())), keepdim=True)
+    return -w * (total - s)
+''',
+    "SequenceDropout": '''
+class SequenceDropout(nn.Module):
+    """Dropout with one mask per sequence, kept over every time step; the identity in eval mode."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def draw(self, shape, like: torch.Tensor):
+        if not self.training or self.p == 0:
+            return None
+        keep = 1.0 - self.p
+        return torch.bernoulli(torch.full(shape, keep, dtype=like.dtype, device=like.device)) / keep
+
+    def forward(self, x: torch.Tensor, time_axis: bool = False, mask=None) -> torch.Tensor:
+        if mask is None:
+            mask = self.draw(x.shape[1:] if time_axis else x.shape, x)
+        return x if mask is None else x * mask
+''',
+}
+
+
 def emit_module(lowered: ir.LoweredSpec) -> str:
+    from .torch_network import NetworkEmitter
+
+    body = CodeWriter()
+    for n in lowered.neurons.values():
+        NeuronEmitter(n, body).emit()
+    for net in lowered.networks.values():
+        NetworkEmitter(net, lowered, body).emit()
+    text = body.text()
+
     o = CodeWriter()
     neurons = ", ".join(lowered.neurons) or "none"
     networks = ", ".join(lowered.networks) or "none"
@@ -382,24 +456,9 @@ def emit_module(lowered: ir.LoweredSpec) -> str:
     o.line()
     o.line("import torch")
     o.line("from torch import nn")
+    for name, helper in HELPERS.items():
+        if re.search(rf"\b{name}\(", text):
+            o.blank(2)
+            o.lines.extend(helper.strip("\n").split("\n"))
     o.blank(2)
-    o.line("def _tensor(value) -> torch.Tensor:")
-    with o.indent():
-        o.docstring("A param value as a tensor of the default float dtype (or its own, if already a tensor).")
-        o.line("if isinstance(value, torch.Tensor):")
-        with o.indent():
-            o.line("return value.detach().clone()")
-        o.line("return torch.tensor(float(value), dtype=torch.get_default_dtype())")
-    o.blank(2)
-    o.line("def _heaviside(x: torch.Tensor) -> torch.Tensor:")
-    with o.indent():
-        o.line("return (x > 0).to(x.dtype)")
-    o.blank(2)
-    for n in lowered.neurons.values():
-        NeuronEmitter(n, o).emit()
-    from .torch_network import NetworkEmitter
-
-    for net in lowered.networks.values():
-        NetworkEmitter(net, lowered, o).emit()
-    return o.text()
-
+    return o.text() + "\n" + text if text.strip() else o.text()

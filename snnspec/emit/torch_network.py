@@ -18,24 +18,58 @@ from .writer import CodeWriter, literal
 
 
 class UnsupportedOp(Exception):
-    """An op the PyTorch backend does not print yet; reported as a diagnostic by the caller."""
+    """Something the PyTorch backend does not print (yet); reported as a diagnostic by the caller."""
 
-    def __init__(self, op: str, path: ir.LPath):
-        super().__init__(f"'{op}' is not supported by the torch backend yet")
-        self.op = op
+    def __init__(self, what: str, path: ir.LPath, reason: str = "is not supported by the torch backend yet"):
+        super().__init__(f"'{what}' {reason}")
+        self.op = what
         self.path = path
 
 
 @dataclass
 class OpContext:
-    """What an op printer needs: the path's module name, and whether tensors carry a time axis."""
+    """What an op printer needs to know about where it is printed."""
 
-    module: str | None
-    time_axis: bool
+    attr: str | None  # the module attribute holding this op's weights, if it has one
+    time_axis: bool  # tensors are [T, batch, ...]; else [batch, ...] (one step, or a static input)
+    at_step: bool  # inside a step loop: state that lives across steps goes into `setup`
+    setup: list[str]  # lines to run once before the step loop
+    local: Namer
+    like: str  # a tensor whose dtype and device new tensors take
+
+
+def _spatial(op: ir.LOp) -> int:
+    return len(op.in_shape) - 1
 
 
 def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"self.{ctx.module}({value})"
+    return f"self.{ctx.attr}({value})"
+
+
+def _per_sample(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    """Convolution and normalisation see [T*batch, C, ...] in one call when there is a time axis."""
+    return f"_fold_time(self.{ctx.attr}, {value})" if ctx.time_axis else f"self.{ctx.attr}({value})"
+
+
+def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    kind = "max" if op.name == "maxpool" else "avg"
+    fn = f"nn.functional.{kind}_pool{_spatial(op)}d"
+    k = int(op.args["kernel"])
+    text = f"_fold_time({fn}, {value}, {k})" if ctx.time_axis else f"{fn}({value}, {k})"
+    return f"{text} * {literal(k ** _spatial(op))}" if op.name == "sumpool" else text
+
+
+def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return _per_sample(op, value, ctx)
+
+
+def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    if ctx.at_step:  # one mask per sequence: drawn before the loop
+        mask = ctx.local.fresh(f"{ctx.attr}_mask")
+        shape = ", ".join(["batch", *map(str, op.in_shape)])
+        ctx.setup.append(f"{mask} = self.{ctx.attr}.draw(({shape}), {ctx.like})")
+        return f"self.{ctx.attr}({value}, mask={mask})"
+    return f"self.{ctx.attr}({value}, time_axis={ctx.time_axis})"
 
 
 def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -43,17 +77,56 @@ def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value} * self.{ctx.module}"
+    return f"{value} * self.{ctx.attr}"
 
 
 def _flatten(op: ir.LOp, value: str, ctx: OpContext) -> str:
     return f"{value}.flatten({2 if ctx.time_axis else 1})"
 
 
+def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    steps = int(op.args["steps"])
+    if ctx.at_step:
+        buffer = ctx.local.fresh("delay_buffer")
+        ctx.setup.append(f"{buffer} = []")
+        return f"_delayed({buffer}, {value}, {steps})"
+    return f"_shift({value}, {steps})"
+
+
+def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return f"_lateral({value}, {literal(float(op.args['w']))}, {2 if ctx.time_axis else 1})"
+
+
 OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
-    "dense": _dense, "scale": _scale, "one_to_one": _one_to_one, "flatten": _flatten,
+    "dense": _dense, "conv1d": _per_sample, "conv2d": _per_sample, "maxpool": _pool, "avgpool": _pool,
+    "sumpool": _pool, "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
+    "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
-TIME_INVARIANT = {"dense", "scale", "one_to_one", "flatten"}  # the same result for a repeated input
+# ops that give the same result for an input repeated over time (a `direct` input's path made
+# of these is computed once, on [batch, ...], and repeated)
+TIME_INVARIANT = {"dense", "scale", "one_to_one", "flatten", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool",
+                  "dropout"}
+WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  # ops held by a module attribute
+
+
+def op_module(op: ir.LOp) -> str:
+    """The constructor of the module (or parameter) an op holds."""
+    a = op.args
+    if op.name == "dense":
+        bias = "" if a.get("bias", True) else ", bias=False"
+        return f"nn.Linear({literal(op.in_shape[0])}, {literal(op.out_shape[0])}{bias})"
+    if op.name in ("conv1d", "conv2d"):
+        bias = "" if a.get("bias", True) else ", bias=False"
+        return (f"nn.Conv{op.name[-2:]}({literal(op.in_shape[0])}, {literal(int(a['channels']))}, "
+                f"kernel_size={literal(int(a['kernel']))}, stride={literal(int(a['stride']))}, "
+                f"padding={literal(int(a['padding']))}{bias})")
+    if op.name == "batchnorm":
+        kind = "2d" if len(op.in_shape) == 3 else "1d"
+        return (f"nn.BatchNorm{kind}({literal(op.in_shape[0])}, momentum={literal(float(a['momentum']))}, "
+                f"eps={literal(float(a['eps']))})")
+    if op.name == "dropout":
+        return f"SequenceDropout({literal(float(a['p']))})"
+    return f"nn.Parameter(torch.ones({tuple(op.in_shape)!r}))"
 
 
 class NetworkEmitter:
@@ -65,11 +138,12 @@ class NetworkEmitter:
         attrs = Namer({"steps", "dt"})
         self.layer_attr = {la.name: attrs(la.name) for la in net.layers}
         self.input_arg = {i.name: py_name(i.name) for i in net.inputs}
-        self.path_attr: dict[int, str] = {}
+        self.op_attr: dict[tuple[int, int], str] = {}
         for p in net.paths:
-            weighted = [op for op in p.ops if op.name in ("dense", "one_to_one")]
-            if weighted:
-                self.path_attr[p.index] = attrs(f"{p.src}_{p.dst}")
+            held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
+            for k in held:
+                suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
+                self.op_attr[(p.index, k)] = attrs(f"{p.src}_{p.dst}{suffix}")
         self.layers = {la.name: la for la in net.layers}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
         local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", *self.input_arg.values()})
@@ -106,6 +180,14 @@ class NetworkEmitter:
             for op in p.ops:
                 if op.name not in OP_PRINTERS:
                     raise UnsupportedOp(op.name, p)
+                if op.name == "batchnorm" and self.per_step(p):
+                    raise UnsupportedOp("batchnorm", p, "normalises over batch and time, so it cannot sit on a "
+                                                        "path computed step by step inside a recurrent group")
+
+    def per_step(self, p: ir.LPath) -> bool:
+        """Whether a path is computed inside a step loop (its source is in its target's group)."""
+        return any(p.src in g and p.dst in g for g in self.net.groups if len(g) > 1 or
+                   self.layers[g[0]].step_major)
 
     def emit_output_tuple(self) -> None:
         o = self.out
@@ -148,18 +230,13 @@ class NetworkEmitter:
                 o.line(f"self.{self.layer_attr[la.name]} = {class_name(neuron.name)}({tuple(la.shape)!r}, "
                        f"dt=self.dt{kw})", self.src(la.line))
             for p in net.paths:
-                if p.index not in self.path_attr:
-                    continue
-                attr = self.path_attr[p.index]
-                op = next(op for op in p.ops if op.name in ("dense", "one_to_one"))
-                if op.name == "dense":
-                    bias = "" if op.args.get("bias", True) else ", bias=False"
-                    o.line(f"self.{attr} = nn.Linear({literal(op.in_shape[0])}, {literal(op.out_shape[0])}{bias})",
-                           self.src(p.line))
-                else:
-                    o.line(f"self.{attr} = nn.Parameter(torch.ones({tuple(op.in_shape)!r}))", self.src(p.line))
-                if p.frozen:
-                    o.line(f"self.{attr}.requires_grad_(False)")
+                for k, op in enumerate(p.ops):
+                    attr = self.op_attr.get((p.index, k))
+                    if attr is None:
+                        continue
+                    o.line(f"self.{attr} = {op_module(op)}", self.src(p.line))
+                    if p.frozen and op.name != "dropout":
+                        o.line(f"self.{attr}.requires_grad_(False)")
         o.blank()
 
     # -- forward
@@ -219,23 +296,23 @@ class NetworkEmitter:
         return (p.src in inputs and inputs[p.src].encoding == "direct"
                 and all(op.name in TIME_INVARIANT for op in p.ops))
 
-    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool) -> str:
-        """The current a path delivers: over all steps (`time_axis`) or at step i of a loop."""
+    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, setup: list[str] | None = None) -> str:
+        """The current a path delivers: over all steps (`time_axis`) or at step i of a loop.
+
+        Lines that must run once before a step loop (delay buffers, dropout masks) go to `setup`.
+        """
         inputs = {i.name for i in self.net.inputs}
+        static = self.static_path(p)
         if p.src in inputs:
-            if self.static_path(p):
-                value = self.input_arg[p.src]
-            else:
-                value = self.v(p.src, "seq") + ("[i]" if at_step else "")
+            value = self.input_arg[p.src] if static else self.v(p.src, "seq") + ("[i]" if at_step else "")
         else:
             value = self.v(p.src, p.src_var, "" if time_axis else "_now")
-        ctx = OpContext(self.path_attr.get(p.index), time_axis and not self.static_path(p))
-        for op in p.ops:
+        like = self.input_arg[self.net.inputs[0].name]
+        for k, op in enumerate(p.ops):
+            ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
+                            setup if setup is not None else [], self.local, like)
             value = OP_PRINTERS[op.name](op, value, ctx)
-        if self.static_path(p) and (time_axis or at_step):
-            value = f"({value}).unsqueeze(0).expand(steps, -1{', -1' * (len(p.ops[-1].out_shape))})" if time_axis \
-                else value
-        return value
+        return f"_repeat({value}, steps)" if static and time_axis else value
 
     def currents(self, layer: str, time_axis: bool, paths: list[ir.LPath], at_step: bool = False) -> list[str]:
         """One expression per neuron input of `layer`: the sum of its paths plus the input's default."""
@@ -300,38 +377,50 @@ class NetworkEmitter:
             o.line(f"{self.local(layer + '_state')} = self.{attr}.init_state(batch)")
             o.line(f"{self.v(layer, 'spike', '_now')} = torch.zeros_like({self.local(layer + '_state')}[0])")
             o.line(f"{self.local(layer + '_history')} = []")
+        setup: list[str] = []
+        loop = CodeWriter()
+        loop.level = o.level + 1
+        self.emit_step_loop(group, outside, setup, loop)
+        for line in setup:
+            o.line(line)
         o.line("for i in range(steps):")
-        with o.indent():
-            for layer in group:
-                neuron = self.neurons[layer]
-                fields = state_fields(neuron)
-                state = self.local(layer + "_state")
-                for var in self.needed_in_loop(layer, group):
-                    if var != "spike":
-                        o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
-                paths = [p for p in self.net.paths if p.dst == layer]
-                terms_by_input = []
-                for inp in neuron.inputs:
-                    terms = []
-                    for p in paths:
-                        if p.dst_input != inp.var:
-                            continue
-                        terms.append(f"{outside[p.index]}[i]" if p.index in outside
-                                     else self.path_value(p, False, True))
-                    default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
-                    if default:
-                        terms.append(literal(default))
-                    terms_by_input.append(" + ".join(terms) if terms else f"torch.zeros_like({state}[0])")
-                spike = self.v(layer, "spike", "_now")
-                o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
-                       f"{self.local(layer + '_params')}, {', '.join(terms_by_input)}, {state})")
-                o.line(f"{self.local(layer + '_history')}.append(({spike}, {state}))")
+        o.lines.extend(loop.lines)
+        for line, source in loop.source_map.items():
+            o.source_map[line + len(o.lines) - len(loop.lines)] = source
         for layer in group:
             fields = state_fields(self.neurons[layer])
             history = self.local(layer + "_history")
             o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
             for var in sorted(self.needed(layer) - {"spike"}):
                 o.line(f"{self.v(layer, var)} = torch.stack([h[1].{fields[var]} for h in {history}])")
+
+    def emit_step_loop(self, group: tuple[str, ...], outside: dict[int, str], setup: list[str],
+                       o: CodeWriter) -> None:
+        """The body of a step-major loop over time, for the layers of `group` in order."""
+        for layer in group:
+            neuron = self.neurons[layer]
+            fields = state_fields(neuron)
+            state = self.local(layer + "_state")
+            for var in self.needed_in_loop(layer, group):
+                if var != "spike":
+                    o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
+            paths = [p for p in self.net.paths if p.dst == layer]
+            terms_by_input = []
+            for inp in neuron.inputs:
+                terms = []
+                for p in paths:
+                    if p.dst_input != inp.var:
+                        continue
+                    terms.append(f"{outside[p.index]}[i]" if p.index in outside
+                                 else self.path_value(p, False, True, setup))
+                default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+                if default:
+                    terms.append(literal(default))
+                terms_by_input.append(" + ".join(terms) if terms else f"torch.zeros_like({state}[0])")
+            spike = self.v(layer, "spike", "_now")
+            o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
+                   f"{self.local(layer + '_params')}, {', '.join(terms_by_input)}, {state})")
+            o.line(f"{self.local(layer + '_history')}.append(({spike}, {state}))")
 
     def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> set[str]:
         return {p.src_var for p in self.net.paths if p.src == layer and p.dst in group}
