@@ -15,6 +15,7 @@ from .. import __version__, ir
 from ..expr import format_expr, names
 from .names import Namer, py_name
 from .printer import Printer
+from .torch_fused import FusedEmitter
 from .writer import CodeWriter, literal
 
 
@@ -74,6 +75,7 @@ class NeuronEmitter:
         self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
         self.printer = Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"},
                                arrays=set(self.locals))
+        self.fused = self.make_fused()
 
     def _all_exprs(self) -> list[ir.Expr]:
         n = self.n
@@ -92,7 +94,21 @@ class NeuronEmitter:
         self.emit_tuples()
         if self.n.spike is not None:
             self.emit_spike_function()
+        if self.fused is not None:
+            self.fused.emit_forward(self.out)
+            self.out.blank(2)
+            self.fused.emit_backward(self.out)
+            self.out.blank(2)
+            self.fused.emit_function(self.out)
         self.emit_module()
+
+    def make_fused(self) -> FusedEmitter | None:
+        """The fused (numba) recurrence for this neuron, if its step allows one."""
+        grad = {p.name for p in self.n.params if p.learnable} | self.live_params()
+        fused = FusedEmitter(self.n, self.cls, [*self.state_fields, *(
+            [("refractory_left", self.refrac_field)] if self.refrac_field else [])], self.refrac_field,
+            self.inputs, self.param_fields, grad)
+        return fused if fused.eligible else None
 
     def emit_tuples(self) -> None:
         o = self.out
@@ -191,6 +207,8 @@ class NeuronEmitter:
                     o.line(f'self.register_buffer("{code}", {code})')
             if not n.params:
                 o.line('self.register_buffer("reference", torch.zeros(()), persistent=False)')
+            if self.fused is not None:
+                o.line("self.fused = True  # run() uses the fused kernels when numba is available")
             if self.refrac_field:
                 assert n.refractory is not None
                 o.line(f"self.refractory_steps = round(float({init_printer(n.refractory)}) / dt)")
@@ -355,6 +373,14 @@ class NeuronEmitter:
             o.line("if state is None:")
             with o.indent():
                 o.line(f"state = self.init_state({first}.shape[1])")
+            if self.fused is not None:
+                o.line(f"if self.fused and _fusable({first}):")
+                with o.indent():
+                    steps = "self.refractory_steps" if self.refrac_field else "0"
+                    o.line(f"out, *rest = {self.cls}Run.apply(self.dt, {steps}, record, {args}, *state, *p)")
+                    n_fields = len(self.state_fields) + (1 if self.refrac_field else 0)
+                    o.line(f"final = {self.cls}State(*rest[:{n_fields}])")
+                    o.line(f"return out, final, {self.cls}State(*rest[{n_fields}:]) if record else None")
             o.line("outputs, states = [], []")
             o.line(f"for i in range({first}.shape[0]):")
             with o.indent():
@@ -370,6 +396,32 @@ class NeuronEmitter:
 
 
 HELPERS = {
+    "_fusable": '''
+try:
+    import numba
+except ImportError:  # neurons then run their plain step loop, which gives the same numbers
+    numba = None
+
+FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
+_KERNELS: dict = {}
+
+
+def _fusable(x: torch.Tensor) -> bool:
+    """Whether a fused kernel can run on `x`: numba is importable and the data is on the CPU."""
+    return FUSED and numba is not None and x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _compiled(kernel):
+    """The numba-compiled kernel, compiled on first use."""
+    if kernel not in _KERNELS:
+        _KERNELS[kernel] = numba.njit(cache=False)(kernel)
+    return _KERNELS[kernel]
+
+
+def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
+    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
+    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
+''',
     "_tensor": '''
 def _tensor(value) -> torch.Tensor:
     """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
