@@ -14,7 +14,7 @@ import re
 from .. import __version__, ir
 from ..expr import format_expr, names
 from .names import Namer, py_name
-from .printer import Printer
+from .printer import PRODUCT, Printer
 from .torch_fused import FusedEmitter
 from .writer import CodeWriter, literal
 
@@ -64,10 +64,12 @@ class NeuronEmitter:
         self.uses_spiked = any(x.id == "spiked" for e in self._all_exprs() for x in names(e))
         if self.uses_spiked:
             self.state_fields.append(("spiked", fields("spiked")))
-        self.refrac_field = fields("refractory_left") if n.refractory is not None and n.spike else None
+        self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
         self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
         self.uses_t = any(x.id == "t" for e in self._all_exprs() for x in names(e))
-        local = Namer({"p", "state", "t", "dt", "spike", "gate"})
+        # the fixed locals of step() and run(), so that no input, state or let takes their names
+        local = Namer({"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
+                       "final", "stacked"})
         self.inputs = [(i.var, local(i.var)) for i in n.inputs]
         self.locals = {name: local(name) for name, _ in self.state_fields}
         self.locals.update({spec: code for spec, code in self.inputs})
@@ -305,7 +307,8 @@ class NeuronEmitter:
             for var in held:
                 if var in old:
                     # the state tuple still holds the value before this step
-                    o.line(f"{self.locals[var]} = torch.where(active, {self.locals[var]}, state.{dict(self.state_fields)[var]})")
+                    before = f"state.{dict(self.state_fields)[var]}"
+                    o.line(f"{self.locals[var]} = torch.where(active, {self.locals[var]}, {before})")
         result = []
         if n.spike is None:
             first = self.state_fields[0][0] if self.state_fields else None
@@ -324,7 +327,8 @@ class NeuronEmitter:
         for spec, _code in self.state_fields:
             result.append("spike" if spec == "spiked" else self.locals[spec])
         if self.refrac_field:
-            o.line("refractory_left = torch.where(gate > 0, float(self.refractory_steps), refractory_left - 1)")
+            fired = "gate" if n.reset is not None else "spike.detach()"
+            o.line(f"refractory_left = torch.where({fired} > 0, float(self.refractory_steps), refractory_left - 1)")
             result.append("refractory_left")
         o.line(f"return {spike_code}, {self.cls}State({', '.join(result)})")
 
@@ -335,7 +339,9 @@ class NeuronEmitter:
             var = self.locals[u.var]
             v = u.value
             if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
-                values.append((var, f"{var} {v.op} gate * {self.printer.print(v.right)[0] if self.printer.print(v.right)[1] > 2 else '(' + self.printer(v.right) + ')'}", u.line))
+                right, prec = self.printer.print(v.right)
+                right = right if prec > PRODUCT else f"({right})"
+                values.append((var, f"{var} {v.op} gate * {right}", u.line))
             else:
                 values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
         if len(values) == 1:
@@ -414,7 +420,7 @@ def _fusable(x: torch.Tensor) -> bool:
 def _compiled(kernel):
     """The numba-compiled kernel, compiled on first use."""
     if kernel not in _KERNELS:
-        _KERNELS[kernel] = numba.njit(cache=False)(kernel)
+        _KERNELS[kernel] = numba.njit(cache=False, parallel=True)(kernel)
     return _KERNELS[kernel]
 
 

@@ -15,8 +15,9 @@ from .names import Namer
 from .printer import Printer
 from .writer import CodeWriter
 
-_KERNEL_NAMES = {"T", "M", "N", "t", "m", "n", "dt", "steps", "record", "math", "numba", "torch", "out", "saved",
-                 "rec", "active", "now", "gate", "spike", "x", "gx", "gs", "tau_steps"}
+_KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba", "torch", "out", "saved",
+                 "rec", "active", "now", "gate", "spike", "x", "gx", "gs", "tau_steps",
+                 "g_out", "g_rec"}
 
 
 def _times(weight: str, factor: str) -> str:
@@ -139,7 +140,7 @@ class FusedEmitter:
             args.append(self.arr["spiked"])
         if self.refractory:
             args.append("counter")
-        args += [self.arr[p] for p in self.params] + ["dt", "steps", "out", "saved", "rec", "active"]
+        args += [self.arr[p] for p in self.params] + ["N", "dt", "steps", "out", "saved", "rec", "active"]
         o.line(f"def _{self.snake}_forward({', '.join(args)}):")
         with o.indent():
             o.docstring(f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
@@ -148,49 +149,54 @@ class FusedEmitter:
                         "with `rec` of nonzero length every state after the step, and `active` the\n"
                         "refractory mask.")
             o.line("T, M = out.shape")
-            o.line(f"N = {self.arr[self.params[0]]}.shape[0]" if self.params else "N = M")
-            o.line("for t in range(T):")
+            o.line("for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps")
             with o.indent():
-                if self.uses_t:
-                    o.line("now = t * dt")
-                o.line("for m in range(M):")
+                o.line("for t in range(T):")
                 with o.indent():
-                    o.line("n = m % N")
-                    self.load_params(o)
-                    for s in self.states:
-                        o.line(f"{self.v[s]} = {self.arr[s]}[m]")
-                    if self.uses_spiked:
-                        o.line(f"{self.v['spiked']} = {self.arr['spiked']}[m]")
-                    for i in self.inputs:
-                        o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
-                    self.updates(o)
-                    active = None
-                    if self.refractory:
-                        o.line("free = counter[m] <= 0.0")
-                        o.line("active[t, m] = 1 if free else 0")
-                        for s in self.reset_vars:
-                            o.line(f"{self.v[new(s)]} = {self.v[new(s)]} if free else {self.v[s]}")
-                        active = "free"
-                    for k, s in enumerate(self.states):
-                        o.line(f"saved[t, {k}, m] = {self.v[new(s)]}")
-                    self.post(o, active)
-                    for s, value in self.reset_values():
-                        o.line(f"{self.arr[s]}[m] = {value}")
-                    if self.uses_spiked:
-                        o.line(f"{self.arr['spiked']}[m] = spike")
-                    if self.refractory:
-                        o.line("counter[m] = steps if gate > 0.0 else counter[m] - 1.0")
-                    first = self.arr[self.states[0]] if self.states else "0.0"
-                    o.line(f"out[t, m] = {'spike' if self.n.spike is not None else first + '[m]'}")
-                    o.line("if rec.shape[0] > 0:")
+                    if self.uses_t:
+                        o.line("now = t * dt")
+                    o.line("for n in range(N):")
                     with o.indent():
-                        fields = [self.arr[s] for s in self.states]
-                        if self.uses_spiked:
-                            fields.append(self.arr["spiked"])
-                        if self.refractory:
-                            fields.append("counter")
-                        for k, name in enumerate(fields):
-                            o.line(f"rec[t, {k}, m] = {name}[m]")
+                        o.line("m = b * N + n")
+                        self.forward_body(o)
+
+    def forward_body(self, o: CodeWriter) -> None:
+        """One element of one step of the forward kernel."""
+        self.load_params(o)
+        for s in self.states:
+            o.line(f"{self.v[s]} = {self.arr[s]}[m]")
+        if self.uses_spiked:
+            o.line(f"{self.v['spiked']} = {self.arr['spiked']}[m]")
+        for i in self.inputs:
+            o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
+        self.updates(o)
+        active = None
+        if self.refractory:
+            o.line("free = counter[m] <= 0.0")
+            o.line("active[t, m] = 1 if free else 0")
+            for s in self.reset_vars:
+                o.line(f"{self.v[new(s)]} = {self.v[new(s)]} if free else {self.v[s]}")
+            active = "free"
+        for k, s in enumerate(self.states):
+            o.line(f"saved[t, {k}, m] = {self.v[new(s)]}")
+        self.post(o, active)
+        for s, value in self.reset_values():
+            o.line(f"{self.arr[s]}[m] = {value}")
+        if self.uses_spiked:
+            o.line(f"{self.arr['spiked']}[m] = spike")
+        if self.refractory:
+            o.line("counter[m] = steps if gate > 0.0 else counter[m] - 1.0")
+        first = self.arr[self.states[0]] if self.states else "0.0"
+        o.line(f"out[t, m] = {'spike' if self.n.spike is not None else first + '[m]'}")
+        o.line("if rec.shape[0] > 0:")
+        with o.indent():
+            fields = [self.arr[s] for s in self.states]
+            if self.uses_spiked:
+                fields.append(self.arr["spiked"])
+            if self.refractory:
+                fields.append("counter")
+            for k, name in enumerate(fields):
+                o.line(f"rec[t, {k}, m] = {name}[m]")
 
     def emit_backward(self, o: CodeWriter) -> None:
         """The reverse loop: adjoints `lam_*` of the states after each step walk back to the start."""
@@ -198,7 +204,7 @@ class FusedEmitter:
         ins = [self.arr[i] for i in self.inputs] if self.saves_inputs else []
         start = [self.arr[s] for s in self.states] + ([self.arr["spiked"]] if self.uses_spiked else [])
         lams = [self.lam[s] for s in self.states] + ([self.lam["spiked"]] if self.uses_spiked else [])
-        args = ins + start + [self.arr[p] for p in self.params] + ["dt", "saved", "active", "g_out", "g_rec"]
+        args = ins + start + [self.arr[p] for p in self.params] + ["N", "dt", "saved", "active", "g_out", "g_rec"]
         args += lams + [self.garr[i] for i in self.inputs] + [self.garr[p] for p in self.grad_params]
         o.line(f"def _{self.snake}_backward({', '.join(args)}):")
         with o.indent():
@@ -207,27 +213,32 @@ class FusedEmitter:
                         "the final states and leave as that of the initial ones. Gradients of the inputs\n"
                         "go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).")
             o.line("T, M = g_out.shape")
-            o.line(f"N = {self.arr[self.params[0]]}.shape[0]" if self.params else "N = M")
-            o.line("for t in range(T - 1, -1, -1):")
+            o.line("for b in numba.prange(M // N):  # batch rows in parallel")
             with o.indent():
-                if self.uses_t:
-                    o.line("now = t * dt")
-                o.line("for m in range(M):")
+                o.line("for t in range(T - 1, -1, -1):")
                 with o.indent():
-                    o.line("n = m % N")
-                    self.load_params(o)
-                    self.emit_old_values(o)
-                    for k, s in enumerate(self.states):
-                        o.line(f"{self.v[new(s)]} = saved[t, {k}, m]")
-                    if self.saves_inputs:
-                        for i in self.inputs:
-                            o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
-                    free = None
-                    if self.refractory:
-                        o.line("free = active[t, m] == 1")
-                        free = "free"
-                    self.post(o, free)
-                    self.emit_adjoint_step(o)
+                    if self.uses_t:
+                        o.line("now = t * dt")
+                    o.line("for n in range(N):")
+                    with o.indent():
+                        o.line("m = b * N + n")
+                        self.backward_body(o)
+
+    def backward_body(self, o: CodeWriter) -> None:
+        """One element of one step of the backward kernel, in reverse time."""
+        self.load_params(o)
+        self.emit_old_values(o)
+        for k, s in enumerate(self.states):
+            o.line(f"{self.v[new(s)]} = saved[t, {k}, m]")
+        if self.saves_inputs:
+            for i in self.inputs:
+                o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
+        free = None
+        if self.refractory:
+            o.line("free = active[t, m] == 1")
+            free = "free"
+        self.post(o, free)
+        self.emit_adjoint_step(o)
 
     def emit_old_values(self, o: CodeWriter) -> None:
         """The states before step t: the start values, or recomputed from the saved step t - 1."""
@@ -338,7 +349,7 @@ class FusedEmitter:
                 o.line(f"kernel = _compiled(_{snake}_forward)")
                 o.line(f"initial = [s.clone() for s in start]")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), "
-                       "*(p.numpy() for p in params), float(dt), float(steps), out.numpy(), saved.numpy(), "
+                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), "
                        "rec.numpy(), active.numpy())")
                 keep = "*flat, " if self.saves_inputs else ""
                 o.line(f"ctx.save_for_backward({keep}*initial, *params, saved, active)")
@@ -376,7 +387,7 @@ class FusedEmitter:
                 o.line(f"lams = g_final[:{real + (1 if self.uses_spiked else 0)}]")
                 o.line(f"kernel = _compiled(_{snake}_backward)")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), "
-                       "*(p.numpy() for p in params), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), "
+                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), "
                        "g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), "
                        "*(g.numpy() for g in g_params))")
                 o.line("g_start = [lam.reshape(shape) for lam in lams] + [None] * "
