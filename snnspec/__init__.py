@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
+import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -65,11 +68,40 @@ def generate(path: str | Path | None = None, backend: str = "torch", *, text: st
 
 def compile(path: str | Path | None = None, backend: str = "torch", *, text: str | None = None,  # noqa: A001
             name: str | None = None) -> types.ModuleType:
-    """Generate a spec's code and execute it as a module (named after the spec file)."""
+    """Generate a spec's code and import it as a module.
+
+    The source is written to a cache folder (`SNNSPEC_CACHE_DIR`, default `~/.cache/snnspec`),
+    named by its hash, and imported from there, so tracebacks show real lines and numba can cache
+    compiled kernels between runs. Where that folder is not writable the source runs from memory.
+    """
     source = generate(path, backend, text=text, name=name)
-    stem = Path(name or path or "spec").stem
-    module = types.ModuleType(f"snnspec_generated_{stem}")
+    stem = "".join(c if c.isalnum() else "_" for c in Path(name or path or "spec").stem)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    module_name = f"snnspec_generated_{stem}_{backend}_{digest}"
+    file = _cache_file(module_name, source)
+    if file is not None:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+            return module
+    module = types.ModuleType(module_name)
     module.__file__ = f"<snnspec {stem}.py>"
-    sys.modules[module.__name__] = module  # dataclasses and pickling look the module up
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up
     exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)
     return module
+
+
+def _cache_file(module_name: str, source: str) -> Path | None:
+    folder = Path(os.environ.get("SNNSPEC_CACHE_DIR") or Path.home() / ".cache" / "snnspec")
+    file = folder / f"{module_name}.py"
+    try:
+        if not file.is_file() or file.read_text(encoding="utf-8") != source:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source, encoding="utf-8")
+            os.replace(tmp, file)
+    except OSError:
+        return None
+    return file

@@ -418,9 +418,12 @@ def _fusable(x: torch.Tensor) -> bool:
 
 
 def _compiled(kernel):
-    """The numba-compiled kernel, compiled on first use."""
+    """The numba-compiled kernel, compiled on first use (and cached on disk when this file is)."""
     if kernel not in _KERNELS:
-        _KERNELS[kernel] = numba.njit(cache=False, parallel=True)(kernel)
+        try:
+            _KERNELS[kernel] = numba.njit(cache=True, parallel=True)(kernel)
+        except RuntimeError:  # no file to cache next to (source executed from a string)
+            _KERNELS[kernel] = numba.njit(parallel=True)(kernel)
     return _KERNELS[kernel]
 
 
@@ -507,16 +510,17 @@ def emit_module(lowered: ir.LoweredSpec) -> str:
                 f"Neurons: {neurons}.\nNetworks: {networks}.\n\n"
                 "Self-contained: imports only torch, math and typing.")
     o.line()
+    helpers = [helper for name, helper in HELPERS.items() if re.search(rf"\b{name}\(", text)]
     o.line("from __future__ import annotations")
     o.line()
-    o.line("import math")
+    if any(re.search(r"\bmath\.", code) for code in (text, *helpers)):
+        o.line("import math")
     o.line("from typing import NamedTuple")
     o.line()
     o.line("import torch")
     o.line("from torch import nn")
-    for name, helper in HELPERS.items():
-        if re.search(rf"\b{name}\(", text):
-            o.blank(2)
-            o.lines.extend(helper.strip("\n").split("\n"))
+    for helper in helpers:
+        o.blank(2)
+        o.lines.extend(helper.strip("\n").split("\n"))
     o.blank(2)
     return o.text() + "\n" + text if text.strip() else o.text()

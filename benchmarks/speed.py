@@ -1,0 +1,237 @@
+"""Speed and memory of generated SNNs against hand-written SNN libraries (issue: fused recurrences).
+
+Training step = forward + backward + Adam, cross-entropy on output spike counts, on the same
+random input spikes [T, B, in]. Peers, all run in this process (memory: one subprocess each):
+
+  GEMM floor     the same matmuls with no neuron dynamics
+  snnspec        the generated module (fused numba kernels when numba is importable)
+  snnspec plain  the same module stepping under autograd (FUSED = False)
+  snnTorch       Linear + snn.Leaky per step (tutorial style)
+  SpikingJelly   multi-step LIFNode (2.0: its default torch code path), layer.Linear in multi-step mode
+  Norse          LIFBoxCell per step (current-based LIF without synaptic current)
+
+Workloads (DESIGN.md): W1 784-1000-10 T=25 B=128; W2 700-128-20 T=500 B=32;
+memory on W3m 700-512-20 T=1000 B=64. Peers that are not installed are skipped
+(`pip install snntorch` / `pip install --no-deps spikingjelly norse`).
+
+    python benchmarks/speed.py                 # W1, W2 at T and 2T, then W3m memory
+    python benchmarks/speed.py --quick         # W1, W2 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import snnspec
+
+WORKLOADS = {"W1": (784, 1000, 10, 25, 128), "W2": (700, 128, 20, 500, 32), "W3m": (700, 512, 20, 1000, 64)}
+SPEC = """
+from "std/neurons.snn" import Leaky
+network MLP {{
+    input x[{0}] encode none
+    layer hidden = Leaky(beta = 0.95)[{1}]
+    layer out    = Leaky(beta = 0.95)[{2}]
+    x      -> dense -> hidden
+    hidden -> dense -> out
+    output out.spike count
+}}
+"""
+
+
+class GemmFloor(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(n_in, n_hidden), nn.Linear(n_hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x)).sum(0)
+
+
+class Snnspec(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, fused: bool = True):
+        super().__init__()
+        module = snnspec.compile(text=SPEC.format(n_in, n_hidden, n_out), name="bench_mlp.snn")
+        module.FUSED = fused
+        self.net = module.MLP()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).out_spike
+
+
+class SnnTorch(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        import snntorch as snn
+
+        self.fc1, self.fc2 = nn.Linear(n_in, n_hidden), nn.Linear(n_hidden, n_out)
+        self.lif1, self.lif2 = snn.Leaky(beta=0.95), snn.Leaky(beta=0.95)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        out = []
+        for t in range(x.shape[0]):
+            spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            out.append(spk2)
+        return torch.stack(out).sum(0)
+
+
+class SpikingJelly(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron
+
+        self.functional = functional
+        self.net = nn.Sequential(layer.Linear(n_in, n_hidden), neuron.LIFNode(step_mode="m"),
+                                 layer.Linear(n_hidden, n_out), neuron.LIFNode(step_mode="m"))
+        functional.set_step_mode(self.net, "m")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.functional.reset_net(self.net)
+        return self.net(x).sum(0)
+
+
+class Norse(nn.Module):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        import norse.torch as norse
+
+        self.fc1, self.fc2 = nn.Linear(n_in, n_hidden), nn.Linear(n_hidden, n_out)
+        self.lif1, self.lif2 = norse.LIFBoxCell(), norse.LIFBoxCell()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s1 = s2 = None
+        out = []
+        for t in range(x.shape[0]):
+            z1, s1 = self.lif1(self.fc1(x[t]), s1)
+            z2, s2 = self.lif2(self.fc2(z1), s2)
+            out.append(z2)
+        return torch.stack(out).sum(0)
+
+
+PEERS: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "GEMM floor": GemmFloor,
+    "snnspec": Snnspec,
+    "snnspec plain": lambda a, b, c: Snnspec(a, b, c, fused=False),
+    "snnTorch": SnnTorch,
+    "SpikingJelly": SpikingJelly,
+    "Norse": Norse,
+}
+
+
+def trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def available(names: list[str], dims: tuple[int, int, int]) -> dict[str, nn.Module]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = PEERS[name](*dims)
+        except ImportError as err:
+            print(f"  ({name} skipped: {err})")
+    return out
+
+
+def time_workload(name: str, scale_t: int, repeats: int, peers: list[str]) -> dict[str, float]:
+    n_in, n_hidden, n_out, T, B = WORKLOADS[name]
+    T *= scale_t
+    torch.manual_seed(0)
+    x = (torch.rand(T, B, n_in) < 0.1).float()
+    y = torch.randint(0, n_out, (B,))
+    steps = {k: trainer(m, x, y) for k, m in available(peers, (n_in, n_hidden, n_out)).items()}
+    for fn in steps.values():  # warm up (compiles numba kernels on the first call)
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            if k in ("snnTorch", "Norse", "snnspec plain", "SpikingJelly") and len(times[k]) >= max(3, repeats // 3):
+                continue  # slow peers: fewer repeats
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def memory_child(peer: str, name: str) -> None:
+    """Run in a subprocess: the peak RSS a training step adds, in MiB."""
+    n_in, n_hidden, n_out, T, B = WORKLOADS[name]
+    torch.manual_seed(0)
+    x = (torch.rand(T, B, n_in) < 0.1).float()
+    y = torch.randint(0, n_out, (B,))
+    step = trainer(PEERS[peer](n_in, n_hidden, n_out), x, y)
+    if peer.startswith("snnspec"):  # compile the kernels on a small input first
+        small = (torch.rand(2, B, n_in) < 0.1).float()
+        trainer(PEERS[peer](n_in, n_hidden, n_out), small, y)()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peer": peer, "mib": (after - before) / 1024}))
+
+
+def memory(name: str, peers: list[str]) -> dict[str, float]:
+    out = {}
+    for peer in peers:
+        proc = subprocess.run([sys.executable, __file__, "--memory-child", peer, name], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  ({peer} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})")
+            continue
+        out[peer] = json.loads(proc.stdout.strip().splitlines()[-1])["mib"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="W1 and W2 at T only, no memory")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--peers", nargs="+", default=list(PEERS))
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms per training step")
+    for name in ("W1", "W2"):
+        results = {1: time_workload(name, 1, args.repeats, args.peers)}
+        if not args.quick:
+            results[2] = time_workload(name, 2, max(3, args.repeats // 2), args.peers)
+        n_in, n_hidden, n_out, T, B = WORKLOADS[name]
+        print(f"\n{name}: {n_in}-{n_hidden}-{n_out}, T={T}, B={B}")
+        floor = results[1]["GEMM floor"]
+        for peer, ms in results[1].items():
+            line = f"  {peer:<14} {ms:9.1f} ms  x{ms / floor:6.2f} floor"
+            if 2 in results and peer in results[2]:
+                ms2 = results[2][peer]
+                line += f"   | T={2 * T}: {ms2:9.1f} ms  x{ms2 / results[2]['GEMM floor']:6.2f} floor, x{ms2 / ms:4.2f} time"
+            print(line)
+    if not args.quick:
+        mem = memory("W3m", args.peers)
+        n_in, n_hidden, n_out, T, B = WORKLOADS["W3m"]
+        print(f"\nW3m memory: {n_in}-{n_hidden}-{n_out}, T={T}, B={B}; peak RSS added by one training step")
+        floor = mem.get("GEMM floor")
+        for peer, mib in mem.items():
+            ratio = f"x{mib / floor:5.2f} floor" if floor else ""
+            print(f"  {peer:<14} {mib:8.0f} MiB  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
