@@ -74,10 +74,13 @@ class _Checker:
                     self.diags.error(f"'{name}' is not declared in '{imp.path}'", span,
                                      did_you_mean(name, source) or f"it declares: {', '.join(source) or 'nothing'}")
                     continue
-                if name in imported or (name in table and table[name] is not source[name]):
-                    where = f"imported from '{imported[name]}'" if name in imported else "declared in this file"
-                    self.diags.error(f"'{name}' is imported twice" if name in imported else f"'{name}' is both {where} and imported",
-                                     span, "rename one of them, or import only one")
+                if name in imported:
+                    self.diags.error(f"'{name}' is imported twice", span,
+                                     f"it is already imported from '{imported[name]}'; import it once")
+                    continue
+                if name in table and table[name] is not source[name]:
+                    self.diags.error(f"'{name}' is both declared in this file and imported", span,
+                                     "rename one of them, or import only one")
                     continue
                 table[name] = source[name]
                 imported[name] = imp.path

@@ -42,7 +42,7 @@ def network_dt(net: ir.Network, uses_units: bool, diags: Diagnostics) -> tuple[f
     if net.dt is None:
         return (1e-3, True) if uses_units else (1.0, False)
     dim = dim_of(net.dt, Scope({}, "dt"), diags)
-    value = constant(net.dt, {}, diags, "dt")
+    value = constant(net.dt, {}, diags, "dt") if dim is not None else None
     if dim is None or value is None:
         return (1e-3, True) if uses_units else (1.0, False)
     if dim != TIME and not dim.dimensionless:
@@ -239,7 +239,8 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
     dst = path.dst
     if dst.name not in kinds:
         layers = [k for k, v in kinds.items() if v == "layer"]
-        diags.error(f"unknown layer '{dst.name}'", dst.span, did_you_mean(dst.name, layers) or _known("the layers", layers))
+        diags.error(f"unknown layer '{dst.name}'", dst.span,
+                    did_you_mean(dst.name, layers) or _known("the layers", layers))
         ok = False
     elif kinds[dst.name] == "input":
         diags.error(f"a path cannot end in input '{dst.name}'", dst.span, "paths end in a layer")
@@ -440,7 +441,11 @@ def train_settings(train: ir.Train, diags: Diagnostics) -> ir.Model:
                 diags.error(f"{key} '{ref.name}' has no argument '{a.name}'", a.span,
                             did_you_mean(a.name, values) or f"its arguments: {', '.join(values) or 'none'}")
                 continue
-            value = constant(a.value, {}, diags, f"'{a.name}'")
+            dim = dim_of(a.value, Scope({}, f"an argument of {ref.name}"), diags)
+            if dim is not None and not dim.dimensionless:
+                diags.error(f"'{a.name}' of {ref.name} must be dimensionless, got {dim_name(dim)}", a.value.span)
+                continue
+            value = constant(a.value, {}, diags, f"'{a.name}'") if dim is not None else None
             if value is not None:
                 values[a.name] = value
         settings[key] = ref.name

@@ -1,4 +1,4 @@
-"""The command line: `snnspec check | show | schema | build ...` (typer, rich for output)."""
+"""The command line: `snnspec check | show | schema | build | train | simulate` (typer, rich for output)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,104 @@ def ir_schema() -> dict[str, object]:
     from pydantic import TypeAdapter
 
     return TypeAdapter(ir.Spec | ir.LoweredSpec).json_schema()
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from .emit import BackendError
+    from .train.data import DataError
+    from .train.losses import LossError
+    from .train.model import SetupError
+
+    return DataError, LossError, SetupError, BackendError
+
+
+@app.command()
+def train(
+    file: FileArg,
+    network: Annotated[str | None, typer.Option("--network", "-n", help="The network to train (default: the "
+                                                "only one in FILE).", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="'digits' (scikit-learn's bundled 8x8 "
+                                             "digits, the default), a Keras-layout .npz (several joined by "
+                                             "commas) or a folder of IDX files.", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's train block).", min=1,
+                                               show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size over all processes (default: the spec's).",
+                                              min=1, show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the spec's).", show_default=False)] = None,
+    loss: Annotated[str | None, typer.Option(help="ce_rate, ce_count, mse_count, ce_max_mem or first_spike "
+                                             "(default: the spec's).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, the data order and the encodings.", min=0)] = 0,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for metrics.json and "
+                                                 "checkpoint.pt (default: runs/NETWORK).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Train a spec's network on real data: progress, metrics.json and checkpoints in --out.
+
+    Data parallel: torchrun --nproc_per_node=2 -m snnspec train FILE ... (one data shard per process).
+    """
+    from .train.loop import TrainConfig
+    from .train.loop import train as run_training
+
+    config = TrainConfig(spec=file, network=network, data=data, epochs=epochs, batch=batch, lr=lr, loss=loss,
+                         seed=seed, out=out_dir, resume=resume, device=device)
+    try:
+        run_training(config)
+    except SpecError as e:
+        _print_diagnostics(e.diagnostics)
+        raise typer.Exit(1) from None
+    except _user_errors() as e:
+        if hasattr(e, "diagnostics"):
+            _print_diagnostics(e.diagnostics)
+        else:
+            err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; the last checkpoint is intact: run again with --resume to continue", markup=False)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def simulate(
+    file: FileArg,
+    network: Annotated[str | None, typer.Option("--network", "-n", help="The network (default: the only one).",
+                                                show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Number of steps (default: the spec's).", min=1,
+                                              show_default=False)] = None,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="'random', a .npy sample, or a data source "
+                                              "as for train ('digits', .npz, IDX folder; --index picks the test "
+                                              "sample). Default: digits if they fit the input, else random.",
+                                              show_default=False)] = None,
+    index: Annotated[int, typer.Option(help="Which test sample of a data source.", min=0)] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(help="Weights from a snnspec train checkpoint.pt "
+                                                    "(default: the spec's initialisation).",
+                                                    show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", "-p", help="Save a figure (PNG, SVG, PDF) here.",
+                                              show_default=False)] = None,
+    neurons: Annotated[int, typer.Option(help="Membrane traces per layer in the figure.", min=1)] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the encodings.", min=0)] = 0,
+) -> None:
+    """Run a network on one sample: print spike counts per layer, plot rasters and membranes."""
+    from .train.simulate import format_counts
+    from .train.simulate import plot as save_plot
+    from .train.simulate import simulate as run_simulation
+
+    try:
+        sim = run_simulation(file, network=network, steps=steps, source=input, index=index,
+                             checkpoint=checkpoint, seed=seed)
+        out.print(format_counts(sim), markup=False)
+        if plot is not None:
+            save_plot(sim, plot, neurons=neurons)
+            err.print(f"wrote {plot}", markup=False)
+    except SpecError as e:
+        _print_diagnostics(e.diagnostics)
+        raise typer.Exit(1) from None
+    except _user_errors() as e:
+        if hasattr(e, "diagnostics"):
+            _print_diagnostics(e.diagnostics)
+        else:
+            err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

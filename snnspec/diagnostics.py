@@ -70,8 +70,8 @@ def _source_line(span: Span, sources: Mapping[str, str]) -> str | None:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
-    lines = text.splitlines()
-    return lines[span.line - 1] if 0 < span.line <= len(lines) else None
+    lines = text.split("\n")  # as the lexer counts lines: not at form feeds or other breaks splitlines knows
+    return lines[span.line - 1].rstrip("\r") if 0 < span.line <= len(lines) else None
 
 
 def render(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
@@ -88,7 +88,8 @@ def render(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None 
                 width = max(1, (s.end_column - s.column) if s.end_line == s.line else len(source) - s.column + 1)
                 lines.append(f"{gutter} |")
                 lines.append(f"{s.line} | {source}")
-                lines.append(f"{gutter} | {' ' * (s.column - 1)}{'^' * width}")
+                pad = "".join(c if c == "\t" else " " for c in source[:s.column - 1])  # tabs line up as in the source
+                lines.append(f"{gutter} | {pad}{'^' * width}")
         if d.hint:
             lines.append(f"  = hint: {d.hint}")
         blocks.append("\n".join(lines))

@@ -86,6 +86,8 @@ def evaluate(expr: ir.Expr, env: Mapping[str, float]) -> float:
 
 def _evaluate(expr: ir.Expr, env: Mapping[str, float]) -> float:
     if isinstance(expr, ir.Num):
+        if expr.unit is not None and expr.unit not in UNITS:
+            raise EvalError(f"unknown unit '{expr.unit}'")
         return si_value(expr.value, expr.unit)
     if isinstance(expr, ir.Name):
         if expr.id in env:

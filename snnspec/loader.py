@@ -60,7 +60,7 @@ def load_program(path: str | Path | None, diags: Diagnostics, text: str | None =
         assert path is not None
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: undecodable text, or a NUL in the path
             diags.error(f"cannot read '{root_name}': {getattr(err, 'strerror', None) or err}", None)
             return program
     _load(program, root_name, text, [], diags)
@@ -93,7 +93,7 @@ def _load_file(program: Program, path: Path, stack: list[str], diags: Diagnostic
     name = display_name(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: undecodable text, or a NUL in the path
         what = "no such file" if isinstance(err, FileNotFoundError) else (getattr(err, "strerror", None) or str(err))
         hint = "paths are relative to the importing file; `std/...` names the standard library"
         diags.error(f"cannot import '{imp.path if imp else name}': {what}", imp.span if imp else None, hint)

@@ -7,6 +7,7 @@ tree is checked first: a deeply nested expression is a diagnostic, never a Recur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
@@ -68,7 +69,7 @@ def _span_at(file: str, line: int, column: int, width: int = 1) -> ir.Span:
 
 def _open_brackets(text: str, line: int, column: int) -> bool:
     """Whether a `(` or `[` is still open at `line:column`, counting from the start of that line."""
-    lines = text.splitlines()
+    lines = text.split("\n")
     before = lines[line - 1][:column - 1].split("#")[0] if 0 < line <= len(lines) else ""
     return before.count("(") + before.count("[") > before.count(")") + before.count("]")
 
@@ -95,6 +96,24 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str, di
         diags.error("unexpected end of file", _span_at(file, err.line if err.line > 0 else 1, 1))
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _keyword_as_name(err: lark.exceptions.UnexpectedInput) -> bool:
+    """Read a keyword met where it cannot stand but a name can (`clip <- ...` in a neuron) as that name.
+
+    The contextual lexer takes the keywords of every block after a line break, so without this a
+    neuron could not have a state named `clip`, `loss` or `pre`. Returns whether parsing can resume.
+    """
+    if not isinstance(err, lark.exceptions.UnexpectedToken) or "NAME" not in err.expected:
+        return False
+    tok = err.token
+    if tok.type in ("NAME", "$END") or not _NAME.fullmatch(str(tok)):
+        return False
+    err.interactive_parser.feed_token(Token.new_borrow_pos("NAME", str(tok), tok))
+    return True
+
+
 def _depth(tree: Tree) -> int:
     """The deepest nesting of subtrees, without recursion."""
     deepest, stack = 0, [(tree, 1)]
@@ -108,7 +127,7 @@ def _depth(tree: Tree) -> int:
 def parse(text: str, file: str, diags: Diagnostics) -> ir.Module | None:
     """Parse one file. Syntax errors go to `diags` (and give None)."""
     try:
-        tree = parser().parse(text)
+        tree = parser().parse(text, on_error=_keyword_as_name)
     except lark.exceptions.UnexpectedInput as err:
         _syntax_error(err, text, file, diags)
         return None

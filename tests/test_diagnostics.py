@@ -136,6 +136,26 @@ def test_names_that_start_like_keywords(name: str) -> None:
     assert snnspec.check(text=text, name="kw.snn") == []
 
 
+@pytest.mark.parametrize("name", ["clip", "loss", "batch", "pre", "post", "syn", "grad", "smooth", "modulator"])
+def test_another_blocks_keyword_as_a_name(name: str) -> None:
+    """A keyword is reserved only where it can stand: a neuron may have a state named `clip` (regression)."""
+    text = f"neuron A {{\n    state v = 0\n    state {name} = 0\n    {name} <- {name} + I\n    v <- v + {name}\n}}\n"
+    assert snnspec.check(text=text, name="kw.snn") == []
+
+
+def test_keywords_as_layer_names() -> None:
+    text = ('from "std/neurons.snn" import Leaky\nnetwork N {\n    steps = 2\n    input x[3] encode rate\n'
+            "    layer pre = Leaky[3]\n    layer post = Leaky[3]\n    x -> dense -> pre\n    pre -> dense -> post\n"
+            "    post -> dense -> pre\n    output post.spike count\n}\n")
+    assert snnspec.check(text=text, name="kw.snn") == []
+
+
+def test_a_keyword_where_a_name_cannot_stand_is_still_an_error() -> None:
+    text = "neuron A {\n    state v = 0\n    state <- 1\n}\n"
+    errors = [d for d in snnspec.check(text=text, name="kw.snn") if d.severity == "error"]
+    assert [(d.message, d.span.line, d.span.column) for d in errors if d.span] == [("unexpected '<-'", 3, 11)]
+
+
 def test_a_keyword_prefix_in_a_rule_block() -> None:
     text = ("rule R {\n    pre state x = 0\n    post state y = 0\n    syn state presyn = 0\n"
             "    presyn <- presyn + x\n    on pre { x += 1 }\n    on post { y += 1 }\n}\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "jax")
 
 
 class BackendError(SpecError):
@@ -16,9 +16,15 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     if backend not in BACKENDS:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
                                        hint=f"use one of: {', '.join(BACKENDS)}")])
-    from .torch import emit_module
     from .torch_network import UnsupportedOp
 
+    if backend == "jax":
+        from .jax import emit_module
+    else:
+        from .torch import emit_module
+    clashes = class_clashes(lowered)
+    if clashes:
+        raise BackendError(clashes)
     try:
         return emit_module(lowered)
     except UnsupportedOp as e:
@@ -28,3 +34,25 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         raise BackendError([Diagnostic(message=f"{e} (network '{net.name}')", span=span,
                                        hint="convolution, pooling, normalisation, dropout, delays, lateral "
                                             "inhibition and plasticity are planned")]) from None
+
+
+# the module-level names generated for each neuron and network, after its class name
+_CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output")}
+
+
+def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:
+    """Neurons and networks whose generated classes would share a name (`leaky` and `Leaky`, or a
+    neuron `AState` next to the state tuple of a neuron `A`): one would silently replace the other."""
+    from .torch import class_name
+
+    owners: dict[str, str] = {}
+    diags = []
+    for kind, names in (("neuron", lowered.neurons), ("network", lowered.networks)):
+        for name in names:
+            owner = f"{kind} '{name}'"
+            for suffix in _CLASS_SUFFIXES[kind]:
+                cls = class_name(name) + suffix
+                if owners.setdefault(cls, owner) != owner:
+                    diags.append(Diagnostic(message=f"{owner} and {owners[cls]} would both generate the Python "
+                                                    f"class '{cls}'", hint="rename one of them"))
+    return diags

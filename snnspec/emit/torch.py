@@ -438,6 +438,11 @@ def _tensor(value) -> torch.Tensor:
         return value.detach().clone()
     return torch.tensor(float(value), dtype=torch.get_default_dtype())
 ''',
+    "_batch_mean": '''
+def _batch_mean(w: torch.Tensor) -> torch.Tensor:
+    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
+    return w.mean(0) if w.dim() == 3 else w
+''',
     "_heaviside": '''
 def _heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)

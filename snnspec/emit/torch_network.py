@@ -8,10 +8,12 @@ closed by a recurrent path run step-major, in one loop over time. Ops are printe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import ir
+from ..expr import names as expr_names
 from .names import Namer, py_name
 from .torch import class_name
 from .writer import CodeWriter, literal
@@ -73,7 +75,8 @@ def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value} * {literal(float(op.args['value']))}"
+    factor = float(op.args["value"])
+    return value if factor == 1 else f"{value} * {literal(factor)}"  # `scale(1)`: an identity shortcut
 
 
 def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -137,7 +140,10 @@ class NetworkEmitter:
         self.cls = class_name(net.name)
         attrs = Namer({"steps", "dt"})
         self.layer_attr = {la.name: attrs(la.name) for la in net.layers}
-        self.input_arg = {i.name: py_name(i.name) for i in net.inputs}
+        # locals of `forward`: the fixed names it prints, then the input arguments, then `scoped` names
+        self.local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", "fire", "ticks", "previous"})
+        self.input_arg = {i.name: self.local(i.name) for i in net.inputs}
+        self.scoped_names: dict[tuple[str, ...], str] = {}
         self.op_attr: dict[tuple[int, int], str] = {}
         for p in net.paths:
             held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
@@ -146,20 +152,20 @@ class NetworkEmitter:
                 self.op_attr[(p.index, k)] = attrs(f"{p.src}_{p.dst}{suffix}")
         self.layers = {la.name: la for la in net.layers}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
-        local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", *self.input_arg.values()})
-        self.var_name: dict[tuple[str, str], str] = {}
-        self.local = local
         self.out_fields = Namer()
 
     def src(self, line: int | None) -> tuple[str, int | None]:
         return (self.net.file, line)
 
+    def scoped(self, base: str, *key: str) -> str:
+        """The local of `forward` for `key`: named after `base`, never shared with another key."""
+        if key not in self.scoped_names:
+            self.scoped_names[key] = self.local.fresh(base)
+        return self.scoped_names[key]
+
     def v(self, layer: str, var: str, suffix: str = "") -> str:
         """The local holding `layer.var` (a sequence [T, ...] or, in a step loop, one step)."""
-        key = (layer, var + suffix)
-        if key not in self.var_name:
-            self.var_name[key] = self.local(f"{layer}_{var}{suffix}")
-        return self.var_name[key]
+        return self.scoped(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
 
     def emit(self) -> None:
         self.check_supported()
@@ -247,10 +253,9 @@ class NetworkEmitter:
         with o.indent():
             sequences = [i for i in net.inputs if i.encoding in ("none", "delta")]
             first = self.input_arg[(sequences or list(net.inputs))[0].name]
-            if sequences:
-                o.line(f"steps, batch = {first}.shape[0], {first}.shape[1]")
-            else:
-                o.line(f"steps, batch = self.steps, {first}.shape[0]")
+            sizes = {"steps": f"{first}.shape[0]" if sequences else "self.steps",
+                     "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
+            header = len(o.lines)
             for inp in net.inputs:
                 self.emit_encoding(inp)
             for group in net.groups:
@@ -258,6 +263,13 @@ class NetworkEmitter:
                     self.emit_layer_major(group[0])
                 else:
                     self.emit_step_major(group)
+            # `steps` and `batch` only where the body reads them (no unused locals)
+            body = "\n".join(o.lines[header:])
+            used = [name for name in sizes if re.search(rf"\b{name}\b", body)]
+            if used:
+                line = f"{', '.join(used)} = {', '.join(sizes[u] for u in used)}"
+                o.lines.insert(header, o.indent_unit * o.level + line)
+                o.source_map = {k + (k > header): v for k, v in o.source_map.items()}
             fields = []
             for out in net.outputs:
                 seq = self.v(out.layer, out.var)
@@ -314,26 +326,40 @@ class NetworkEmitter:
             value = OP_PRINTERS[op.name](op, value, ctx)
         return f"_repeat({value}, steps)" if static and time_axis else value
 
-    def currents(self, layer: str, time_axis: bool, paths: list[ir.LPath], at_step: bool = False) -> list[str]:
-        """One expression per neuron input of `layer`: the sum of its paths plus the input's default."""
+    def currents(self, layer: str, time_axis: bool, paths: list[ir.LPath], at_step: bool = False
+                 ) -> list[list[tuple[str, int | None]]]:
+        """Per neuron input of `layer`, the terms summed into it: (expression, spec line) for each
+        path, then the input's default."""
         neuron = self.neurons[layer]
         shape = self.layers[layer].shape
         out = []
         for inp in neuron.inputs:
-            terms = [self.path_value(p, time_axis, at_step) for p in paths if p.dst_input == inp.var]
+            terms = [(self.path_value(p, time_axis, at_step), p.line) for p in paths if p.dst_input == inp.var]
             default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
             if default:
-                terms.append(literal(default))
+                terms.append((literal(default), inp.line))
             if not terms or (len(terms) == 1 and default):
                 lead = "steps, batch" if time_axis else "batch"
                 ref = f"self.{self.layer_attr[layer]}.init_state(1)[0]"
-                terms.insert(0, f"torch.zeros(({lead}, *{tuple(shape)!r}), dtype={ref}.dtype, device={ref}.device)")
-            out.append(" + ".join(terms))
+                zeros = f"torch.zeros(({lead}, *{tuple(shape)!r}), dtype={ref}.dtype, device={ref}.device)"
+                terms.insert(0, (zeros, None))
+            out.append(terms)
         return out
 
-    def needed(self, layer: str) -> set[str]:
-        """The variables of `layer` read after its own group (by paths or outputs), besides spike."""
-        wanted = {p.src_var for p in self.net.paths if p.src == layer}
+    def emit_sum(self, o: CodeWriter, target: str, terms: list[tuple[str, int | None]], file: str) -> None:
+        """`target = a + b + ...`: one term per line, each with its spec line, when there are several."""
+        if len(terms) == 1:
+            o.line(f"{target} = {terms[0][0]}", (file, terms[0][1]))
+            return
+        o.line(f"{target} = (")
+        with o.indent():
+            for k, (term, line) in enumerate(terms):
+                o.line(f"{'+ ' if k else ''}{term}", (file, line))
+        o.line(")")
+
+    def needed(self, layer: str, outside_of: tuple[str, ...] = ()) -> set[str]:
+        """The variables of `layer` that outputs read, or paths to layers not in `outside_of`."""
+        wanted = {p.src_var for p in self.net.paths if p.src == layer and p.dst not in outside_of}
         wanted |= {o.var for o in self.net.outputs if o.layer == layer}
         return wanted
 
@@ -345,15 +371,14 @@ class NetworkEmitter:
         o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all {'steps'} at once")
         currents = self.currents(layer, True, paths)
         names = []
-        for inp, value in zip(self.neurons[layer].inputs, currents):
-            name = self.local(f"{layer}_{inp.var}")
-            line = paths[0].line if paths else None
-            o.line(f"{name} = {value}", self.src(line))
+        for inp, terms in zip(self.neurons[layer].inputs, currents, strict=True):
+            name = self.scoped(f"{layer}_{inp.var}", "current", layer, inp.var)
+            self.emit_sum(o, name, terms, self.net.file)
             names.append(name)
         states = self.needed(layer) - {"spike"}
         record = bool(states)
         spike = self.v(layer, "spike")
-        rec = self.local(f"{layer}_record") if record else "_"
+        rec = self.scoped(f"{layer}_record", "record", layer) if record else "_"
         o.line(f"{spike}, _, {rec} = self.{attr}.run({', '.join(names)}{', record=True' if record else ''})")
         neuron = self.neurons[layer]
         fields = state_fields(neuron)
@@ -368,15 +393,20 @@ class NetworkEmitter:
         for layer in group:
             for p in self.net.paths:
                 if p.dst == layer and p.src not in members:
-                    name = self.local(f"{p.src}_{layer}_current")
+                    name = self.scoped(f"{p.src}_{layer}_current", "path", str(p.index))
                     o.line(f"{name} = {self.path_value(p, True, False)}", self.src(p.line))
                     outside[p.index] = name
         for layer in group:
             attr = self.layer_attr[layer]
-            o.line(f"{self.local(layer + '_params')} = self.{attr}.params()")
-            o.line(f"{self.local(layer + '_state')} = self.{attr}.init_state(batch)")
-            o.line(f"{self.v(layer, 'spike', '_now')} = torch.zeros_like({self.local(layer + '_state')}[0])")
-            o.line(f"{self.local(layer + '_history')} = []")
+            state = self.scoped(f"{layer}_state", "state", layer)
+            fields = state_fields(self.neurons[layer])
+            o.line(f"{self.scoped(f'{layer}_params', 'params', layer)} = self.{attr}.params()")
+            o.line(f"{state} = self.{attr}.init_state(batch)")
+            # what paths inside the group read: a recurrent path sees zero at the first step
+            for var in self.needed_in_loop(layer, group):
+                like = f"{state}[0]" if var == "spike" else f"{state}.{fields[var]}"
+                o.line(f"{self.v(layer, var, '_now')} = torch.zeros_like({like})")
+            o.line(f"{self.scoped(f'{layer}_history', 'history', layer)} = []")
         setup: list[str] = []
         loop = CodeWriter()
         loop.level = o.level + 1
@@ -389,41 +419,63 @@ class NetworkEmitter:
             o.source_map[line + len(o.lines) - len(loop.lines)] = source
         for layer in group:
             fields = state_fields(self.neurons[layer])
-            history = self.local(layer + "_history")
-            o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
-            for var in sorted(self.needed(layer) - {"spike"}):
+            history = self.scoped(f"{layer}_history", "history", layer)
+            after = self.needed(layer, outside_of=group)
+            if "spike" in after:
+                o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
+            for var in sorted(after - {"spike"}):
                 o.line(f"{self.v(layer, var)} = torch.stack([h[1].{fields[var]} for h in {history}])")
 
     def emit_step_loop(self, group: tuple[str, ...], outside: dict[int, str], setup: list[str],
                        o: CodeWriter) -> None:
-        """The body of a step-major loop over time, for the layers of `group` in order."""
+        """The body of a step-major loop over time, for the layers of `group` in order.
+
+        A layer's `_now` values are updated right after its step, so a path from a layer declared
+        earlier in the group reads this step's value and a recurrent path the previous step's.
+        """
         for layer in group:
             neuron = self.neurons[layer]
             fields = state_fields(neuron)
-            state = self.local(layer + "_state")
-            for var in self.needed_in_loop(layer, group):
-                if var != "spike":
-                    o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
+            state = self.scoped(f"{layer}_state", "state", layer)
             paths = [p for p in self.net.paths if p.dst == layer]
             terms_by_input = []
             for inp in neuron.inputs:
-                terms = []
-                for p in paths:
-                    if p.dst_input != inp.var:
-                        continue
-                    terms.append(f"{outside[p.index]}[i]" if p.index in outside
-                                 else self.path_value(p, False, True, setup))
+                mine = [p for p in paths if p.dst_input == inp.var]
+                terms = [(f"{outside[p.index]}[i]" if p.index in outside else self.path_value(p, False, True, setup),
+                          p.line) for p in mine]
                 default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
                 if default:
-                    terms.append(literal(default))
-                terms_by_input.append(" + ".join(terms) if terms else f"torch.zeros_like({state}[0])")
+                    terms.append((literal(default), inp.line))
+                if not terms or (len(terms) == 1 and mine and mine[0].index in outside):
+                    # nothing, or one current computed before the loop (and traced there)
+                    terms_by_input.append(terms[0][0] if terms else f"torch.zeros_like({state}[0])")
+                    continue
+                # a path computed in the loop: its current gets a line of its own, traced to the spec
+                name = self.scoped(f"{layer}_{inp.var}_now", "current_now", layer, inp.var)
+                self.emit_sum(o, name, terms, self.net.file)
+                terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
+            t = ", i * self.dt" if uses_t(neuron) else ""
             o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
-                   f"{self.local(layer + '_params')}, {', '.join(terms_by_input)}, {state})")
-            o.line(f"{self.local(layer + '_history')}.append(({spike}, {state}))")
+                   f"{self.scoped(f'{layer}_params', 'params', layer)}, {', '.join(terms_by_input)}, {state}{t})")
+            o.line(f"{self.scoped(f'{layer}_history', 'history', layer)}.append(({spike}, {state}))")
+            for var in self.needed_in_loop(layer, group):
+                if var != "spike":
+                    o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
 
-    def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> set[str]:
-        return {p.src_var for p in self.net.paths if p.src == layer and p.dst in group}
+    def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:
+        """The variables of `layer` that paths inside its group read, sorted (generated code is deterministic)."""
+        return sorted({p.src_var for p in self.net.paths if p.src == layer and p.dst in group})
+
+
+def uses_t(neuron: ir.LNeuron) -> bool:
+    """Whether a neuron's step reads the built-in `t` (time since the start of the run)."""
+    exprs = [u.value for u in (*neuron.lets, *neuron.updates)]
+    if neuron.spike is not None:
+        exprs.append(neuron.spike.x)
+    if neuron.reset is not None:
+        exprs += [u.value for u in neuron.reset.updates]
+    return any(x.id == "t" for e in exprs for x in expr_names(e))
 
 
 def state_fields(neuron: ir.LNeuron) -> dict[str, str]:

@@ -77,7 +77,10 @@ class Exact:
         if P is not None:  # only decaying exponentials already: a light tidy suffices
             new = P[:n, :n] * X + P[:n, n]
             return {x: _collect_linear(new[i], variables) for i, x in enumerate(system.states)}
-        P = (M * system.dt).exp()
+        try:
+            P = (M * system.dt).exp()
+        except (NotImplementedError, sympy.matrices.exceptions.MatrixError) as err:  # no Jordan form found
+            raise CannotIntegrate("sympy finds no closed form for its matrix exponential") from err
         new = P[:n, :n] * X + P[:n, n]
         roots = {p.base for p in A.atoms(sympy.Pow) if not p.exp.is_Integer}
         return {x: _tidy_linear(_real(new[i], roots), variables) for i, x in enumerate(system.states)}

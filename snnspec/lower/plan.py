@@ -73,7 +73,7 @@ def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
                         line=la.span.line if la.span else None) for la in net.layers]
     groups = step_major_groups([la.name for la in layers], paths)
     in_cycle = {name for g in groups for name in g if len(g) > 1}
-    in_cycle |= {p.dst for p in paths if p.recurrent}
+    in_cycle |= {p.dst for p in paths if p.recurrent or p.learn}  # plastic weights change every step
     layers = [la.model_copy(update={"step_major": la.name in in_cycle}) for la in layers]
     return ir.LNetwork(
         name=net.name, file=net.span.file if net.span else spec.file, dt=dt, dt_has_unit=dt_is_time,

@@ -1,0 +1,569 @@
+"""The JAX backend: prints a lowered spec as one self-contained Python module of pure functions.
+
+It prints the same lowered IR as the PyTorch backend (`torch.py`), through the same expression
+`Printer` with a `jnp` function table, and mirrors its structure line for line, so the two give
+the same numbers. Per neuron: a `NamedTuple` of its state and of its params, a `jax.custom_jvp`
+spike (exact 0/1 forward, the derived surrogate gradient as its derivative) and a namespace class
+of static functions: `init` (param values, as the torch module holds them), `params` (ranges
+applied, derived params recomputed), `init_state`, `step` (one step) and `run` (`lax.scan` over
+time). Networks are printed by `jax_network.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import __version__, ir
+from ..expr import format_expr, names
+from .names import Namer, py_name
+from .printer import Printer
+from .torch import class_name
+from .writer import CodeWriter, literal
+
+
+def _call(fn: str) -> object:
+    return lambda a, _flags: f"{fn}({', '.join(a)})"
+
+
+def _min_max(kind: str) -> object:
+    def emit(a: list[str], flags: list[bool]) -> str:
+        if all(flags):
+            return f"jnp.{kind}imum({a[0]}, {a[1]})"
+        array, other = (a[0], a[1]) if flags[0] else (a[1], a[0])
+        return f"_clamp({array}, {'hi' if kind == 'min' else 'lo'}={other})"
+
+    return emit
+
+
+def _clip(a: list[str], flags: list[bool]) -> str:
+    return f"_clamp({a[0]}, {a[1]}, {a[2]})"
+
+
+# the torch table's functions, with torch's gradients: clamps pass the gradient at their bounds
+# (`torch.clamp` is inclusive; `jnp.clip` would halve it there), min/max of two arrays split it
+JAX_FUNCTIONS = {
+    **{fn: _call(f"jnp.{fn}") for fn in ("exp", "log", "sqrt", "abs", "sign", "tanh", "sin", "cos")},
+    "atan": _call("jnp.arctan"), "sigmoid": _call("jax.nn.sigmoid"), "erf": _call("lax.erf"),
+    "min": _min_max("min"), "max": _min_max("max"), "clip": _clip,
+    "heaviside": lambda a, _f: f"_heaviside({a[0]})",
+    "detach": lambda a, _f: f"lax.stop_gradient({a[0]})",
+}
+
+# locals of the generated neuron functions that spec names must not take
+_NEURON_LOCALS = {"p", "state", "t", "dt", "spike", "gate", "active", "zeros", "refractory_left", "values", "params",
+                  "shape", "batch", "dtype", "record", "body", "carry", "xs", "out", "outputs", "stacked", "steps",
+                  "refractory_steps", "jax", "jnp", "lax", "math"}
+
+
+def spike_name(cls: str) -> str:
+    return f"_{cls}_spike"
+
+
+class NeuronEmitter:
+    """Prints one lowered neuron: its state and params tuples, spike function and namespace."""
+
+    def __init__(self, n: ir.LNeuron, out: CodeWriter):
+        self.n = n
+        self.out = out
+        self.cls = class_name(n.name)
+        fields = Namer()
+        self.state_fields = [(s.var, fields(s.var)) for s in n.states]
+        self.uses_spiked = any(x.id == "spiked" for e in self._all_exprs() for x in names(e))
+        if self.uses_spiked:
+            self.state_fields.append(("spiked", fields("spiked")))
+        self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
+        self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
+        self.uses_t = uses_t(n)
+        local = Namer(_NEURON_LOCALS)
+        self.inputs = [(i.var, local(i.var)) for i in n.inputs]
+        self.locals = {name: local(name) for name, _ in self.state_fields}
+        self.locals.update({spec: code for spec, code in self.inputs})
+        self.locals.update({x.var: local(x.var) for x in n.lets})
+        self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
+        # `t` may be traced (inside `lax.scan`), so it is printed as an array, never with `math`
+        self.printer = Printer(JAX_FUNCTIONS, {**self.locals, "dt": "dt", "t": "t"}, arrays={*self.locals, "t"})
+
+    def _all_exprs(self) -> list[ir.Expr]:
+        n = self.n
+        exprs = [u.value for u in (*n.updates, *n.lets)]
+        if n.spike:
+            exprs += [n.spike.x, n.spike.grad]
+        if n.reset:
+            exprs += [u.value for u in n.reset.updates]
+        return exprs
+
+    def src(self, line: int | None) -> tuple[str, int | None]:
+        return (self.n.file, line)
+
+    def emit(self) -> None:
+        self.emit_tuples()
+        if self.n.spike is not None:
+            self.emit_spike_function()
+        self.emit_namespace()
+
+    def emit_tuples(self) -> None:
+        o = self.out
+        o.line(f"class {self.cls}State(NamedTuple):")
+        with o.indent():
+            o.docstring(f"The state of a `{self.cls}` layer, one array of shape [batch, *shape] each.")
+            for _spec, code in self.state_fields:
+                o.line(f"{code}: jax.Array")
+            if self.refrac_field:
+                o.line(f"{self.refrac_field}: jax.Array")
+            if not self.state_fields and not self.refrac_field:
+                o.line("pass")
+        o.blank(2)
+        o.line(f"class {self.cls}Params(NamedTuple):")
+        with o.indent():
+            o.docstring(f"The params of a `{self.cls}` layer in SI units, clamped to their ranges.")
+            for _spec, code in self.param_fields:
+                o.line(f"{code}: jax.Array")
+            if not self.param_fields:
+                o.line("pass")
+        o.blank(2)
+
+    def spike_extra(self) -> list[str]:
+        spike = self.n.spike
+        assert spike is not None
+        return sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
+
+    def emit_spike_function(self) -> None:
+        spike = self.n.spike
+        assert spike is not None
+        o = self.out
+        extra = self.spike_extra()
+        grad_names = {spike.grad_var: "x", **{p: f"p_{py_name(p)}" for p in extra}}
+        printer = Printer(JAX_FUNCTIONS, {**grad_names, "dt": "dt"}, arrays=set(grad_names))
+        fn = spike_name(self.cls)
+        args = ", ".join(["x", *(grad_names[p] for p in extra)])
+        cmp = ">=" if spike.inclusive else ">"
+        o.line("@jax.custom_jvp")
+        o.line(f"def {fn}({args}):")
+        with o.indent():
+            o.docstring(f"The spike of `{self.cls}`: `heaviside(x {cmp} 0)`; its derivative is the surrogate "
+                        f"`{spike.surrogate}`:\n\n    d spike / d x = {format_expr(spike.grad)}")
+            o.line(f"return (x {cmp} 0).astype(x.dtype)")
+        o.blank(2)
+        o.line(f"@{fn}.defjvp")
+        o.line(f"def {fn}_jvp(primals, tangents):")
+        with o.indent():
+            o.line(f"{args}, = primals" if extra else "(x,) = primals")
+            o.line("x_dot = tangents[0]")
+            o.line(f"return {fn}({args}), x_dot * ({printer(spike.grad)})", self.src(spike.line))
+        o.blank(2)
+
+    def emit_namespace(self) -> None:
+        n, o = self.n, self.out
+        o.line(f"class {self.cls}:")
+        with o.indent():
+            lines = [f"Neuron `{n.name}` ({n.file}): pure functions, one step per `step`.", ""]
+            lines += [f"    {eq}" for eq in n.equations]
+            if n.method:
+                lines += ["", f"ODEs integrated by `{n.method}` over each step, inputs held constant."]
+            if n.method_note:
+                lines.append(f"Note: {n.method_note}.")
+            default_dt = "1 ms (dt in seconds)" if n.uses_units else "1 (dt counts steps)"
+            inputs = ", ".join(c for _s, c in self.inputs)
+            lines += ["", f"`init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the "
+                      "values a step uses;", f"`init_state(params, batch, shape)`, `step(params, {inputs}, state)`, "
+                      f"`run(params, {inputs}[T], state=None)`. Default dt {default_dt}."]
+            o.docstring("\n".join(lines))
+            o.blank()
+            o.line(f"dt = {literal(1e-3 if n.uses_units else 1.0)}")
+            o.blank()
+            self.emit_init()
+            self.emit_params()
+            self.emit_init_state()
+            self.emit_step()
+            self.emit_run()
+        o.blank(2)
+
+    def live_params(self) -> set[str]:
+        """Derived params that depend on a learnable one: recomputed from it, as in torch."""
+        learnable = {p.name for p in self.n.params if p.learnable}
+        live: set[str] = set()
+        for p in self.n.params:  # dependency order
+            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
+                live.add(p.name)
+        return live
+
+    def emit_init(self) -> None:
+        n, o = self.n, self.out
+        kwargs = "".join(f", {code}=None" for _s, code in self.param_fields)
+        o.line("@staticmethod")
+        o.line(f"def init(shape=(), *, dt=None, dtype=None{kwargs}) -> dict:")
+        with o.indent():
+            o.docstring("The param values of a layer of `shape`, as the torch module holds them: learnable params\n"
+                        "(per neuron ones of `shape`) and fixed ones; derived params of learnable ones are left out\n"
+                        "(recomputed by `params`) unless given.")
+            o.line(f"dt = {self.cls}.dt if dt is None else dt")
+            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+            env = {spec: code for spec, code in self.param_fields}
+            init_printer = Printer(JAX_FUNCTIONS, {**env, "dt": "dt"}, arrays=set(env))
+            live = self.live_params()
+            entries = []
+            for p in n.params:
+                code = env[p.name]
+                if p.name in live:
+                    entries.append((code, None))
+                    continue
+                o.line(f"{code} = {init_printer(p.default)} if {code} is None else {code}", self.src(p.line))
+                if p.learnable and p.per_neuron:
+                    entries.append((code, f"jnp.full(shape, {code}, dtype)"))
+                else:
+                    entries.append((code, f"jnp.asarray({code}, dtype)"))
+            o.line("values = {}")
+            for code, value in entries:
+                if value is None:
+                    o.line(f"if {code} is not None:")
+                    with o.indent():
+                        o.line(f'values["{code}"] = jnp.asarray({code}, dtype)')
+                else:
+                    o.line(f'values["{code}"] = {value}')
+            o.line("return values")
+        o.blank()
+
+    def emit_params(self) -> None:
+        n, o = self.n, self.out
+        o.line("@staticmethod")
+        o.line(f"def params(values=None, *, dt=None) -> {self.cls}Params:")
+        with o.indent():
+            o.docstring("The params a step uses, from `values` (a dict; missing ones take their defaults):\n"
+                        "ranges applied, derived params recomputed.")
+            env = {spec: code for spec, code in self.param_fields}
+            if n.params:
+                o.line(f"dt = {self.cls}.dt if dt is None else dt")
+                o.line("values = {} if values is None else values")
+            printer = Printer(JAX_FUNCTIONS, {**env, "dt": "dt"}, arrays=set(env))
+            for p in n.params:
+                code = env[p.name]
+                o.line(f'{code} = values["{code}"] if "{code}" in values else {printer(p.default)}', self.src(p.line))
+                if p.low is not None and p.high is not None:
+                    o.line(f"{code} = _clamp({code}, {printer(p.low)}, {printer(p.high)})", self.src(p.line))
+            o.line(f"return {self.cls}Params({', '.join(code for _s, code in self.param_fields)})")
+        o.blank()
+
+    def resolve_line(self) -> None:
+        self.out.line(f"p = params if isinstance(params, {self.cls}Params) else {self.cls}.params(params, dt=dt)")
+
+    def emit_init_state(self) -> None:
+        n, o = self.n, self.out
+        o.line("@staticmethod")
+        o.line(f"def init_state(params, batch: int, shape=(), *, dt=None, dtype=None) -> {self.cls}State:")
+        with o.indent():
+            o.docstring("The state at the start of a run, for `batch` samples of a layer of `shape`.")
+            inits = [s.value for s in n.states]
+            if any(x.id in dict(self.param_fields) for e in inits for x in names(e)):
+                o.line(f"dt = {self.cls}.dt if dt is None else dt")
+                self.resolve_line()
+            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+            o.line("zeros = jnp.zeros((batch, *shape), jnp.result_type(float) if dtype is None else dtype)")
+            values = []
+            for spec, _code in self.state_fields:
+                init = next((s.value for s in n.states if s.var == spec), ir.Num(value=0.0))
+                text = self.printer(init)
+                values.append("zeros" if text == "0" else f"zeros + {text}")
+            if self.refrac_field:
+                values.append("zeros")
+            o.line(f"return {self.cls}State({', '.join(values)})")
+        o.blank()
+
+    def emit_step(self) -> None:
+        n, o = self.n, self.out
+        args = ", ".join(code for _s, code in self.inputs)
+        o.line("@staticmethod")
+        o.line(f"def step(params, {args}, state: {self.cls}State, *, dt=None, t=0.0)"
+               f" -> tuple[jax.Array, {self.cls}State]:")
+        with o.indent():
+            o.docstring("One step from `state` with inputs " + ", ".join(f"`{c}`" for _s, c in self.inputs)
+                        + f"; `params` is a dict of values or a `{self.cls}Params`.")
+            o.line(f"dt = {self.cls}.dt if dt is None else dt")
+            self.resolve_line()
+            fields = [self.locals[s] for s, _c in self.state_fields]
+            if self.refrac_field:
+                fields.append("refractory_left")
+            if fields:
+                o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
+            for let in n.lets:
+                o.line(f"{self.locals[let.var]} = {self.printer(let.value)}", self.src(let.line))
+            updates = list(n.updates)
+            if len(updates) == 1:
+                u = updates[0]
+                o.line(f"{self.locals[u.var]} = {self.printer(u.value)}", self.src(u.line))
+            elif updates:
+                o.line(f"{', '.join(self.locals[u.var] for u in updates)} = (")
+                with o.indent():
+                    for u in updates:
+                        o.line(f"{self.printer(u.value)},", self.src(u.line))
+                o.line(")")
+            self.emit_spike_and_reset(updates)
+        o.blank()
+
+    def refractory_steps(self) -> str:
+        """`round(refractory / dt)`: a Python int when it is a number, else an array."""
+        assert self.n.refractory is not None
+        value = self.printer(self.n.refractory)
+        if self.printer.is_array(self.n.refractory):
+            return f"jnp.round(({value}) / dt)"
+        return f"float(round({value} / dt))"
+
+    def emit_spike_and_reset(self, updates: list[ir.Update]) -> None:
+        n, o = self.n, self.out
+        held = [u.var for u in n.reset.updates] if n.reset else []
+        if self.refrac_field:
+            o.line("active = refractory_left <= 0")
+            old = {s.var for s in updates}
+            for var in held:
+                if var in old:  # the state tuple still holds the value before this step
+                    o.line(f"{self.locals[var]} = jnp.where(active, {self.locals[var]}, "
+                           f"state.{dict(self.state_fields)[var]})")
+        result = []
+        if n.spike is None:
+            first = self.state_fields[0][0] if self.state_fields else None
+            spike_code = self.locals[first] if first else "None"
+        else:
+            spike = n.spike
+            extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in self.spike_extra())
+            o.line(f"spike = {spike_name(self.cls)}({self.printer(spike.x)}{extra_args})", self.src(spike.line))
+            if self.refrac_field:
+                o.line("spike = spike * active")
+            spike_code = "spike"
+            if n.reset is not None:
+                o.line(f"gate = {'spike' if n.reset.with_gradient else 'lax.stop_gradient(spike)'}")
+                self.emit_reset(n.reset)
+            elif self.refrac_field:
+                o.line("gate = lax.stop_gradient(spike)")
+        for spec, _code in self.state_fields:
+            result.append("spike" if spec == "spiked" else self.locals[spec])
+        if self.refrac_field:
+            o.line(f"refractory_left = jnp.where(gate > 0, {self.refractory_steps()}, refractory_left - 1)")
+            result.append("refractory_left")
+        o.line(f"return {spike_code}, {self.cls}State({', '.join(result)})")
+
+    def emit_reset(self, reset: ir.LReset) -> None:
+        o = self.out
+        values = []
+        for u in reset.updates:
+            var = self.locals[u.var]
+            v = u.value
+            if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
+                right, prec = self.printer.print(v.right)
+                values.append((var, f"{var} {v.op} gate * {right if prec > 2 else '(' + right + ')'}", u.line))
+            else:
+                values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
+        if len(values) == 1:
+            var, text, line = values[0]
+            o.line(f"{var} = {text}", self.src(line))
+        else:
+            o.line(f"{', '.join(v for v, _t, _l in values)} = (")
+            with o.indent():
+                for _v, text, line in values:
+                    o.line(f"{text},", self.src(line))
+            o.line(")")
+
+    def emit_run(self) -> None:
+        o = self.out
+        args = ", ".join(code for _s, code in self.inputs)
+        first = self.inputs[0][1]
+        o.line("@staticmethod")
+        o.line(f"def run(params, {args}, state: {self.cls}State | None = None, *, dt=None, record: bool = False):")
+        with o.indent():
+            o.docstring("All steps of inputs shaped [T, batch, *shape], by `lax.scan`. Returns the outputs stacked\n"
+                        "over time, the final state and, with `record`, every state stacked over time (else None).")
+            o.line(f"dt = {self.cls}.dt if dt is None else dt")
+            self.resolve_line()
+            o.line("if state is None:")
+            with o.indent():
+                o.line(f"state = {self.cls}.init_state(p, {first}.shape[1], {first}.shape[2:], dtype={first}.dtype)")
+            o.blank()
+            xs = [c for _s, c in self.inputs]
+            o.line("def body(state, xs):")
+            with o.indent():
+                unpacked = [*xs, "t"] if self.uses_t else xs
+                o.line(f"{', '.join(unpacked)}{',' if len(unpacked) == 1 else ''} = xs")
+                t_arg = ", t=t" if self.uses_t else ""
+                o.line(f"out, state = {self.cls}.step(p, {', '.join(xs)}, state, dt=dt{t_arg})")
+                o.line("return state, (out, state) if record else (out, None)")
+            o.blank()
+            seq = ", ".join(xs)
+            if self.uses_t:
+                seq += f", jnp.arange({first}.shape[0], dtype={first}.dtype) * dt"
+            o.line(f"state, (outputs, stacked) = lax.scan(body, state, ({seq},))")
+            o.line("return outputs, state, stacked")
+
+
+def uses_t(n: ir.LNeuron) -> bool:
+    exprs = [u.value for u in (*n.updates, *n.lets)]
+    if n.spike:
+        exprs += [n.spike.x]
+    if n.reset:
+        exprs += [u.value for u in n.reset.updates]
+    return any(x.id == "t" for e in exprs for x in names(e))
+
+
+HELPERS = {
+    "_heaviside": '''
+def _heaviside(x):
+    return (x > 0).astype(jnp.result_type(x, float))
+''',
+    "_clamp": '''
+def _clamp(x, lo=None, hi=None):
+    """`torch.clamp`: the gradient passes where lo <= x <= hi, bounds included; hi wins if lo > hi."""
+    if lo is not None:
+        x = jnp.where(x < lo, lo, x)
+    if hi is not None:
+        x = jnp.where(x > hi, hi, x)
+    return x
+''',
+    "_float_dtype": '''
+def _float_dtype(params):
+    """The floating dtype of a params pytree (the default float dtype if it holds none)."""
+    leaves = [a for a in jax.tree_util.tree_leaves(params) if jnp.issubdtype(jnp.result_type(a), jnp.floating)]
+    return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+''',
+    "_uniform": '''
+def _uniform(key, shape, bound, dtype):
+    """torch's default init for weights and biases: uniform on [-bound, bound]."""
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+''',
+    "_dense": '''
+def _dense(x, weight, bias=None):
+    """`nn.Linear`: x @ weight.T + bias, weight [out, in], over any leading axes."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
+''',
+    "_fold_time": '''
+def _fold_time(fn, x, *args):
+    """Apply a per-sample op to all steps at once: [T, batch, ...] as [T * batch, ...]."""
+    y = fn(x.reshape((-1, *x.shape[2:])), *args)
+    return y.reshape((*x.shape[:2], *y.shape[1:]))
+''',
+    "_conv": '''
+def _conv(x, weight, bias, stride, padding):
+    """`nn.Conv1d` / `nn.Conv2d` on [batch, C, ...] with weight [out, in, *kernel] (NCH / NCHW)."""
+    nd = weight.ndim - 2
+    layout = ("NCH", "OIH", "NCH") if nd == 1 else ("NCHW", "OIHW", "NCHW")
+    y = lax.conv_general_dilated(x, weight, (stride,) * nd, [(padding, padding)] * nd, dimension_numbers=layout)
+    return y if bias is None else y + bias.reshape((-1,) + (1,) * nd)
+''',
+    "_maxpool": '''
+def _maxpool(x, kernel, nd):
+    """`max_pool1d/2d(x, kernel)` over the last `nd` axes (stride = kernel, remainder dropped)."""
+    window = (1,) * (x.ndim - nd) + (kernel,) * nd
+    return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
+''',
+    "_avgpool": '''
+def _avgpool(x, kernel, nd):
+    """`avg_pool1d/2d(x, kernel)` over the last `nd` axes (stride = kernel, remainder dropped)."""
+    window = (1,) * (x.ndim - nd) + (kernel,) * nd
+    return lax.reduce_window(x, 0.0, lax.add, window, window, "VALID") / kernel ** nd
+''',
+    "_channel_mean": '''
+def _channel_mean(x, axis):
+    """The mean over every axis but `axis`, summed in blocks of about sqrt(n): XLA's CPU reductions
+    add serially, which loses ~1e-6 relative over a few hundred values (torch sums pairwise)."""
+    c = jnp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+    n = c.shape[1]
+    block = max(1, math.isqrt(n))
+    c = jnp.pad(c, ((0, 0), (0, -n % block)))
+    return c.reshape(c.shape[0], -1, block).sum(-1).sum(-1) / n
+''',
+    "_batchnorm": '''
+def _batchnorm(x, weight, bias, stats, axis, train, momentum, eps):
+    """`nn.BatchNorm1d/2d` with channels on `axis`, statistics over every other axis (batch and
+    time). Returns the output and the running statistics, updated in training as torch does
+    (momentum, unbiased variance) and unchanged in evaluation."""
+    mean, var, count = stats
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    if train:
+        n = x.size // x.shape[axis]
+        use_mean = _channel_mean(x, axis)
+        use_var = _channel_mean(jnp.square(x - use_mean.reshape(shape)), axis)
+        seen_mean, seen_var = lax.stop_gradient(use_mean), lax.stop_gradient(use_var)
+        stats = ((1 - momentum) * mean + momentum * seen_mean,
+                 (1 - momentum) * var + momentum * seen_var * (n / max(n - 1, 1)), count + 1)
+    else:
+        use_mean, use_var = mean, var
+    y = (x - use_mean.reshape(shape)) * lax.rsqrt(use_var.reshape(shape) + eps)
+    return y * weight.reshape(shape) + bias.reshape(shape), stats
+''',
+    "_dropout_mask": '''
+def _dropout_mask(key, p, shape, dtype):
+    """One dropout mask per sequence: kept units scaled by 1 / (1 - p)."""
+    keep = 1.0 - p
+    return jax.random.bernoulli(key, keep, shape).astype(dtype) / keep
+''',
+    "_dropout": '''
+def _dropout(x, mask):
+    return x if mask is None else x * mask
+''',
+    "_shift": '''
+def _shift(x, steps):
+    """Delay a [T, batch, ...] sequence by `steps`, with zeros at the start."""
+    if steps >= x.shape[0]:
+        return jnp.zeros_like(x)
+    return jnp.concatenate([jnp.zeros_like(x[:steps]), x[: x.shape[0] - steps]])
+''',
+    "_delayed": '''
+def _delayed(buffer, x):
+    """Inside a step loop: the value pushed `len(buffer)` steps ago (zeros until then), and the new buffer."""
+    return buffer[0], jnp.concatenate([buffer[1:], x[None].astype(buffer.dtype)])
+''',
+    "_lateral": '''
+def _lateral(s, w, first):
+    """Fixed all-to-all inhibition: each neuron gets -w times the spikes of all the others."""
+    total = jnp.sum(s, axis=tuple(range(first, s.ndim)), keepdims=True)
+    return -w * (total - s)
+''',
+    "_repeat": '''
+def _repeat(x, steps):
+    """The same value at every step: [batch, ...] -> [steps, batch, ...]."""
+    return jnp.broadcast_to(x[None], (steps, *x.shape))
+''',
+    "_rate": '''
+def _rate(key, x, steps):
+    """Rate coding: Bernoulli spikes with probability clip(x, 0, 1) on each of `steps` steps."""
+    p = jnp.broadcast_to(jnp.clip(x, 0.0, 1.0), (steps, *x.shape))
+    return jax.random.bernoulli(key, p).astype(x.dtype)
+''',
+}
+
+
+def emit_module(lowered: ir.LoweredSpec) -> str:
+    from .jax_network import NetworkEmitter
+
+    body = CodeWriter()
+    for n in lowered.neurons.values():
+        NeuronEmitter(n, body).emit()
+    for net in lowered.networks.values():
+        NetworkEmitter(net, lowered, body).emit()
+    text = body.text()
+
+    o = CodeWriter()
+    neurons = ", ".join(lowered.neurons) or "none"
+    networks = ", ".join(lowered.networks) or "none"
+    o.docstring(f"Generated by snnspec {__version__} from {lowered.file}. Do not edit: edit the spec and rebuild.\n\n"
+                f"Neurons: {neurons}.\nNetworks: {networks}.\n\n"
+                "Pure JAX functions (jit, grad and vmap work on them); params and states are pytrees.\n"
+                "Self-contained: imports only jax, jax.numpy, math and typing.")
+    o.line()
+    o.line("from __future__ import annotations")
+    o.line()
+    o.line("import math")
+    o.line("from typing import NamedTuple")
+    o.line()
+    o.line("import jax")
+    o.line("import jax.numpy as jnp")
+    o.line("from jax import lax")
+    used = text
+    for name, helper in reversed(HELPERS.items()):  # helpers may call helpers defined after them
+        if re.search(rf"\b{name}\(", used):
+            used += helper
+    for name, helper in HELPERS.items():
+        if re.search(rf"\b{name}\(", used):
+            o.blank(2)
+            o.lines.extend(helper.strip("\n").split("\n"))
+    o.blank(2)
+    return o.text() + "\n\n" + text if text.strip() else o.text()

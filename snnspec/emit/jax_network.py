@@ -1,0 +1,777 @@
+"""The JAX network namespace: encodings, connections and the execution plan, as pure functions.
+
+The same plan as the PyTorch backend (`torch_network.py`): layers outside recurrent cycles run
+layer-major (the currents of all T steps from one op on a [T, batch, ...] array, then the
+neuron's `run`, a `lax.scan`); groups of layers closed by a recurrent path run step-major, in one
+`lax.scan` over time. Ops are printed by `OP_PRINTERS`, one function per op, the same ops as
+torch's table. Param names are torch's `named_parameters()` names, so weights move between the
+backends in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import ir
+from .jax import uses_t
+from .names import Namer, py_name
+from .torch import class_name
+from .torch_network import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields
+from .writer import CodeWriter, literal
+
+
+@dataclass
+class OpContext:
+    """What an op printer needs to know about where it is printed."""
+
+    attr: str | None  # the torch attribute name of this op's weights (the params key prefix)
+    time_axis: bool  # arrays are [T, batch, ...]; else [batch, ...] (one step, or a static input)
+    at_step: bool  # inside a step function: values that live across steps are loop-carried
+    streaming: bool  # the network's `step`: no dropout, batchnorm from running statistics
+    param: Callable[[str], str]  # params key -> the code reading it (frozen weights without gradient)
+    local: Namer
+    pre: list[str] = field(default_factory=list)  # statements to run before the value is used
+    carry: list[tuple[str, str]] = field(default_factory=list)  # (name, initial value) carried over steps
+    mask: str | None = None  # the dropout mask of this op, if any
+
+
+def _spatial(op: ir.LOp) -> int:
+    return len(op.in_shape) - 1
+
+
+def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    bias = f", {ctx.param(f'{ctx.attr}.bias')}" if op.args.get("bias", True) else ""
+    return f"_dense({value}, {ctx.param(f'{ctx.attr}.weight')}{bias})"
+
+
+def _conv(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    bias = ctx.param(f"{ctx.attr}.bias") if op.args.get("bias", True) else "None"
+    args = (f"{ctx.param(f'{ctx.attr}.weight')}, {bias}, {literal(int(op.args['stride']))}, "
+            f"{literal(int(op.args['padding']))}")
+    return f"_fold_time(_conv, {value}, {args})" if ctx.time_axis else f"_conv({value}, {args})"
+
+
+def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    k = int(op.args["kernel"])
+    fn = "_maxpool" if op.name == "maxpool" else "_avgpool"
+    text = f"{fn}({value}, {literal(k)}, {_spatial(op)})"
+    return f"{text} * {literal(k ** _spatial(op))}" if op.name == "sumpool" else text
+
+
+def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    a = ctx.attr
+    keys = [f'"{a}.running_mean"', f'"{a}.running_var"', f'"{a}.num_batches_tracked"']
+    stats = f"({', '.join(f'stats[{k}]' for k in keys)})"
+    out = ctx.local.fresh(f"{a}_out")
+    axis = 2 if ctx.time_axis else 1
+    args = (f"{value}, {ctx.param(f'{a}.weight')}, {ctx.param(f'{a}.bias')}, {stats}, {axis}, "
+            f"{'False' if ctx.streaming else 'train'}, {literal(float(op.args['momentum']))}, "
+            f"{literal(float(op.args['eps']))}")
+    target = "_" if ctx.streaming else f"({', '.join(f'new_stats[{k}]' for k in keys)})"
+    ctx.pre.append(f"{out}, {target} = _batchnorm({args})")
+    return out
+
+
+def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    if ctx.streaming or ctx.mask is None:
+        return value
+    return f"_dropout({value}, {ctx.mask})"
+
+
+def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return f"{value} * {literal(float(op.args['value']))}"
+
+
+def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return f"{value} * {ctx.param(str(ctx.attr))}"
+
+
+def _flatten(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return f"lax.collapse({value}, {2 if ctx.time_axis else 1})"
+
+
+def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    steps = int(op.args["steps"])
+    if ctx.at_step:
+        buffer = ctx.local.fresh("delay_buffer")
+        out = ctx.local.fresh("delayed")
+        shape = ", ".join(["batch", *map(str, op.in_shape)])
+        ctx.carry.append((buffer, f"jnp.zeros(({literal(steps)}, {shape}), dtype)"))
+        ctx.pre.append(f"{out}, {buffer} = _delayed({buffer}, {value})")
+        return out
+    return f"_shift({value}, {literal(steps)})"
+
+
+def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    return f"_lateral({value}, {literal(float(op.args['w']))}, {2 if ctx.time_axis else 1})"
+
+
+OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
+    "dense": _dense, "conv1d": _conv, "conv2d": _conv, "maxpool": _pool, "avgpool": _pool, "sumpool": _pool,
+    "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
+    "flatten": _flatten, "delay": _delay, "lateral": _lateral,
+}
+
+_READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-1]", "max": "jnp.max({}, 0)",
+             "trace": "{}"}
+
+# names the generated network functions use themselves
+_NETWORK_LOCALS = {"params", "state", "key", "keys", "train", "batch_stats", "stats", "new_stats", "dt", "dtype",
+                   "steps", "batch", "i", "t", "carry", "xs", "layer_params", "new_state", "jax", "jnp", "lax", "math", "self",
+                   "values"}
+
+
+class NetworkEmitter:
+    def __init__(self, net: ir.LNetwork, lowered: ir.LoweredSpec, out: CodeWriter):
+        self.net = net
+        self.lowered = lowered
+        self.out = out
+        self.cls = class_name(net.name)
+        # attribute names as torch_network names its module attributes (the params keys); an op's
+        # name is fresh, so that two paths never share weights by accident of naming
+        attrs = Namer({"steps", "dt"})
+        self.layer_attr = {la.name: attrs(la.name) for la in net.layers}
+        self.op_attr: dict[tuple[int, int], str] = {}
+        for p in net.paths:
+            held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
+            for k in held:
+                suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
+                self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
+        self.layers = {la.name: la for la in net.layers}
+        self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
+        module_names = {class_name(n) for n in lowered.neurons} | {class_name(n) for n in lowered.networks}
+        module_names |= {f"{c}{s}" for c in module_names for s in ("State", "Params", "Output")}
+        inputs = Namer(_NETWORK_LOCALS | module_names)
+        self.input_arg = {i.name: inputs(i.name) for i in net.inputs}
+        self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values())
+        self.out_fields = Namer()
+        self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
+        # random streams: rate inputs, then dropout ops, in declaration order
+        self.random: dict[object, int] = {}
+        for inp in net.inputs:
+            if inp.encoding == "rate":
+                self.random[inp.name] = len(self.random)
+        for p in net.paths:
+            for k, op in enumerate(p.ops):
+                if op.name == "dropout" and float(op.args["p"]) > 0:
+                    self.random[(p.index, k)] = len(self.random)
+        self.has_bn = any(op.name == "batchnorm" for p in net.paths for op in p.ops)
+        self.any_t = any(uses_t(n) for n in self.neurons.values())
+        self.fresh_scope()
+
+    def fresh_scope(self) -> None:
+        """A new function body: fresh local names."""
+        self.local = Namer(self.reserved)
+        self.var_name: dict[tuple[str, str], str] = {}
+
+    def src(self, line: int | None) -> tuple[str, int | None]:
+        return (self.net.file, line)
+
+    def v(self, layer: str, var: str, suffix: str = "") -> str:
+        key = (layer, var + suffix)
+        if key not in self.var_name:
+            self.var_name[key] = self.local(f"{layer}_{var}{suffix}")
+        return self.var_name[key]
+
+    def param(self, key: str) -> str:
+        attr = key.split(".")[0]
+        text = f'params["{key}"]'
+        return f"lax.stop_gradient({text})" if attr in self.frozen else text
+
+    # -- structure
+    def emit(self) -> None:
+        self.check_supported()
+        self.emit_output_tuple()
+        o = self.out
+        o.line(f"class {self.cls}:")
+        with o.indent():
+            self.emit_docstring()
+            o.blank()
+            o.line(f"steps = {literal(self.net.steps or 0)}")
+            o.line(f"dt = {literal(self.net.dt)}")
+            o.blank()
+            self.emit_init()
+            self.emit_init_batch_stats()
+            self.emit_neuron_params()
+            self.emit_encode()
+            self.emit_init_state_and_step()
+            self.emit_apply()
+        o.blank(2)
+
+    def check_supported(self) -> None:
+        for p in self.net.paths:
+            if p.learn is not None:
+                raise UnsupportedOp(f"learn {p.learn}", p, "is not supported by the jax backend yet")
+            for op in p.ops:
+                if op.name not in OP_PRINTERS:
+                    raise UnsupportedOp(op.name, p, "is not supported by the jax backend yet")
+                if op.name == "batchnorm" and self.per_step(p):
+                    raise UnsupportedOp("batchnorm", p, "normalises over batch and time, so it cannot sit on a "
+                                                        "path computed step by step inside a recurrent group")
+
+    def per_step(self, p: ir.LPath) -> bool:
+        """Whether a path is computed inside a step loop (its source is in its target's group)."""
+        return any(p.src in g and p.dst in g for g in self.net.groups if len(g) > 1 or
+                   self.layers[g[0]].step_major)
+
+    def emit_output_tuple(self) -> None:
+        o = self.out
+        o.line(f"class {self.cls}Output(NamedTuple):")
+        with o.indent():
+            o.docstring(f"What `{self.cls}.apply` returns: one field per `output` line of the spec.")
+            for out in self.net.outputs:
+                shape = "[T, batch, ...]" if out.readout == "trace" else "[batch, ...]"
+                o.line(f"{self.out_fields(out.name)}: jax.Array  # {out.layer}.{out.var} {out.readout}, {shape}")
+        o.blank(2)
+
+    def args(self) -> str:
+        return ", ".join(self.input_arg[i.name] for i in self.net.inputs)
+
+    def emit_docstring(self) -> None:
+        net = self.net
+        dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
+        lines = [f"Network `{net.name}` ({net.file}): dt = {dt}, {net.steps or 'T'} steps.", ""]
+        for inp in net.inputs:
+            lines.append(f"    input {inp.name}{list(inp.shape)} encode {inp.encoding}")
+        for la in net.layers:
+            mode = "step-major" if la.step_major else "layer-major"
+            lines.append(f"    layer {la.name} = {la.neuron}{list(la.shape)}  ({mode})")
+        for p in net.paths:
+            ops = " -> ".join(op.name for op in p.ops)
+            lines.append(f"    {p.src} -> {ops} -> {p.dst}.{p.dst_input}{'  (recurrent)' if p.recurrent else ''}")
+        args = self.args()
+        lines += ["", f"`apply(params, {args}, key=None)` takes " + "; ".join(
+            f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
+            for i in net.inputs) + ".",
+            "Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),",
+            "`apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,",
+            "`init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`."]
+        self.out.docstring("\n".join(lines))
+
+    # -- params
+    def param_entries(self) -> list[tuple[str, str, ir.LOp | None, str | None]]:
+        """(key, kind, op, layer) in torch's `named_parameters()` order: the root module's own
+        parameters (one_to_one weights) first, then each submodule's in registration order."""
+        entries: list[tuple[str, str, ir.LOp | None, str | None]] = []
+        ops = [(p, k, op) for p in self.net.paths for k, op in enumerate(p.ops) if (p.index, k) in self.op_attr]
+        for p, k, op in ops:
+            if op.name == "one_to_one":
+                entries.append((self.op_attr[(p.index, k)], "ones", op, None))
+        for la in self.net.layers:
+            for prm in self.neurons[la.name].params:
+                if prm.learnable:
+                    entries.append((f"{self.layer_attr[la.name]}.{py_name(prm.name)}", "neuron", None, la.name))
+        for p, k, op in ops:
+            attr = self.op_attr[(p.index, k)]
+            if op.name in ("dense", "conv1d", "conv2d"):
+                entries.append((f"{attr}.weight", "weight", op, None))
+                if op.args.get("bias", True):
+                    entries.append((f"{attr}.bias", "bias", op, None))
+            elif op.name == "batchnorm":
+                entries.append((f"{attr}.weight", "ones", op, None))
+                entries.append((f"{attr}.bias", "zeros", op, None))
+        return entries
+
+    def emit_init(self) -> None:
+        o = self.out
+        entries = self.param_entries()
+        o.line("@staticmethod")
+        o.line("def init(key, dtype=None) -> dict:")
+        with o.indent():
+            o.docstring("Fresh params, as torch initialises the same module: dense and conv weights and biases\n"
+                        "uniform on +-1/sqrt(fan_in), batchnorm weight 1 and bias 0, one_to_one weights 1,\n"
+                        "learnable neuron params at their values.")
+            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dt = {self.cls}.dt")
+            n_random = sum(1 for _k, kind, _op, _la in entries if kind in ("weight", "bias"))
+            if n_random:
+                o.line(f"keys = jax.random.split(key, {n_random})")
+            local = Namer(self.reserved)
+            inits: dict[str, str] = {}
+            for _key, kind, _op, layer in entries:
+                if kind == "neuron" and layer is not None and layer not in inits:
+                    la = self.layers[layer]
+                    neuron = self.neurons[layer]
+                    kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in la.overrides.items())
+                    inits[layer] = local(f"{layer}_init")
+                    o.line(f"{inits[layer]} = {class_name(neuron.name)}.init({tuple(la.shape)!r}, dt=dt, "
+                           f"dtype=dtype{kw})", self.src(la.line))
+            o.line("return {")
+            with o.indent():
+                r = 0
+                for key, kind, op, layer in entries:
+                    if kind in ("weight", "bias"):
+                        assert op is not None
+                        fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
+                        bound = literal(1 / fan_in ** 0.5)
+                        if kind == "weight":
+                            shape = ((op.out_shape[0], op.in_shape[0]) if op.name == "dense" else
+                                     (int(op.args["channels"]), op.in_shape[0], *[int(op.args["kernel"])] * _spatial(op)))
+                        else:
+                            shape = (op.out_shape[0],) if op.name == "dense" else (int(op.args["channels"]),)
+                        o.line(f'"{key}": _uniform(keys[{r}], {shape!r}, {bound}, dtype),')
+                        r += 1
+                    elif kind == "neuron":
+                        assert layer is not None
+                        o.line(f'"{key}": {inits[layer]}["{key.split(".", 1)[1]}"],')
+                    else:
+                        assert op is not None
+                        shape = tuple(op.in_shape) if op.name == "one_to_one" else (op.in_shape[0],)
+                        o.line(f'"{key}": jnp.{kind}({shape!r}, dtype),')
+            o.line("}")
+        o.blank()
+
+    def emit_init_batch_stats(self) -> None:
+        o = self.out
+        o.line("@staticmethod")
+        o.line("def init_batch_stats(dtype=None) -> dict:")
+        with o.indent():
+            o.docstring("Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers.")
+            if not self.has_bn:
+                o.line("return {}")
+                o.blank()
+                return
+            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line("return {")
+            with o.indent():
+                for p in self.net.paths:
+                    for k, op in enumerate(p.ops):
+                        if op.name != "batchnorm":
+                            continue
+                        attr = self.op_attr[(p.index, k)]
+                        c = (op.in_shape[0],)
+                        o.line(f'"{attr}.running_mean": jnp.zeros({c!r}, dtype),')
+                        o.line(f'"{attr}.running_var": jnp.ones({c!r}, dtype),')
+                        o.line(f'"{attr}.num_batches_tracked": jnp.zeros((), int),')
+            o.line("}")
+        o.blank()
+
+    def emit_neuron_params(self) -> None:
+        o = self.out
+        o.line("@staticmethod")
+        o.line("def neuron_params(params) -> dict:")
+        with o.indent():
+            o.docstring("Each layer's neuron params as its steps use them: the layer's overrides, learnable values\n"
+                        "from `params`, ranges applied.")
+            o.line(f"dt = {self.cls}.dt")
+            o.line("return {")
+            with o.indent():
+                for la in self.net.layers:
+                    neuron = self.neurons[la.name]
+                    attr = self.layer_attr[la.name]
+                    values = {py_name(k): literal(v) for k, v in la.overrides.items()}
+                    for prm in neuron.params:
+                        if prm.learnable:
+                            values[py_name(prm.name)] = f'params["{attr}.{py_name(prm.name)}"]'
+                    given = ", ".join(f'"{k}": {v}' for k, v in values.items())
+                    o.line(f'"{attr}": {class_name(neuron.name)}.params({{{given}}}, dt=dt),', self.src(la.line))
+            o.line("}")
+        o.blank()
+
+    # -- encodings
+    def emit_keys(self) -> None:
+        if self.random:
+            self.out.line(f"keys = None if key is None else jax.random.split(key, {len(self.random)})")
+
+    def emit_steps_batch(self) -> None:
+        sequences = [i for i in self.net.inputs if i.encoding in ("none", "delta")]
+        first = self.input_arg[(sequences or list(self.net.inputs))[0].name]
+        if sequences:
+            self.out.line(f"steps, batch = {first}.shape[0], {first}.shape[1]")
+        else:
+            self.out.line(f"steps, batch = {self.cls}.steps, {first}.shape[0]")
+
+    def emit_encoding(self, inp: ir.LInput, always: bool = False) -> None:
+        """The local `INPUT_seq` [T, batch, ...]; a `direct` input whose paths are all static gets none
+        (its paths are computed once, on [batch, ...]) unless `always`."""
+        o = self.out
+        x = self.input_arg[inp.name]
+        seq = self.v(inp.name, "seq")
+        if inp.encoding == "none":
+            o.line(f"{seq} = {x}")
+        elif inp.encoding == "direct":
+            if always or any(not self.static_path(p) for p in self.net.paths if p.src == inp.name):
+                o.line(f"{seq} = jnp.broadcast_to({x}[None], (steps, *{x}.shape))")
+        elif inp.encoding == "rate":
+            o.line("if key is None:")
+            with o.indent():
+                o.line(f'raise ValueError("input \'{inp.name}\' is rate-coded: pass key=jax.random.PRNGKey(...)")')
+            o.line(f"{seq} = _rate(keys[{self.random[inp.name]}], {x}, steps)")
+        elif inp.encoding == "latency":
+            tau = inp.args["tau"] / self.net.dt
+            th = inp.args["threshold"]
+            o.line(f"# latency: one spike at step round(tau * log(x / (x - threshold))), tau = {tau:g} steps")
+            fire = self.local.fresh("fire")
+            o.line(f"{fire} = jnp.round({literal(tau)} * jnp.log({x} / _clamp({x} - {literal(th)}, lo=1e-12)))")
+            o.line(f"{fire} = jnp.where({x} > {literal(th)}, {fire}, steps)")
+            ticks = self.local.fresh("ticks")
+            o.line(f"{ticks} = jnp.arange(steps, dtype={x}.dtype).reshape((-1,) + (1,) * {x}.ndim)")
+            o.line(f"{seq} = ({ticks} == {fire}[None]).astype({x}.dtype)")
+        elif inp.encoding == "delta":
+            th = inp.args["threshold"]
+            previous = self.local.fresh("previous")
+            o.line(f"{previous} = jnp.concatenate([jnp.zeros_like({x}[:1]), {x}[:-1]])")
+            o.line(f"{seq} = ({x} - {previous} > {literal(th)}).astype({x}.dtype)")
+
+    def emit_cast_inputs(self) -> None:
+        for inp in self.net.inputs:
+            x = self.input_arg[inp.name]
+            self.out.line(f"{x} = jnp.asarray({x}, dtype)")
+
+    def emit_encode(self) -> None:
+        o = self.out
+        self.fresh_scope()
+        args = self.args()
+        o.line("@staticmethod")
+        o.line(f"def encode({args}, key=None, *, dtype=None) -> tuple:")
+        with o.indent():
+            o.docstring("The encoded inputs, one [T, batch, ...] sequence per input: what `step` takes at each\n"
+                        "step (`key` is split as `apply` splits it, so the same key gives the same spikes).")
+            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            self.emit_cast_inputs()
+            self.emit_steps_batch()
+            self.emit_keys()
+            for inp in self.net.inputs:
+                self.emit_encoding(inp, always=True)
+            seqs = [self.v(i.name, "seq") for i in self.net.inputs]
+            o.line(f"return ({', '.join(seqs)},)")
+        o.blank()
+
+    # -- paths
+    def static_path(self, p: ir.LPath) -> bool:
+        """A path from a `direct` input whose ops give the same result every step: computed once."""
+        inputs = {i.name: i for i in self.net.inputs}
+        return (p.src in inputs and inputs[p.src].encoding == "direct"
+                and all(op.name in TIME_INVARIANT for op in p.ops))
+
+    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, ctx_out: OpContext,
+                   streaming: bool = False) -> str:
+        """The current a path delivers: over all steps (`time_axis`) or at one step of a loop.
+
+        Statements it needs first go to `ctx_out.pre`; values carried over steps to `ctx_out.carry`.
+        """
+        inputs = {i.name for i in self.net.inputs}
+        static = self.static_path(p) and not streaming
+        if p.src in inputs:
+            if streaming or static:
+                value = self.input_arg[p.src]
+            else:
+                value = self.v(p.src, "seq")
+        elif time_axis:
+            value = self.v(p.src, p.src_var)
+        else:
+            value = self.v(p.src, p.src_var, "_now")
+        for k, op in enumerate(p.ops):
+            ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
+                            streaming, self.param, self.local, ctx_out.pre, ctx_out.carry,
+                            self.masks.get((p.index, k)))
+            value = OP_PRINTERS[op.name](op, value, ctx)
+        return f"_repeat({value}, steps)" if static and time_axis else value
+
+    def zeros(self, layer: str, time_axis: bool) -> str:
+        lead = ["steps", "batch"] if time_axis else ["batch"]
+        return f"jnp.zeros(({', '.join(lead + [literal(n) for n in self.layers[layer].shape])}), dtype)"
+
+    def currents(self, layer: str, paths: list[ir.LPath], ctx: OpContext) -> list[str]:
+        """One [T, batch, ...] expression per neuron input of `layer` (layer-major)."""
+        out = []
+        for inp in self.neurons[layer].inputs:
+            terms = [self.path_value(p, True, False, ctx) for p in paths if p.dst_input == inp.var]
+            default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+            if default:
+                terms.append(literal(default))
+            if not terms or (len(terms) == 1 and default):
+                terms.insert(0, self.zeros(layer, True))
+            out.append(" + ".join(terms))
+        return out
+
+    def needed(self, layer: str) -> set[str]:
+        """The variables of `layer` read by paths or outputs."""
+        wanted = {p.src_var for p in self.net.paths if p.src == layer}
+        wanted |= {o.var for o in self.net.outputs if o.layer == layer}
+        return wanted
+
+    def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:
+        """The variables of `layer` that paths inside its group read, sorted."""
+        return sorted({p.src_var for p in self.net.paths if p.src == layer and p.dst in group})
+
+    def carried(self, group: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(layer, var) of `group` that a recurrent path reads: the previous step's value (zero at
+        the first step), carried from step to step."""
+        return sorted({(p.src, p.src_var) for p in self.net.paths
+                       if p.recurrent and p.src in group and p.dst in group},
+                      key=lambda lv: (group.index(lv[0]), lv[1]))
+
+    # -- apply
+    def emit_apply(self) -> None:
+        o = self.out
+        args = self.args()
+        o.line("@staticmethod")
+        o.line(f"def apply(params, {args}, key=None, *, train=True, batch_stats=None) -> {self.cls}Output:")
+        with o.indent():
+            o.docstring("Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout\n"
+                        "masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else\n"
+                        "with `batch_stats` (default: `init_batch_stats()`).")
+            o.line(f"return {self.cls}.apply_with_stats(params, batch_stats, {args}, key, train=train)[0]")
+        o.blank()
+        self.fresh_scope()
+        o.line("@staticmethod")
+        o.line(f"def apply_with_stats(params, batch_stats, {args}, key=None, *, train=True)"
+               f" -> tuple[{self.cls}Output, dict]:")
+        with o.indent():
+            o.docstring("`apply`, also returning the batchnorm running statistics: updated as torch updates them\n"
+                        "when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).")
+            o.line(f"dt = {self.cls}.dt")
+            o.line("dtype = _float_dtype(params)")
+            self.emit_cast_inputs()
+            self.emit_steps_batch()
+            if self.has_bn:
+                o.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
+                o.line("new_stats = dict(stats)")
+            o.line(f"layer_params = {self.cls}.neuron_params(params)")
+            self.emit_keys()
+            self.emit_masks()
+            for inp in self.net.inputs:
+                self.emit_encoding(inp)
+            for group in self.net.groups:
+                if len(group) == 1 and not self.layers[group[0]].step_major:
+                    self.emit_layer_major(group[0])
+                else:
+                    self.emit_step_major(group)
+            fields = []
+            for out in self.net.outputs:
+                seq = self.v(out.layer, out.var)
+                fields.append(f"{self.out_fields(out.name)}={_READOUTS[out.readout].format(seq)}")
+            stats = "new_stats" if self.has_bn else "{} if batch_stats is None else batch_stats"
+            o.line(f"return {self.cls}Output({', '.join(fields)}), {stats}")
+        o.blank()
+
+    def emit_masks(self) -> None:
+        """One dropout mask per sequence and op, [batch, *in_shape], drawn when training with a key."""
+        self.masks: dict[tuple[int, int], str] = {}
+        for p in self.net.paths:
+            for k, op in enumerate(p.ops):
+                if (p.index, k) not in self.random:
+                    continue
+                mask = self.local(f"{self.op_attr[(p.index, k)]}_mask")
+                shape = ", ".join(["batch", *map(str, op.in_shape)])
+                self.out.line(f"{mask} = None if keys is None or not train else _dropout_mask("
+                              f"keys[{self.random[(p.index, k)]}], {literal(float(op.args['p']))}, ({shape}), dtype)")
+                self.masks[(p.index, k)] = mask
+
+    def emit_pre(self, ctx: OpContext) -> None:
+        for line in ctx.pre:
+            self.out.line(line)
+        ctx.pre.clear()
+
+    def emit_layer_major(self, layer: str) -> None:
+        o = self.out
+        la = self.layers[layer]
+        neuron = self.neurons[layer]
+        attr = self.layer_attr[layer]
+        paths = [p for p in self.net.paths if p.dst == layer]
+        o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all steps at once")
+        ctx = OpContext(None, True, False, False, self.param, self.local)
+        currents = self.currents(layer, paths, ctx)
+        self.emit_pre(ctx)
+        names = []
+        for inp, value in zip(neuron.inputs, currents):
+            name = self.local(f"{layer}_{inp.var}")
+            o.line(f"{name} = {value}", self.src(paths[0].line if paths else None))
+            names.append(name)
+        states = self.needed(layer) - {"spike"}
+        spike = self.v(layer, "spike")
+        rec = self.local(f"{layer}_record") if states else "_"
+        o.line(f'{spike}, _, {rec} = {class_name(neuron.name)}.run(layer_params["{attr}"], {", ".join(names)}, '
+               f"dt=dt{', record=True' if states else ''})")
+        fields = state_fields(neuron)
+        for var in sorted(states):
+            o.line(f"{self.v(layer, var)} = {rec}.{fields[var]}")
+
+    def emit_step_major(self, group: tuple[str, ...]) -> None:
+        o = self.out
+        members = set(group)
+        o.line(f"# layers {', '.join(group)}: step by step (a recurrent path closes a cycle through them)")
+        outside: dict[int, str] = {}
+        ctx = OpContext(None, True, False, False, self.param, self.local)
+        for layer in group:
+            for p in self.net.paths:
+                if p.dst == layer and p.src not in members:
+                    name = self.local(f"{p.src}_{layer}_current")
+                    value = self.path_value(p, True, False, ctx)
+                    self.emit_pre(ctx)
+                    o.line(f"{name} = {value}", self.src(p.line))
+                    outside[p.index] = name
+        group_t = any(uses_t(self.neurons[la]) for la in group)
+        # the body first, into its own writer: it decides what the loop carries
+        body = CodeWriter()
+        body.level = o.level + 1
+        step_ctx = OpContext(None, False, True, False, self.param, self.local)
+        xs = {index: self.local(f"{name}_t") for index, name in outside.items()}
+        self.emit_layer_steps(body, group, {i: xs[i] for i in outside}, step_ctx, "t" if group_t else None)
+        carried = [(self.local(la + "_state"), self.init_state_expr(la)) for la in group]
+        carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in self.carried(group)]
+        carried += step_ctx.carry
+        outputs = []  # (stacked name, per-step value)
+        for la in group:
+            fields = state_fields(self.neurons[la])
+            wanted = self.needed(la)
+            outputs.append((self.v(la, "spike"), self.v(la, "spike", "_now")))
+            for var in sorted(wanted - {"spike"}):
+                outputs.append((self.v(la, var), f"{self.local(la + '_state')}.{fields[var]}"))
+        fn = self.local.fresh(f"{'_'.join(group)}_step")
+        init = self.local.fresh(f"{'_'.join(group)}_init")
+        carry_names = ", ".join(name for name, _init in carried)
+        trailing = "," if len(carried) == 1 else ""
+        o.line(f"{init} = ({', '.join(value for _n, value in carried)}{trailing})")
+        o.blank()
+        o.line(f"def {fn}(carry, xs):")
+        with o.indent():
+            o.line(f"{carry_names}{trailing} = carry")
+            xs_names = [xs[i] for i in outside] + (["t"] if group_t else [])
+            if xs_names:
+                o.line(f"{', '.join(xs_names)}{',' if len(xs_names) == 1 else ''} = xs")
+        o.lines.extend(body.lines)
+        for line, source in body.source_map.items():
+            o.source_map[line + len(o.lines) - len(body.lines)] = source
+        with o.indent():
+            ys = ", ".join(value for _n, value in outputs)
+            o.line(f"return ({carry_names}{trailing}), ({ys}{',' if len(outputs) == 1 else ''})")
+        o.blank()
+        seqs = [outside[i] for i in outside] + (["jnp.arange(steps, dtype=dtype) * dt"] if group_t else [])
+        stacked = ", ".join(name for name, _v in outputs)
+        one = "," if len(outputs) == 1 else ""
+        if seqs:
+            o.line(f"_, ({stacked}{one}) = lax.scan({fn}, {init}, ({', '.join(seqs)},))")
+        else:
+            o.line(f"_, ({stacked}{one}) = lax.scan({fn}, {init}, None, length=steps)")
+
+    def init_state_expr(self, layer: str) -> str:
+        neuron = self.neurons[layer]
+        attr = self.layer_attr[layer]
+        return (f'{class_name(neuron.name)}.init_state(layer_params["{attr}"], batch, '
+                f"{tuple(self.layers[layer].shape)!r}, dt=dt, dtype=dtype)")
+
+    def emit_layer_steps(self, o: CodeWriter, group: tuple[str, ...], outside: dict[int, str], ctx: OpContext,
+                         t: str | None, streaming: bool = False) -> None:
+        """One step of the layers of `group`, in order: each reads the values current at its turn
+        (this step's for layers before it, the previous step's for itself and later ones)."""
+        for layer in group:
+            neuron = self.neurons[layer]
+            state = self.local(layer + "_state")
+            paths = [p for p in self.net.paths if p.dst == layer]
+            terms_by_input = []
+            for inp in neuron.inputs:
+                terms = []
+                for p in paths:
+                    if p.dst_input != inp.var:
+                        continue
+                    terms.append(outside[p.index] if p.index in outside
+                                 else self.path_value(p, False, True, ctx, streaming))
+                default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+                if default:
+                    terms.append(literal(default))
+                terms_by_input.append(" + ".join(terms) if terms else f"jnp.zeros_like({state}[0])")
+            for line in ctx.pre:
+                o.line(line)
+            ctx.pre.clear()
+            spike = self.v(layer, "spike", "_now")
+            t_arg = f", t={t}" if t and uses_t(neuron) else ""
+            line = paths[0].line if paths else self.layers[layer].line
+            o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
+                   f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})", self.src(line))
+            fields = state_fields(neuron)
+            for var in self.needed_in_loop(layer, group):
+                if var != "spike":
+                    o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
+
+    # -- streaming
+    def emit_init_state_and_step(self) -> None:
+        o = self.out
+        net = self.net
+        self.fresh_scope()
+        self.masks = {}
+        everything = tuple(la.name for la in net.layers)
+        body = CodeWriter()
+        body.level = o.level + 1
+        ctx = OpContext(None, False, True, True, self.param, self.local)
+        self.emit_layer_steps(body, everything, {}, ctx, "t" if self.any_t else None, streaming=True)
+        previous = self.carried(everything)
+        buffers = list(ctx.carry)
+        step_scope = (self.local, self.var_name)
+
+        o.line("@staticmethod")
+        o.line("def init_state(params, batch: int) -> dict:")
+        with o.indent():
+            o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
+                        "that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.")
+            o.line(f"dt = {self.cls}.dt")
+            o.line("dtype = _float_dtype(params)")
+            o.line(f"layer_params = {self.cls}.neuron_params(params)")
+            o.line("return {")
+            with o.indent():
+                o.line('"layers": {')
+                with o.indent():
+                    for la in net.layers:
+                        o.line(f'"{self.layer_attr[la.name]}": {self.init_state_expr(la.name)},')
+                o.line("},")
+                if previous:
+                    o.line('"previous": {' + ", ".join(f'"{self.layer_attr[la]}.{var}": {self.zeros(la, False)}'
+                                                       for la, var in previous) + "},")
+                if buffers:
+                    o.line('"buffers": {' + ", ".join(f'"{name}": {init}' for name, init in buffers) + "},")
+                if self.any_t:
+                    o.line('"step": jnp.zeros((), int),')
+            o.line("}")
+        o.blank()
+
+        self.local, self.var_name = step_scope
+        args = self.args()
+        o.line("@staticmethod")
+        o.line(f"def step(params, state, {args}, *, batch_stats=None) -> tuple[dict, {self.cls}Output]:")
+        with o.indent():
+            o.docstring("One step of the whole network, layers in declaration order, from inputs already encoded\n"
+                        "for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and\n"
+                        "the outputs' variables at this step (before any readout over time). No dropout; batchnorm\n"
+                        "uses `batch_stats` (default: `init_batch_stats()`).")
+            o.line(f"dt = {self.cls}.dt")
+            o.line("dtype = _float_dtype(params)")
+            self.emit_cast_inputs()
+            first = self.input_arg[net.inputs[0].name]
+            o.line(f"batch = {first}.shape[0]")
+            if self.has_bn:
+                o.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
+            o.line(f"layer_params = {self.cls}.neuron_params(params)")
+            for la in net.layers:
+                o.line(f'{self.local(la.name + "_state")} = state["layers"]["{self.layer_attr[la.name]}"]')
+            for la, var in previous:
+                o.line(f'{self.v(la, var, "_now")} = state["previous"]["{self.layer_attr[la]}.{var}"]')
+            for name, _init in buffers:
+                o.line(f'{name} = state["buffers"]["{name}"]')
+            if self.any_t:
+                o.line('t = state["step"] * dt')
+            o.lines.extend(body.lines)
+            for line, source in body.source_map.items():
+                o.source_map[line + len(o.lines) - len(body.lines)] = source
+            o.line("new_state = {")
+            with o.indent():
+                o.line('"layers": {' + ", ".join(f'"{self.layer_attr[la.name]}": {self.local(la.name + "_state")}'
+                                                 for la in net.layers) + "},")
+                if previous:
+                    o.line('"previous": {' + ", ".join(f'"{self.layer_attr[la]}.{var}": {self.v(la, var, "_now")}'
+                                                       for la, var in previous) + "},")
+                if buffers:
+                    o.line('"buffers": {' + ", ".join(f'"{name}": {name}' for name, _init in buffers) + "},")
+                if self.any_t:
+                    o.line('"step": state["step"] + 1,')
+            o.line("}")
+            fields = []
+            for out in net.outputs:
+                if out.var == "spike":
+                    value = self.v(out.layer, "spike", "_now")
+                else:
+                    value = f"{self.local(out.layer + '_state')}.{state_fields(self.neurons[out.layer])[out.var]}"
+                fields.append(f"{self.out_fields(out.name)}={value}")
+            o.line(f"return new_state, {self.cls}Output({', '.join(fields)})")
+        o.blank()
