@@ -17,6 +17,7 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
                                        hint=f"use one of: {', '.join(BACKENDS)}")])
     from .torch_network import UnsupportedOp
+    from .torch_rule import UnsupportedRule
 
     if backend == "jax":
         from .jax import emit_module
@@ -31,13 +32,14 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         net = next(n for n in lowered.networks.values() if e.path in n.paths)
         line = e.path.line or 1
         span = ir.Span(file=net.file, line=line, column=1, end_line=line, end_column=2)
-        raise BackendError([Diagnostic(message=f"{e} (network '{net.name}')", span=span,
-                                       hint="convolution, pooling, normalisation, dropout, delays, lateral "
-                                            "inhibition and plasticity are planned")]) from None
+        raise BackendError([Diagnostic(message=f"{e} (network '{net.name}')", span=span)]) from None
+    except UnsupportedRule as e:
+        raise BackendError([Diagnostic(message=str(e))]) from None
 
 
 # the module-level names generated for each neuron and network, after its class name
-_CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output")}
+_CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output"),
+                   "rule": ("", "State")}
 
 
 def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:
@@ -47,7 +49,7 @@ def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:
 
     owners: dict[str, str] = {}
     diags = []
-    for kind, names in (("neuron", lowered.neurons), ("network", lowered.networks)):
+    for kind, names in (("neuron", lowered.neurons), ("network", lowered.networks), ("rule", lowered.rules)):
         for name in names:
             owner = f"{kind} '{name}'"
             for suffix in _CLASS_SUFFIXES[kind]:

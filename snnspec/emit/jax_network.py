@@ -31,9 +31,10 @@ class OpContext:
     streaming: bool  # the network's `step`: no dropout, batchnorm from running statistics
     param: Callable[[str], str]  # params key -> the code reading it (frozen weights without gradient)
     local: Namer
-    pre: list[str] = field(default_factory=list)  # statements to run before the value is used
+    pre: list[tuple[str, int | None]] = field(default_factory=list)  # statements (and spec lines) to run first
     carry: list[tuple[str, str]] = field(default_factory=list)  # (name, initial value) carried over steps
     mask: str | None = None  # the dropout mask of this op, if any
+    line: int | None = None  # the spec line of the path
 
 
 def _spatial(op: ir.LOp) -> int:
@@ -69,7 +70,7 @@ def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
             f"{'False' if ctx.streaming else 'train'}, {literal(float(op.args['momentum']))}, "
             f"{literal(float(op.args['eps']))}")
     target = "_" if ctx.streaming else f"({', '.join(f'new_stats[{k}]' for k in keys)})"
-    ctx.pre.append(f"{out}, {target} = _batchnorm({args})")
+    ctx.pre.append((f"{out}, {target} = _batchnorm({args})", ctx.line))
     return out
 
 
@@ -98,7 +99,7 @@ def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
         out = ctx.local.fresh("delayed")
         shape = ", ".join(["batch", *map(str, op.in_shape)])
         ctx.carry.append((buffer, f"jnp.zeros(({literal(steps)}, {shape}), dtype)"))
-        ctx.pre.append(f"{out}, {buffer} = _delayed({buffer}, {value})")
+        ctx.pre.append((f"{out}, {buffer} = _delayed({buffer}, {value})", ctx.line))
         return out
     return f"_shift({value}, {literal(steps)})"
 
@@ -465,7 +466,7 @@ class NetworkEmitter:
         for k, op in enumerate(p.ops):
             ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
                             streaming, self.param, self.local, ctx_out.pre, ctx_out.carry,
-                            self.masks.get((p.index, k)))
+                            self.masks.get((p.index, k)), p.line)
             value = OP_PRINTERS[op.name](op, value, ctx)
         return f"_repeat({value}, steps)" if static and time_axis else value
 
@@ -473,18 +474,30 @@ class NetworkEmitter:
         lead = ["steps", "batch"] if time_axis else ["batch"]
         return f"jnp.zeros(({', '.join(lead + [literal(n) for n in self.layers[layer].shape])}), dtype)"
 
-    def currents(self, layer: str, paths: list[ir.LPath], ctx: OpContext) -> list[str]:
-        """One [T, batch, ...] expression per neuron input of `layer` (layer-major)."""
+    def currents(self, layer: str, paths: list[ir.LPath], ctx: OpContext) -> list[list[tuple[str, int | None]]]:
+        """Per neuron input of `layer`, the [T, batch, ...] terms summed into it (layer-major):
+        (expression, spec line) for each path, then the input's default."""
         out = []
         for inp in self.neurons[layer].inputs:
-            terms = [self.path_value(p, True, False, ctx) for p in paths if p.dst_input == inp.var]
+            terms = [(self.path_value(p, True, False, ctx), p.line) for p in paths if p.dst_input == inp.var]
             default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
             if default:
-                terms.append(literal(default))
+                terms.append((literal(default), inp.line))
             if not terms or (len(terms) == 1 and default):
-                terms.insert(0, self.zeros(layer, True))
-            out.append(" + ".join(terms))
+                terms.insert(0, (self.zeros(layer, True), None))
+            out.append(terms)
         return out
+
+    def emit_sum(self, o: CodeWriter, target: str, terms: list[tuple[str, int | None]], file: str) -> None:
+        """`target = a + b + ...`: one term per line, each with its spec line, when there are several."""
+        if len(terms) == 1:
+            o.line(f"{target} = {terms[0][0]}", (file, terms[0][1]))
+            return
+        o.line(f"{target} = (")
+        with o.indent():
+            for k, (term, line) in enumerate(terms):
+                o.line(f"{'+ ' if k else ''}{term}", (file, line))
+        o.line(")")
 
     def needed(self, layer: str) -> set[str]:
         """The variables of `layer` read by paths or outputs."""
@@ -560,9 +573,9 @@ class NetworkEmitter:
                               f"keys[{self.random[(p.index, k)]}], {literal(float(op.args['p']))}, ({shape}), dtype)")
                 self.masks[(p.index, k)] = mask
 
-    def emit_pre(self, ctx: OpContext) -> None:
-        for line in ctx.pre:
-            self.out.line(line)
+    def emit_pre(self, ctx: OpContext, o: CodeWriter | None = None) -> None:
+        for text, line in ctx.pre:
+            (o or self.out).line(text, self.src(line))
         ctx.pre.clear()
 
     def emit_layer_major(self, layer: str) -> None:
@@ -576,9 +589,9 @@ class NetworkEmitter:
         currents = self.currents(layer, paths, ctx)
         self.emit_pre(ctx)
         names = []
-        for inp, value in zip(neuron.inputs, currents):
+        for inp, terms in zip(neuron.inputs, currents, strict=True):
             name = self.local(f"{layer}_{inp.var}")
-            o.line(f"{name} = {value}", self.src(paths[0].line if paths else None))
+            self.emit_sum(o, name, terms, self.net.file)
             names.append(name)
         states = self.needed(layer) - {"spike"}
         spike = self.v(layer, "spike")
@@ -663,24 +676,25 @@ class NetworkEmitter:
             paths = [p for p in self.net.paths if p.dst == layer]
             terms_by_input = []
             for inp in neuron.inputs:
-                terms = []
-                for p in paths:
-                    if p.dst_input != inp.var:
-                        continue
-                    terms.append(outside[p.index] if p.index in outside
-                                 else self.path_value(p, False, True, ctx, streaming))
+                mine = [p for p in paths if p.dst_input == inp.var]
+                terms = [(outside[p.index] if p.index in outside else self.path_value(p, False, True, ctx, streaming),
+                          p.line) for p in mine]
                 default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
                 if default:
-                    terms.append(literal(default))
-                terms_by_input.append(" + ".join(terms) if terms else f"jnp.zeros_like({state}[0])")
-            for line in ctx.pre:
-                o.line(line)
-            ctx.pre.clear()
+                    terms.append((literal(default), inp.line))
+                self.emit_pre(ctx, o)
+                if not terms or (len(terms) == 1 and mine and mine[0].index in outside):
+                    # nothing, or one current computed before the loop (and traced there)
+                    terms_by_input.append(terms[0][0] if terms else f"jnp.zeros_like({state}[0])")
+                    continue
+                # a path computed in the step: its current gets a line of its own, traced to the spec
+                name = self.local(f"{layer}_{inp.var}_now")
+                self.emit_sum(o, name, terms, self.net.file)
+                terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
             t_arg = f", t={t}" if t and uses_t(neuron) else ""
-            line = paths[0].line if paths else self.layers[layer].line
             o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
-                   f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})", self.src(line))
+                   f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})")
             fields = state_fields(neuron)
             for var in self.needed_in_loop(layer, group):
                 if var != "spike":

@@ -438,6 +438,13 @@ def _tensor(value) -> torch.Tensor:
         return value.detach().clone()
     return torch.tensor(float(value), dtype=torch.get_default_dtype())
 ''',
+    "_plastic": '''
+def _plastic(layer: nn.Module) -> None:
+    """Make a layer's parameters buffers: a plasticity rule changes them, not the optimiser."""
+    for name, param in list(layer.named_parameters(recurse=False)):
+        delattr(layer, name)
+        layer.register_buffer(name, param.detach().clone())
+''',
     "_batch_mean": '''
 def _batch_mean(w: torch.Tensor) -> torch.Tensor:
     """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
@@ -500,10 +507,13 @@ class SequenceDropout(nn.Module):
 
 def emit_module(lowered: ir.LoweredSpec) -> str:
     from .torch_network import NetworkEmitter
+    from .torch_rule import RuleEmitter
 
     body = CodeWriter()
     for n in lowered.neurons.values():
         NeuronEmitter(n, body).emit()
+    for rule in lowered.rules.values():
+        RuleEmitter(rule, class_name(rule.name)).emit(body)
     for net in lowered.networks.values():
         NetworkEmitter(net, lowered, body).emit()
     text = body.text()

@@ -9,6 +9,8 @@ neuron runs its plain step loop under autograd, which gives the same numbers.
 
 from __future__ import annotations
 
+import re
+
 from .. import ir
 from ..lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
 from .names import Namer
@@ -18,6 +20,22 @@ from .writer import CodeWriter
 _KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba", "torch", "out", "saved",
                  "rec", "active", "now", "gate", "spike", "x", "gx", "gs", "tau_steps",
                  "g_out", "g_rec"}
+
+
+_ASSIGN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) = ")
+
+
+def _fill_empty_blocks(lines: list[str]) -> list[str]:
+    """Put `pass` into a block that pruning left empty."""
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        if line.rstrip().endswith(":"):
+            depth = len(line) - len(line.lstrip())
+            following = lines[k + 1] if k + 1 < len(lines) else ""
+            if len(following) - len(following.lstrip()) <= depth:
+                out.append(" " * (depth + 4) + "pass")
+    return out
 
 
 def _times(weight: str, factor: str) -> str:
@@ -158,7 +176,33 @@ class FusedEmitter:
                     o.line("for n in range(N):")
                     with o.indent():
                         o.line("m = b * N + n")
-                        self.forward_body(o)
+                        self.pruned(o, self.forward_body)
+
+    def pruned(self, o: CodeWriter, body) -> None:  # type: ignore[no-untyped-def]
+        """Print `body` into `o` without the plain assignments nothing reads (a param a step does
+        not use, a gate without a reset), so the kernels stay lint-clean and minimal."""
+        inner = CodeWriter()
+        inner.level = o.level
+        body(inner)
+        lines = list(inner.lines)
+        while True:
+            text = "\n".join(lines)
+            targets: dict[str, int] = {}
+            for line in lines:
+                if m := _ASSIGN.match(line):
+                    targets[m.group(1)] = targets.get(m.group(1), 0) + 1
+            dead = {name for name, n in targets.items() if len(re.findall(rf"\b{name}\b", text)) == n}
+            if not dead:
+                break
+            lines = [line for line in lines if not ((m := _ASSIGN.match(line)) and m.group(1) in dead)]
+        lines = _fill_empty_blocks(lines)
+        offset = len(o.lines)
+        o.lines.extend(lines)
+        kept = {line: k for k, line in enumerate(lines)}
+        for k, source in inner.source_map.items():
+            line = inner.lines[k - 1]
+            if line in kept:
+                o.source_map[offset + kept[line] + 1] = source
 
     def forward_body(self, o: CodeWriter) -> None:
         """One element of one step of the forward kernel."""
@@ -222,7 +266,7 @@ class FusedEmitter:
                     o.line("for n in range(N):")
                     with o.indent():
                         o.line("m = b * N + n")
-                        self.backward_body(o)
+                        self.pruned(o, self.backward_body)
 
     def backward_body(self, o: CodeWriter) -> None:
         """One element of one step of the backward kernel, in reverse time."""

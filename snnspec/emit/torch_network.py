@@ -38,6 +38,7 @@ class OpContext:
     setup: list[str]  # lines to run once before the step loop
     local: Namer
     like: str  # a tensor whose dtype and device new tensors take
+    weight: str | None = None  # a plastic dense: the local holding this step's weight
 
 
 def _spatial(op: ir.LOp) -> int:
@@ -45,6 +46,8 @@ def _spatial(op: ir.LOp) -> int:
 
 
 def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
+    if ctx.weight is not None:  # plastic: the weight of this step, not the module's
+        return f"nn.functional.linear({value}, {ctx.weight}, self.{ctx.attr}.bias)"
     return f"self.{ctx.attr}({value})"
 
 
@@ -150,6 +153,10 @@ class NetworkEmitter:
             for k in held:
                 suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
                 self.op_attr[(p.index, k)] = attrs(f"{p.src}_{p.dst}{suffix}")
+        self.rule_attr = {p.index: attrs(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
+        self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
+        self.plastic_weight: dict[int, str] = {}
+        self.current_group: tuple[str, ...] = ()
         self.layers = {la.name: la for la in net.layers}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
         self.out_fields = Namer()
@@ -181,8 +188,6 @@ class NetworkEmitter:
 
     def check_supported(self) -> None:
         for p in self.net.paths:
-            if p.learn is not None:
-                raise UnsupportedOp(f"learn {p.learn}", p)
             for op in p.ops:
                 if op.name not in OP_PRINTERS:
                     raise UnsupportedOp(op.name, p)
@@ -243,14 +248,28 @@ class NetworkEmitter:
                     o.line(f"self.{attr} = {op_module(op)}", self.src(p.line))
                     if p.frozen and op.name != "dropout":
                         o.line(f"self.{attr}.requires_grad_(False)")
+                    if p.learn and op.name == "dense":
+                        o.line(f"_plastic(self.{attr})  # its weights change by the rule, not by gradients")
+                if p.learn:
+                    rule = class_name(p.learn)
+                    kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in p.learn_args.items())
+                    o.line(f"self.{self.rule_attr[p.index]} = {rule}(dt=self.dt{kw})", self.src(p.line))
         o.blank()
 
     # -- forward
     def emit_forward(self) -> None:
         net, o = self.net, self.out
         args = ", ".join(self.input_arg[i.name] for i in net.inputs)
-        o.line(f"def forward(self, {args}) -> {self.cls}Output:")
+        mods = "".join(f", {m}=0.0" for m in (py_name(m) for m in self.modulators))
+        o.line(f"def forward(self, {args}{', *' if mods else ''}{mods}) -> {self.cls}Output:")
         with o.indent():
+            if self.modulators:
+                o.docstring("Modulators (" + ", ".join(self.modulators) + ") are scalars or [batch] tensors for the\n"
+                            "plasticity rules; plastic weights change only in training mode.")
+            for m in self.modulators:
+                like = self.input_arg[net.inputs[0].name]
+                o.line(f"{py_name(m)} = torch.as_tensor({py_name(m)}, dtype={like}.dtype, device={like}.device)"
+                       ".reshape(-1)")
             sequences = [i for i in net.inputs if i.encoding in ("none", "delta")]
             first = self.input_arg[(sequences or list(net.inputs))[0].name]
             sizes = {"steps": f"{first}.shape[0]" if sequences else "self.steps",
@@ -308,21 +327,30 @@ class NetworkEmitter:
         return (p.src in inputs and inputs[p.src].encoding == "direct"
                 and all(op.name in TIME_INVARIANT for op in p.ops))
 
-    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, setup: list[str] | None = None) -> str:
+    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, setup: list[str] | None = None,
+                   ops: tuple[int, int] | None = None, value: str | None = None) -> str:
         """The current a path delivers: over all steps (`time_axis`) or at step i of a loop.
 
         Lines that must run once before a step loop (delay buffers, dropout masks) go to `setup`.
+        `ops` prints only ops[start:end], starting from `value`.
         """
         inputs = {i.name for i in self.net.inputs}
         static = self.static_path(p)
-        if p.src in inputs:
+        if value is not None:
+            pass
+        elif p.src in inputs:
             value = self.input_arg[p.src] if static else self.v(p.src, "seq") + ("[i]" if at_step else "")
+        elif at_step and p.src not in self.current_group:
+            value = self.v(p.src, p.src_var) + "[i]"
         else:
             value = self.v(p.src, p.src_var, "" if time_axis else "_now")
         like = self.input_arg[self.net.inputs[0].name]
-        for k, op in enumerate(p.ops):
+        start, end = ops or (0, len(p.ops))
+        for k in range(start, end):
+            op = p.ops[k]
             ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
-                            setup if setup is not None else [], self.local, like)
+                            setup if setup is not None else [], self.local, like,
+                            self.plastic_weight.get(p.index) if op.name == "dense" else None)
             value = OP_PRINTERS[op.name](op, value, ctx)
         return f"_repeat({value}, steps)" if static and time_axis else value
 
@@ -388,11 +416,12 @@ class NetworkEmitter:
     def emit_step_major(self, group: tuple[str, ...]) -> None:
         o = self.out
         members = set(group)
-        o.line(f"# layers {', '.join(group)}: step by step (a recurrent path closes a cycle through them)")
+        o.line(f"# layers {', '.join(group)}: step by step (recurrent or plastic paths)")
         outside: dict[int, str] = {}
+        self.current_group = group
         for layer in group:
             for p in self.net.paths:
-                if p.dst == layer and p.src not in members:
+                if p.dst == layer and p.src not in members and not p.learn:
                     name = self.scoped(f"{p.src}_{layer}_current", "path", str(p.index))
                     o.line(f"{name} = {self.path_value(p, True, False)}", self.src(p.line))
                     outside[p.index] = name
@@ -408,6 +437,18 @@ class NetworkEmitter:
                 o.line(f"{self.v(layer, var, '_now')} = torch.zeros_like({like})")
             o.line(f"{self.scoped(f'{layer}_history', 'history', layer)} = []")
         setup: list[str] = []
+        plastic = [p for p in self.net.paths if p.learn and p.dst in members]
+        for p in plastic:
+            dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+            attr = self.op_attr[(p.index, dense)]
+            weight = self.scoped(f"{attr}_weight", "weight", str(p.index))
+            self.plastic_weight[p.index] = weight
+            o.line(f"{weight} = self.{attr}.weight")
+            like = self.input_arg[self.net.inputs[0].name]
+            rule_state = self.scoped(f"{attr}_rule_state", "rule_state", str(p.index))
+            op = p.ops[dense]
+            o.line(f"{rule_state} = self.{self.rule_attr[p.index]}.init_state(batch, {op.out_shape[0]}, "
+                   f"{op.in_shape[0]}, {like})")
         loop = CodeWriter()
         loop.level = o.level + 1
         self.emit_step_loop(group, outside, setup, loop)
@@ -417,6 +458,12 @@ class NetworkEmitter:
         o.lines.extend(loop.lines)
         for line, source in loop.source_map.items():
             o.source_map[line + len(o.lines) - len(loop.lines)] = source
+        for p in plastic:
+            dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+            o.line("if self.training:")
+            with o.indent():
+                o.line(f"self.{self.op_attr[(p.index, dense)]}.weight = {self.plastic_weight[p.index]}.detach()")
+        self.current_group = ()
         for layer in group:
             fields = state_fields(self.neurons[layer])
             history = self.scoped(f"{layer}_history", "history", layer)
@@ -438,11 +485,17 @@ class NetworkEmitter:
             fields = state_fields(neuron)
             state = self.scoped(f"{layer}_state", "state", layer)
             paths = [p for p in self.net.paths if p.dst == layer]
+            pre: dict[int, str] = {}  # plastic paths: the presynaptic activity of this step
+            for p in paths:
+                if p.learn:
+                    dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+                    pre[p.index] = self.scoped(f"{p.src}_{layer}_pre", "pre", str(p.index))
+                    o.line(f"{pre[p.index]} = {self.path_value(p, False, True, setup, (0, dense))}", self.src(p.line))
             terms_by_input = []
             for inp in neuron.inputs:
                 mine = [p for p in paths if p.dst_input == inp.var]
-                terms = [(f"{outside[p.index]}[i]" if p.index in outside else self.path_value(p, False, True, setup),
-                          p.line) for p in mine]
+                terms = [(f"{outside[p.index]}[i]" if p.index in outside else self.path_value(
+                    p, False, True, setup, *self.plastic_rest(p, pre)), p.line) for p in mine]
                 default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
                 if default:
                     terms.append((literal(default), inp.line))
@@ -459,9 +512,25 @@ class NetworkEmitter:
             o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
                    f"{self.scoped(f'{layer}_params', 'params', layer)}, {', '.join(terms_by_input)}, {state}{t})")
             o.line(f"{self.scoped(f'{layer}_history', 'history', layer)}.append(({spike}, {state}))")
+            for p in paths:
+                if p.learn:
+                    rule_state = self.scoped("", "rule_state", str(p.index))
+                    weight = self.plastic_weight[p.index]
+                    mods = "".join(f", {py_name(m)}" for m in self.lowered.rules[p.learn].modulators)
+                    o.line("if self.training:")
+                    with o.indent():
+                        o.line(f"{rule_state}, {weight} = self.{self.rule_attr[p.index]}.step("
+                               f"{rule_state}, {weight}, {pre[p.index]}, {spike}{mods})", self.src(p.line))
             for var in self.needed_in_loop(layer, group):
                 if var != "spike":
                     o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
+
+    def plastic_rest(self, p: ir.LPath, pre: dict[int, str]) -> tuple:
+        """For a plastic path: print from its dense op on, starting at the presynaptic local."""
+        if p.index not in pre:
+            return ()
+        dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+        return (dense, len(p.ops)), pre[p.index]
 
     def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:
         """The variables of `layer` that paths inside its group read, sorted (generated code is deterministic)."""
