@@ -8,13 +8,13 @@ masks) are made equal by replacing `torch.bernoulli` and `jax.random.bernoulli` 
 deterministic draw per shape for the duration of a test.
 
 Tolerances: float32 outputs 1e-5 and gradients 1e-4, relative to the largest magnitude of each
-array (at least 1); float64 1e-9 for both (1e-7 for the gradients of the E/I loop). Three specs are compared in float64 only for their
-gradients (their float32 outputs are still compared): two are ill-conditioned in float32 (a
-500-step conductance-based E/I loop; Izhikevich and AdEx in volts), where torch's own float32
-gradients differ from its float64 ones by up to 80%; and in the ResNet, 600k neuron-steps after
-five conv + batchnorm stages, a membrane potential that lands within float32 rounding of its
-threshold (summation order differs between the backends) flips one spike about every other
-run, which moves the gradients by a few percent.
+array (at least 1); float64 1e-9 for both (1e-7 for the gradients of the E/I loop). Three specs
+have their gradients compared in float64 only (their float32 outputs are still compared). Two
+are ill-conditioned in float32 (a 500-step conductance-based E/I loop; Izhikevich and AdEx in
+volts): there torch's own float32 gradients differ from its float64 ones by up to 80%. In the
+ResNet, 600k neuron-steps after five conv + batchnorm stages, a membrane potential that lands
+within float32 rounding of its threshold (summation order differs between the backends) flips
+one spike about every other run, which moves the gradients by a few percent.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ network {NET} {{
 # locals of its functions, helpers' names without their underscore)
 TRICKY = dict(N="jnp", math="math", self="lax", lam="lambda", print="params", p="p", gate="gate", x="xs",
               state="state", active="carry", refractory_left="refractory_left", i="values", out="dtype", dt="dt_",
-              zeros="zeros", spike="spike", NET="jax", jax="batch_stats", key="key", train="train",
+              zeros="zeros", spike="spike", NET="jax", jax="batch_stats", key="key", train="batch",
               L1="layer_params", L2="new_state", L3="stats", o3="keys")
 PLAIN = {**{k: f"n{k.lower()}" for k in TRICKY}, "N": "Cell", "NET": "Net", "dt": "w_dt"}
 
@@ -204,7 +204,7 @@ def test_spec_names_never_shadow_generated_names():
                   jax.random.uniform(k[2], (9, 3, 2)))
         out = J.apply(params, *inputs)
         grads = jax.grad(lambda p, J=J, inputs=inputs: J.apply(p, *inputs)[1].sum())(params)
-        outputs.append((out, list(params.values()), list(grads.values())))
+        outputs.append((out, list(params.values()), [grads[k] for k in params]))
     (tricky, tp, tg), (plain, pp, pg) = outputs
     assert tricky._fields == ("layer_params_spike", "new_state_state", "keys", "new_state_spike")
     assert tricky[0].sum() > 0 and tricky[3].sum() > 0

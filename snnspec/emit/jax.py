@@ -164,7 +164,7 @@ class NeuronEmitter:
                 lines.append(f"Note: {n.method_note}.")
             default_dt = "1 ms (dt in seconds)" if n.uses_units else "1 (dt counts steps)"
             inputs = ", ".join(c for _s, c in self.inputs)
-            lines += ["", f"`init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the "
+            lines += ["", "`init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the "
                       "values a step uses;", f"`init_state(params, batch, shape)`, `step(params, {inputs}, state)`, "
                       f"`run(params, {inputs}[T], state=None)`. Default dt {default_dt}."]
             o.docstring("\n".join(lines))
@@ -549,21 +549,22 @@ def emit_module(lowered: ir.LoweredSpec) -> str:
                 "Pure JAX functions (jit, grad and vmap work on them); params and states are pytrees.\n"
                 "Self-contained: imports only jax, jax.numpy, math and typing.")
     o.line()
+    used = text
+    for name, helper in reversed(HELPERS.items()):  # helpers may call helpers defined after them
+        if re.search(rf"\b{name}\(", used):
+            used += helper
+    helpers = [helper for name, helper in HELPERS.items() if re.search(rf"\b{name}\(", used)]
     o.line("from __future__ import annotations")
     o.line()
-    o.line("import math")
+    if re.search(r"\bmath\.", used):
+        o.line("import math")
     o.line("from typing import NamedTuple")
     o.line()
     o.line("import jax")
     o.line("import jax.numpy as jnp")
     o.line("from jax import lax")
-    used = text
-    for name, helper in reversed(HELPERS.items()):  # helpers may call helpers defined after them
-        if re.search(rf"\b{name}\(", used):
-            used += helper
-    for name, helper in HELPERS.items():
-        if re.search(rf"\b{name}\(", used):
-            o.blank(2)
-            o.lines.extend(helper.strip("\n").split("\n"))
+    for helper in helpers:
+        o.blank(2)
+        o.lines.extend(helper.strip("\n").split("\n"))
     o.blank(2)
     return o.text() + "\n\n" + text if text.strip() else o.text()

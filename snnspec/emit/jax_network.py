@@ -10,6 +10,7 @@ backends in one line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,8 +120,8 @@ _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-
 
 # names the generated network functions use themselves
 _NETWORK_LOCALS = {"params", "state", "key", "keys", "train", "batch_stats", "stats", "new_stats", "dt", "dtype",
-                   "steps", "batch", "i", "t", "carry", "xs", "layer_params", "new_state", "jax", "jnp", "lax", "math", "self",
-                   "values"}
+                   "steps", "batch", "i", "t", "carry", "xs", "layer_params", "new_state", "jax", "jnp", "lax", "math",
+                   "self", "values"}
 
 
 class NetworkEmitter:
@@ -174,6 +175,26 @@ class NetworkEmitter:
         if key not in self.var_name:
             self.var_name[key] = self.local(f"{layer}_{var}{suffix}")
         return self.var_name[key]
+
+    def body(self) -> CodeWriter:
+        """A writer for a function body, spliced in after its preamble (which prints only the names
+        the body uses)."""
+        body = CodeWriter()
+        body.level = self.out.level
+        self.outer, self.out = self.out, body
+        return body
+
+    def splice(self, body: CodeWriter) -> None:
+        self.out = self.outer
+        o = self.out
+        o.lines.extend(body.lines)
+        for line, source in body.source_map.items():
+            o.source_map[line + len(o.lines) - len(body.lines)] = source
+
+    @staticmethod
+    def uses(body: CodeWriter, name: str) -> bool:
+        code = "\n".join(line.split("#")[0] for line in body.lines)  # comments aside
+        return re.search(rf"\b{re.escape(name)}\b", code) is not None
 
     def param(self, key: str) -> str:
         attr = key.split(".")[0]
@@ -284,7 +305,8 @@ class NetworkEmitter:
                         "uniform on +-1/sqrt(fan_in), batchnorm weight 1 and bias 0, one_to_one weights 1,\n"
                         "learnable neuron params at their values.")
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            o.line(f"dt = {self.cls}.dt")
+            if any(kind == "neuron" for _k, kind, _op, _la in entries):
+                o.line(f"dt = {self.cls}.dt")
             n_random = sum(1 for _k, kind, _op, _la in entries if kind in ("weight", "bias"))
             if n_random:
                 o.line(f"keys = jax.random.split(key, {n_random})")
@@ -306,9 +328,11 @@ class NetworkEmitter:
                         assert op is not None
                         fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
                         bound = literal(1 / fan_in ** 0.5)
-                        if kind == "weight":
-                            shape = ((op.out_shape[0], op.in_shape[0]) if op.name == "dense" else
-                                     (int(op.args["channels"]), op.in_shape[0], *[int(op.args["kernel"])] * _spatial(op)))
+                        if kind == "weight" and op.name == "dense":
+                            shape = (op.out_shape[0], op.in_shape[0])
+                        elif kind == "weight":
+                            kernel = [int(op.args["kernel"])] * _spatial(op)
+                            shape = (int(op.args["channels"]), op.in_shape[0], *kernel)
                         else:
                             shape = (op.out_shape[0],) if op.name == "dense" else (int(op.args["channels"]),)
                         o.line(f'"{key}": _uniform(keys[{r}], {shape!r}, {bound}, dtype),')
@@ -371,17 +395,19 @@ class NetworkEmitter:
         o.blank()
 
     # -- encodings
-    def emit_keys(self) -> None:
-        if self.random:
+    def emit_keys(self, rate_only: bool = False) -> None:
+        if self.random and (not rate_only or any(i.encoding == "rate" for i in self.net.inputs)):
             self.out.line(f"keys = None if key is None else jax.random.split(key, {len(self.random)})")
 
-    def emit_steps_batch(self) -> None:
+    def emit_steps_batch(self, body: CodeWriter) -> None:
+        """`steps, batch = ...`, each only if `body` uses it."""
         sequences = [i for i in self.net.inputs if i.encoding in ("none", "delta")]
         first = self.input_arg[(sequences or list(self.net.inputs))[0].name]
-        if sequences:
-            self.out.line(f"steps, batch = {first}.shape[0], {first}.shape[1]")
-        else:
-            self.out.line(f"steps, batch = {self.cls}.steps, {first}.shape[0]")
+        values = {"steps": f"{first}.shape[0]" if sequences else f"{self.cls}.steps",
+                  "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
+        used = [name for name in values if self.uses(body, name)]
+        if used:
+            self.out.line(f"{', '.join(used)} = {', '.join(values[n] for n in used)}")
 
     def emit_encoding(self, inp: ir.LInput, always: bool = False) -> None:
         """The local `INPUT_seq` [T, batch, ...]; a `direct` input whose paths are all static gets none
@@ -431,12 +457,15 @@ class NetworkEmitter:
                         "step (`key` is split as `apply` splits it, so the same key gives the same spikes).")
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             self.emit_cast_inputs()
-            self.emit_steps_batch()
-            self.emit_keys()
+            body = self.body()
+            self.emit_keys(rate_only=True)
             for inp in self.net.inputs:
                 self.emit_encoding(inp, always=True)
             seqs = [self.v(i.name, "seq") for i in self.net.inputs]
-            o.line(f"return ({', '.join(seqs)},)")
+            self.out.line(f"return ({', '.join(seqs)},)")
+            self.out = self.outer
+            self.emit_steps_batch(body)
+            self.splice(body)
         o.blank()
 
     # -- paths
@@ -455,10 +484,7 @@ class NetworkEmitter:
         inputs = {i.name for i in self.net.inputs}
         static = self.static_path(p) and not streaming
         if p.src in inputs:
-            if streaming or static:
-                value = self.input_arg[p.src]
-            else:
-                value = self.v(p.src, "seq")
+            value = self.input_arg[p.src] if streaming or static else self.v(p.src, "seq")
         elif time_axis:
             value = self.v(p.src, p.src_var)
         else:
@@ -535,14 +561,11 @@ class NetworkEmitter:
         with o.indent():
             o.docstring("`apply`, also returning the batchnorm running statistics: updated as torch updates them\n"
                         "when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).")
-            o.line(f"dt = {self.cls}.dt")
-            o.line("dtype = _float_dtype(params)")
-            self.emit_cast_inputs()
-            self.emit_steps_batch()
+            body = self.body()
             if self.has_bn:
-                o.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
-                o.line("new_stats = dict(stats)")
-            o.line(f"layer_params = {self.cls}.neuron_params(params)")
+                body.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
+                body.line("new_stats = dict(stats)")
+            body.line(f"layer_params = {self.cls}.neuron_params(params)")
             self.emit_keys()
             self.emit_masks()
             for inp in self.net.inputs:
@@ -557,7 +580,14 @@ class NetworkEmitter:
                 seq = self.v(out.layer, out.var)
                 fields.append(f"{self.out_fields(out.name)}={_READOUTS[out.readout].format(seq)}")
             stats = "new_stats" if self.has_bn else "{} if batch_stats is None else batch_stats"
-            o.line(f"return {self.cls}Output({', '.join(fields)}), {stats}")
+            body.line(f"return {self.cls}Output({', '.join(fields)}), {stats}")
+            self.out = self.outer
+            if self.uses(body, "dt"):
+                o.line(f"dt = {self.cls}.dt")
+            o.line("dtype = _float_dtype(params)")
+            self.emit_cast_inputs()
+            self.emit_steps_batch(body)
+            self.splice(body)
         o.blank()
 
     def emit_masks(self) -> None:
@@ -719,7 +749,8 @@ class NetworkEmitter:
         o.line("def init_state(params, batch: int) -> dict:")
         with o.indent():
             o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
-                        "that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.")
+                        "that recurrent paths read (zero at first); delay buffers; the step count if a neuron\n"
+                        "reads `t`.")
             o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             o.line(f"layer_params = {self.cls}.neuron_params(params)")
@@ -753,7 +784,8 @@ class NetworkEmitter:
             o.line("dtype = _float_dtype(params)")
             self.emit_cast_inputs()
             first = self.input_arg[net.inputs[0].name]
-            o.line(f"batch = {first}.shape[0]")
+            if self.uses(body, "batch"):
+                o.line(f"batch = {first}.shape[0]")
             if self.has_bn:
                 o.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
             o.line(f"layer_params = {self.cls}.neuron_params(params)")

@@ -396,9 +396,13 @@ class CobaNet:
         inh_state = state["layers"]["inh"]
         readout_state = state["layers"]["readout"]
         inh_spike_now = state["previous"]["inh.spike"]
-        exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], _dense(x, params["x_exc.weight"], params["x_exc.bias"]) * 1e-09, _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09, exc_state, dt=dt)  # specs/examples/cobalif.snn:52
-        inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)  # specs/examples/cobalif.snn:53
-        readout_spike_now, readout_state = LI.step(layer_params["readout"], _dense(exc_spike_now, params["exc_readout.weight"], params["exc_readout.bias"]), readout_state, dt=dt)  # specs/examples/cobalif.snn:55
+        exc_ge_in_now = _dense(x, params["x_exc.weight"], params["x_exc.bias"]) * 1e-09  # specs/examples/cobalif.snn:52
+        exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09  # specs/examples/cobalif.snn:54
+        exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], exc_ge_in_now, exc_gi_in_now, exc_state, dt=dt)
+        inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09  # specs/examples/cobalif.snn:53
+        inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)
+        readout_I_now = _dense(exc_spike_now, params["exc_readout.weight"], params["exc_readout.bias"])  # specs/examples/cobalif.snn:55
+        readout_spike_now, readout_state = LI.step(layer_params["readout"], readout_I_now, readout_state, dt=dt)
         new_state = {
             "layers": {"exc": exc_state, "inh": inh_state, "readout": readout_state},
             "previous": {"inh.spike": inh_spike_now},
@@ -434,8 +438,10 @@ class CobaNet:
         def exc_inh_step(carry, xs):
             exc_state, inh_state, inh_spike_now = carry
             x_exc_current_t, = xs
-            exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], x_exc_current_t, _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09, exc_state, dt=dt)  # specs/examples/cobalif.snn:52
-            inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)  # specs/examples/cobalif.snn:53
+            exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09  # specs/examples/cobalif.snn:54
+            exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], x_exc_current_t, exc_gi_in_now, exc_state, dt=dt)
+            inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09  # specs/examples/cobalif.snn:53
+            inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)
             return (exc_state, inh_state, inh_spike_now), (exc_spike_now, inh_spike_now)
 
         _, (exc_spike, inh_spike) = lax.scan(exc_inh_step, exc_inh_init, (x_exc_current,))

@@ -275,9 +275,12 @@ class CSNN:
         c1_state = state["layers"]["c1"]
         c2_state = state["layers"]["c2"]
         out_state = state["layers"]["out"]
-        c1_spike_now, c1_state = LeakyFS.step(layer_params["c1"], _maxpool(_conv(x, params["x_c1.weight"], params["x_c1.bias"], 1, 0), 2, 2), c1_state, dt=dt)  # specs/examples/csnn.snn:24
-        c2_spike_now, c2_state = LeakyFS.step(layer_params["c2"], _maxpool(_conv(c1_spike_now, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2, 2), c2_state, dt=dt)  # specs/examples/csnn.snn:25
-        out_spike_now, out_state = LeakyFS.step(layer_params["out"], _dense(lax.collapse(c2_spike_now, 1), params["c2_out.weight"], params["c2_out.bias"]), out_state, dt=dt)  # specs/examples/csnn.snn:26
+        c1_I_now = _maxpool(_conv(x, params["x_c1.weight"], params["x_c1.bias"], 1, 0), 2, 2)  # specs/examples/csnn.snn:24
+        c1_spike_now, c1_state = LeakyFS.step(layer_params["c1"], c1_I_now, c1_state, dt=dt)
+        c2_I_now = _maxpool(_conv(c1_spike_now, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2, 2)  # specs/examples/csnn.snn:25
+        c2_spike_now, c2_state = LeakyFS.step(layer_params["c2"], c2_I_now, c2_state, dt=dt)
+        out_I_now = _dense(lax.collapse(c2_spike_now, 1), params["c2_out.weight"], params["c2_out.bias"])  # specs/examples/csnn.snn:26
+        out_spike_now, out_state = LeakyFS.step(layer_params["out"], out_I_now, out_state, dt=dt)
         new_state = {
             "layers": {"c1": c1_state, "c2": c2_state, "out": out_state},
         }

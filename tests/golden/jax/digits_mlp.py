@@ -248,8 +248,10 @@ class DigitsMLP:
         layer_params = DigitsMLP.neuron_params(params)
         hidden_state = state["layers"]["hidden"]
         out_state = state["layers"]["out"]
-        hidden_spike_now, hidden_state = Leaky.step(layer_params["hidden"], _dense(x, params["x_hidden.weight"], params["x_hidden.bias"]), hidden_state, dt=dt)  # specs/examples/digits_mlp.snn:11
-        out_spike_now, out_state = Leaky.step(layer_params["out"], _dense(hidden_spike_now, params["hidden_out.weight"], params["hidden_out.bias"]), out_state, dt=dt)  # specs/examples/digits_mlp.snn:12
+        hidden_I_now = _dense(x, params["x_hidden.weight"], params["x_hidden.bias"])  # specs/examples/digits_mlp.snn:11
+        hidden_spike_now, hidden_state = Leaky.step(layer_params["hidden"], hidden_I_now, hidden_state, dt=dt)
+        out_I_now = _dense(hidden_spike_now, params["hidden_out.weight"], params["hidden_out.bias"])  # specs/examples/digits_mlp.snn:12
+        out_spike_now, out_state = Leaky.step(layer_params["out"], out_I_now, out_state, dt=dt)
         new_state = {
             "layers": {"hidden": hidden_state, "out": out_state},
         }

@@ -344,8 +344,13 @@ class RecurrentSNN:
         h_state = state["layers"]["h"]
         readout_state = state["layers"]["readout"]
         h_spike_now = state["previous"]["h.spike"]
-        h_spike_now, h_state = LIF.step(layer_params["h"], _dense(x, params["x_h.weight"], params["x_h.bias"]) + _dense(h_spike_now, params["h_h.weight"], params["h_h.bias"]), h_state, dt=dt)  # specs/examples/recurrent.snn:17
-        readout_spike_now, readout_state = LI.step(layer_params["readout"], _dense(h_spike_now, params["h_readout.weight"], params["h_readout.bias"]), readout_state, dt=dt)  # specs/examples/recurrent.snn:19
+        h_I_now = (
+            _dense(x, params["x_h.weight"], params["x_h.bias"])  # specs/examples/recurrent.snn:17
+            + _dense(h_spike_now, params["h_h.weight"], params["h_h.bias"])  # specs/examples/recurrent.snn:18
+        )
+        h_spike_now, h_state = LIF.step(layer_params["h"], h_I_now, h_state, dt=dt)
+        readout_I_now = _dense(h_spike_now, params["h_readout.weight"], params["h_readout.bias"])  # specs/examples/recurrent.snn:19
+        readout_spike_now, readout_state = LI.step(layer_params["readout"], readout_I_now, readout_state, dt=dt)
         new_state = {
             "layers": {"h": h_state, "readout": readout_state},
             "previous": {"h.spike": h_spike_now},
@@ -378,7 +383,11 @@ class RecurrentSNN:
         def h_step(carry, xs):
             h_state, h_spike_now = carry
             x_h_current_t, = xs
-            h_spike_now, h_state = LIF.step(layer_params["h"], x_h_current_t + _dense(h_spike_now, params["h_h.weight"], params["h_h.bias"]), h_state, dt=dt)  # specs/examples/recurrent.snn:17
+            h_I_now = (
+                x_h_current_t  # specs/examples/recurrent.snn:17
+                + _dense(h_spike_now, params["h_h.weight"], params["h_h.bias"])  # specs/examples/recurrent.snn:18
+            )
+            h_spike_now, h_state = LIF.step(layer_params["h"], h_I_now, h_state, dt=dt)
             return (h_state, h_spike_now), (h_spike_now,)
 
         _, (h_spike,) = lax.scan(h_step, h_init, (x_h_current,))

@@ -412,8 +412,6 @@ def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_
                 m = b * N + n
                 tau = pa_tau[n]
                 r = pa_r[n]
-                v_leak = pa_v_leak[n]
-                v_new = saved[t, 0, m]
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
                 gu_v = lam_v[m]
@@ -573,7 +571,7 @@ class CobaNet(nn.Module):
     def forward(self, x) -> CobaNetOutput:
         steps, batch = self.steps, x.shape[0]
         x_seq = torch.bernoulli(x.clamp(0.0, 1.0).unsqueeze(0).expand(steps, *x.shape))
-        # layers exc, inh: step by step (a recurrent path closes a cycle through them)
+        # layers exc, inh: step by step (recurrent or plastic paths)
         x_exc_current = self.x_exc(x_seq) * 1e-09  # specs/examples/cobalif.snn:52
         exc_params = self.exc.params()
         exc_state = self.exc.init_state(batch)

@@ -105,7 +105,6 @@ def _leaky_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, dt, steps,
                 saved[t, 0, m] = mem_new
                 x = mem_new - threshold
                 spike = 1.0 if x > 0.0 else 0.0
-                gate = spike
                 st_mem[m] = mem_new
                 st_spiked[m] = spike
                 out[t, m] = spike
@@ -130,8 +129,6 @@ def _leaky_backward(st_mem, st_spiked, pa_beta, pa_threshold, N, dt, saved, acti
                 threshold = pa_threshold[n]
                 mem_new = saved[t, 0, m]
                 x = mem_new - threshold
-                spike = 1.0 if x > 0.0 else 0.0
-                gate = spike
                 lam_mem[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_spiked[m] += g_rec[t, 1, m] if g_rec.shape[0] > 0 else 0.0
                 gs = g_out[t, m] + lam_spiked[m]

@@ -125,9 +125,7 @@ def _l_i_f_backward(st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N
                 m = b * N + n
                 tau = pa_tau[n]
                 r = pa_r[n]
-                v_leak = pa_v_leak[n]
                 v_threshold = pa_v_threshold[n]
-                v_reset = pa_v_reset[n]
                 v_new = saved[t, 0, m]
                 x = v_new - v_threshold
                 spike = 1.0 if x > 0.0 else 0.0
@@ -319,8 +317,6 @@ def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_
                 m = b * N + n
                 tau = pa_tau[n]
                 r = pa_r[n]
-                v_leak = pa_v_leak[n]
-                v_new = saved[t, 0, m]
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
                 gu_v = lam_v[m]
@@ -476,7 +472,7 @@ class RecurrentSNN(nn.Module):
     def forward(self, x) -> RecurrentSNNOutput:
         steps, batch = x.shape[0], x.shape[1]
         x_seq = x
-        # layers h: step by step (a recurrent path closes a cycle through them)
+        # layers h: step by step (recurrent or plastic paths)
         x_h_current = self.x_h(x_seq)  # specs/examples/recurrent.snn:17
         h_params = self.h.params()
         h_state = self.h.init_state(batch)
