@@ -19,7 +19,8 @@ _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 
 _MATH: dict[str, Callable[[list[str]], str]] = {
     "exp": lambda a: f"math.exp({a[0]})", "log": lambda a: f"math.log({a[0]})", "sqrt": lambda a: f"math.sqrt({a[0]})",
-    "abs": lambda a: f"abs({a[0]})", "sign": lambda a: f"float(({a[0]} > 0) - ({a[0]} < 0))", "tanh": lambda a: f"math.tanh({a[0]})",
+    "abs": lambda a: f"abs({a[0]})", "sign": lambda a: f"float(({a[0]} > 0) - ({a[0]} < 0))",
+    "tanh": lambda a: f"math.tanh({a[0]})",
     "sigmoid": lambda a: f"1.0 / (1.0 + math.exp(-({a[0]})))", "atan": lambda a: f"math.atan({a[0]})",
     "erf": lambda a: f"math.erf({a[0]})", "sin": lambda a: f"math.sin({a[0]})", "cos": lambda a: f"math.cos({a[0]})",
     "min": lambda a: f"min({a[0]}, {a[1]})", "max": lambda a: f"max({a[0]}, {a[1]})",

@@ -319,7 +319,6 @@ class CobaNet:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = CobaNet.dt
         keys = jax.random.split(key, 8)
         return {
             "x_exc.weight": _uniform(keys[0], (80, 100), 0.1, dtype),
@@ -356,7 +355,7 @@ class CobaNet:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = CobaNet.steps, x.shape[0]
+        steps = CobaNet.steps
         keys = None if key is None else jax.random.split(key, 1)
         if key is None:
             raise ValueError("input 'x' is rate-coded: pass key=jax.random.PRNGKey(...)")
@@ -366,7 +365,8 @@ class CobaNet:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = CobaNet.dt
         dtype = _float_dtype(params)
@@ -390,7 +390,6 @@ class CobaNet:
         dt = CobaNet.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         layer_params = CobaNet.neuron_params(params)
         exc_state = state["layers"]["exc"]
         inh_state = state["layers"]["inh"]

@@ -9,7 +9,6 @@ Self-contained: imports only jax, jax.numpy, math and typing.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -205,7 +204,6 @@ class CSNN:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = CSNN.dt
         keys = jax.random.split(key, 6)
         return {
             "x_c1.weight": _uniform(keys[0], (12, 1, 5, 5), 0.2, dtype),
@@ -240,14 +238,15 @@ class CSNN:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = CSNN.steps, x.shape[0]
+        steps = CSNN.steps
         x_seq = jnp.broadcast_to(x[None], (steps, *x.shape))
         return (x_seq,)
 
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = CSNN.dt
         dtype = _float_dtype(params)
@@ -270,7 +269,6 @@ class CSNN:
         dt = CSNN.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         layer_params = CSNN.neuron_params(params)
         c1_state = state["layers"]["c1"]
         c2_state = state["layers"]["c2"]
@@ -302,7 +300,7 @@ class CSNN:
         dt = CSNN.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        steps, batch = CSNN.steps, x.shape[0]
+        steps = CSNN.steps
         layer_params = CSNN.neuron_params(params)
         # layer c1 = LeakyFS[12, 12, 12]: all steps at once
         c1_I = _repeat(_maxpool(_conv(x, params["x_c1.weight"], params["x_c1.bias"], 1, 0), 2, 2), steps)  # specs/examples/csnn.snn:24

@@ -183,7 +183,6 @@ class DigitsMLP:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = DigitsMLP.dt
         keys = jax.random.split(key, 4)
         return {
             "x_hidden.weight": _uniform(keys[0], (128, 64), 0.125, dtype),
@@ -215,14 +214,15 @@ class DigitsMLP:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = DigitsMLP.steps, x.shape[0]
+        steps = DigitsMLP.steps
         x_seq = jnp.broadcast_to(x[None], (steps, *x.shape))
         return (x_seq,)
 
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)
@@ -244,7 +244,6 @@ class DigitsMLP:
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         layer_params = DigitsMLP.neuron_params(params)
         hidden_state = state["layers"]["hidden"]
         out_state = state["layers"]["out"]
@@ -273,7 +272,7 @@ class DigitsMLP:
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        steps, batch = DigitsMLP.steps, x.shape[0]
+        steps = DigitsMLP.steps
         layer_params = DigitsMLP.neuron_params(params)
         # layer hidden = Leaky[128]: all steps at once
         hidden_I = _repeat(_dense(x, params["x_hidden.weight"], params["x_hidden.bias"]), steps)  # specs/examples/digits_mlp.snn:11

@@ -183,7 +183,6 @@ class MnistMLP:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = MnistMLP.dt
         keys = jax.random.split(key, 4)
         return {
             "x_hidden.weight": _uniform(keys[0], (1000, 784), 0.03571428571428571, dtype),
@@ -215,7 +214,7 @@ class MnistMLP:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = MnistMLP.steps, x.shape[0]
+        steps = MnistMLP.steps
         keys = None if key is None else jax.random.split(key, 1)
         if key is None:
             raise ValueError("input 'x' is rate-coded: pass key=jax.random.PRNGKey(...)")
@@ -225,7 +224,8 @@ class MnistMLP:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = MnistMLP.dt
         dtype = _float_dtype(params)
@@ -247,7 +247,6 @@ class MnistMLP:
         dt = MnistMLP.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         layer_params = MnistMLP.neuron_params(params)
         hidden_state = state["layers"]["hidden"]
         out_state = state["layers"]["out"]
@@ -276,7 +275,7 @@ class MnistMLP:
         dt = MnistMLP.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        steps, batch = MnistMLP.steps, x.shape[0]
+        steps = MnistMLP.steps
         layer_params = MnistMLP.neuron_params(params)
         keys = None if key is None else jax.random.split(key, 1)
         if key is None:

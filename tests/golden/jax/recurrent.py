@@ -275,7 +275,6 @@ class RecurrentSNN:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = RecurrentSNN.dt
         keys = jax.random.split(key, 6)
         return {
             "x_h.weight": _uniform(keys[0], (128, 700), 0.03779644730092272, dtype),
@@ -309,14 +308,14 @@ class RecurrentSNN:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = x.shape[0], x.shape[1]
         x_seq = x
         return (x_seq,)
 
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = RecurrentSNN.dt
         dtype = _float_dtype(params)
@@ -339,7 +338,6 @@ class RecurrentSNN:
         dt = RecurrentSNN.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         layer_params = RecurrentSNN.neuron_params(params)
         h_state = state["layers"]["h"]
         readout_state = state["layers"]["readout"]
@@ -373,7 +371,7 @@ class RecurrentSNN:
         dt = RecurrentSNN.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        steps, batch = x.shape[0], x.shape[1]
+        batch = x.shape[1]
         layer_params = RecurrentSNN.neuron_params(params)
         x_seq = x
         # layers h: step by step (a recurrent path closes a cycle through them)

@@ -237,7 +237,6 @@ class SpikingResNet:
         learnable neuron params at their values.
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
-        dt = SpikingResNet.dt
         keys = jax.random.split(key, 8)
         return {
             "x_stem_conv2d.weight": _uniform(keys[0], (16, 3, 3, 3), 0.19245008972987526, dtype),
@@ -309,14 +308,15 @@ class SpikingResNet:
         """
         dtype = jnp.result_type(float) if dtype is None else dtype
         x = jnp.asarray(x, dtype)
-        steps, batch = SpikingResNet.steps, x.shape[0]
+        steps = SpikingResNet.steps
         x_seq = jnp.broadcast_to(x[None], (steps, *x.shape))
         return (x_seq,)
 
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron reads `t`.
+        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        reads `t`.
         """
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)
@@ -342,7 +342,6 @@ class SpikingResNet:
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        batch = x.shape[0]
         stats = SpikingResNet.init_batch_stats(dtype) if batch_stats is None else batch_stats
         layer_params = SpikingResNet.neuron_params(params)
         stem_state = state["layers"]["stem"]
@@ -396,7 +395,7 @@ class SpikingResNet:
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        steps, batch = SpikingResNet.steps, x.shape[0]
+        steps = SpikingResNet.steps
         stats = SpikingResNet.init_batch_stats(dtype) if batch_stats is None else batch_stats
         new_stats = dict(stats)
         layer_params = SpikingResNet.neuron_params(params)
