@@ -3,8 +3,8 @@
 A rule becomes an `nn.Module` holding its params, with `init_state` and `step`. Its states live
 per presynaptic neuron `[batch, pre]`, per postsynaptic neuron `[batch, post]` or per synapse
 `[batch, post, pre]`; the weight `w` is `[post, pre]`, shared by the batch, so every change to it
-is averaged over the batch. `step` returns new tensors (never in place), so the weights a step
-used stay intact for autograd through the rest of the model.
+is averaged over the batch. `step` runs without gradients and returns new tensors (never in place),
+so the weights a step used stay intact for autograd through the rest of the model.
 """
 
 from __future__ import annotations
@@ -115,10 +115,15 @@ class RuleEmitter:
     def emit_step(self, o: CodeWriter) -> None:
         r = self.rule
         mods = "".join(f", {code}" for code in self.mods.values())
+        # no_grad: a rule changes `w` without gradients (LANGUAGE.md §4); without it, spikes that carry a
+        # surrogate gradient would put the weight updates on the autograd tape of the rest of the model
+        o.line("@torch.no_grad()")
         o.line(f"def step(self, state: {self.cls}State, w: torch.Tensor, pre: torch.Tensor, post: torch.Tensor{mods}):")
         with o.indent():
             o.docstring("One step after the postsynaptic layer spiked: `pre` [batch, pre] and `post` [batch, post]\n"
                         "are this step's spikes; modulators are scalars or [batch]. Returns the new state and w.")
+            for code in self.mods.values():
+                o.line(f"{code} = torch.as_tensor({code}, dtype=w.dtype, device=w.device).reshape(-1)")
             fields = [self.local[s.var] for s in r.states]
             if fields:
                 o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
