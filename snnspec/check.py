@@ -295,7 +295,8 @@ def check_surrogate(s: ir.Surrogate, diags: Diagnostics) -> ir.Surrogate:
                               diags, reserved={"pi"})
     scope = Scope({n: DIMENSIONLESS for n in kinds}, f"surrogate '{s.name}'")
     for h in s.hyper:
-        expect_dim(h.value, DIMENSIONLESS, Scope({}, "a hyper-parameter's default"), diags, f"hyper-parameter '{h.name}'")
+        default_scope = Scope({}, "a hyper-parameter's default")
+        expect_dim(h.value, DIMENSIONLESS, default_scope, diags, f"hyper-parameter '{h.name}'")
     expect_dim(s.expr, DIMENSIONLESS, scope, diags, f"`{s.form}`")
     return s
 
@@ -332,7 +333,8 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
 
     pdims = check_params(n.params, dt_dim, kinds, diags)
     const_scope = Scope({**pdims, "dt": dt_dim}, "an initial value",
-                        {k: v for k, v in kinds.items() if v != "param"} | {"t": "the time", "spiked": "the spike state"})
+                        {k: v for k, v in kinds.items() if v != "param"}
+                        | {"t": "the time", "spiked": "the spike state"})
     sdims = {s.name: dim_of(s.init, const_scope, diags) for s in n.states}
     idims = {i.name: dim_of(i.default, Scope({}, "an input's default"), diags) if i.default else DIMENSIONLESS
              for i in inputs}

@@ -305,7 +305,8 @@ def substitute(expr: ir.Expr, mapping: Mapping[str, ir.Expr]) -> ir.Expr:
     if isinstance(expr, ir.Call):
         return expr.model_copy(update={"args": tuple(substitute(a, mapping) for a in expr.args)})
     if isinstance(expr, ir.BinOp):
-        return expr.model_copy(update={"left": substitute(expr.left, mapping), "right": substitute(expr.right, mapping)})
+        left, right = substitute(expr.left, mapping), substitute(expr.right, mapping)
+        return expr.model_copy(update={"left": left, "right": right})
     if isinstance(expr, ir.Neg):
         return expr.model_copy(update={"operand": substitute(expr.operand, mapping)})
     return expr

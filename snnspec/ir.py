@@ -328,6 +328,7 @@ class LNeuron(Model):
     refractory: Expr | None = None
     uses_units: bool = False
     equations: tuple[str, ...] = ()
+    output: str | None = None  # what a step returns: "spike", or for a non-spiking neuron a state
 
 
 class LRule(Model):

@@ -267,8 +267,8 @@ class _Builder:
                                                  span=self.span(st.children[0])))
             elif kind == "input_decl":
                 n, default = st.children
-                fields["inputs"].append(ir.Input(name=str(n), default=self.expr(default) if default is not None else None,
-                                                 span=self.span(n)))
+                value = self.expr(default) if default is not None else None
+                fields["inputs"].append(ir.Input(name=str(n), default=value, span=self.span(n)))
             elif kind == "let":
                 fields["lets"].append(ir.Let(name=str(st.children[0]), expr=self.expr(st.children[1]),
                                              span=self.span(st.children[0])))

@@ -320,8 +320,7 @@ class NeuronEmitter:
                            f"state.{dict(self.state_fields)[var]})")
         result = []
         if n.spike is None:
-            first = self.state_fields[0][0] if self.state_fields else None
-            spike_code = self.locals[first] if first else "None"
+            spike_code = self.locals[n.output] if n.output else "None"
         else:
             spike = n.spike
             extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in self.spike_extra())

@@ -311,8 +311,7 @@ class NeuronEmitter:
                     o.line(f"{self.locals[var]} = torch.where(active, {self.locals[var]}, {before})")
         result = []
         if n.spike is None:
-            first = self.state_fields[0][0] if self.state_fields else None
-            spike_code = self.locals[first] if first else "None"
+            spike_code = self.locals[n.output] if n.output else "None"
         else:
             spike = n.spike
             extra = sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})

@@ -17,7 +17,8 @@ from .names import Namer
 from .printer import Printer
 from .writer import CodeWriter
 
-_KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba", "torch", "out", "saved",
+_KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba",
+                 "torch", "out", "saved",
                  "rec", "active", "now", "gate", "spike", "x", "gx", "gs", "tau_steps",
                  "g_out", "g_rec"}
 
@@ -230,7 +231,7 @@ class FusedEmitter:
             o.line(f"{self.arr['spiked']}[m] = spike")
         if self.refractory:
             o.line("counter[m] = steps if gate > 0.0 else counter[m] - 1.0")
-        first = self.arr[self.states[0]] if self.states else "0.0"
+        first = self.arr[self.n.output] if self.n.output and self.n.spike is None else "0.0"
         o.line(f"out[t, m] = {'spike' if self.n.spike is not None else first + '[m]'}")
         o.line("if rec.shape[0] > 0:")
         with o.indent():
@@ -244,7 +245,6 @@ class FusedEmitter:
 
     def emit_backward(self, o: CodeWriter) -> None:
         """The reverse loop: adjoints `lam_*` of the states after each step walk back to the start."""
-        n = self.n
         ins = [self.arr[i] for i in self.inputs] if self.saves_inputs else []
         start = [self.arr[s] for s in self.states] + ([self.arr["spiked"]] if self.uses_spiked else [])
         lams = [self.lam[s] for s in self.states] + ([self.lam["spiked"]] if self.uses_spiked else [])
@@ -317,7 +317,7 @@ class FusedEmitter:
             o.line(f"{self.lam[s]}[m] += g_rec[t, {k}, m] if g_rec.shape[0] > 0 else 0.0")
         lam = {s: f"{self.lam[s]}[m]" for s in fields}
         if n.spike is None:
-            o.line(f"{lam[self.states[0]]} += g_out[t, m]")
+            o.line(f"{lam[self.n.output]} += g_out[t, m]")
         gi = {i: [] for i in self.inputs}  # terms of each input's gradient
         gp = {q: [] for q in self.grad_params}
         if n.spike is not None:
@@ -385,15 +385,18 @@ class FusedEmitter:
                 o.line(f"T, shape = {first}.shape[0], {first}.shape[1:]")
                 o.line("flat = [x.detach().reshape(T, -1).contiguous() for x in (" + ins + ",)]")
                 o.line(f"start = [s.detach().reshape(-1).clone() for s in ({sts},)]")
-                o.line(f"params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in ({pas}{',' if pas else ''})]")
-                o.line(f"out = torch.empty_like(flat[0])")
+                o.line("params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() "
+                       f"for p in ({pas}{',' if pas else ''})]")
+                o.line("out = torch.empty_like(flat[0])")
                 o.line(f"saved = torch.empty((T, {real}, flat[0].shape[1]), dtype=out.dtype)")
                 o.line(f"rec = torch.empty((T if record else 0, {n_fields}, flat[0].shape[1]), dtype=out.dtype)")
-                o.line(f"active = torch.empty((T, flat[0].shape[1]) if {bool(self.refractory)} else (0, 0), dtype=torch.uint8)")
+                size = "(T, flat[0].shape[1])" if self.refractory else "(0, 0)"  # the refractory mask, if any
+                o.line(f"active = torch.empty({size}, dtype=torch.uint8)")
                 o.line(f"kernel = _compiled(_{snake}_forward)")
-                o.line(f"initial = [s.clone() for s in start]")
+                o.line("initial = [s.clone() for s in start]")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), "
-                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), "
+                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), "
+                       "saved.numpy(), "
                        "rec.numpy(), active.numpy())")
                 keep = "*flat, " if self.saves_inputs else ""
                 o.line(f"ctx.save_for_backward({keep}*initial, *params, saved, active)")
@@ -413,11 +416,11 @@ class FusedEmitter:
                 o.line(f"initial = tensors[{k_in}:{k_in + n_fields}]")
                 o.line(f"params = tensors[{k_in + n_fields}:{k_in + n_fields + len(self.params)}]")
                 o.line("saved, active = tensors[-2], tensors[-1]")
-                o.line(f"M = saved.shape[2]")
+                o.line("M = saved.shape[2]")
                 o.line(f"g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) "
                        f"for g in grads[:{n_fields}]]")
                 o.line(f"g_recs = grads[{n_fields}:]")
-                o.line(f"if any(g is not None for g in g_recs):")
+                o.line("if any(g is not None for g in g_recs):")
                 with o.indent():
                     o.line("g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, "
                            "dtype=saved.dtype) for g in g_recs], 1).contiguous()")
@@ -431,7 +434,8 @@ class FusedEmitter:
                 o.line(f"lams = g_final[:{real + (1 if self.uses_spiked else 0)}]")
                 o.line(f"kernel = _compiled(_{snake}_backward)")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), "
-                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), "
+                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), "
+                       "g_out.numpy(), "
                        "g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), "
                        "*(g.numpy() for g in g_params))")
                 o.line("g_start = [lam.reshape(shape) for lam in lams] + [None] * "

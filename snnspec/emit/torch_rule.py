@@ -56,7 +56,8 @@ class RuleEmitter:
     def check_context(self, var: str, value: ir.Expr, where: str) -> None:
         scope = self.scope_of(var)
         reads = {self.scope_of(n.id) for n in names(value)} - {""}
-        allowed = {"pre": {"pre"}, "post": {"post"}, "syn": {"pre", "post", "syn", "w"}, "w": {"pre", "post", "syn", "w"}}
+        everything = {"pre", "post", "syn", "w"}
+        allowed = {"pre": {"pre"}, "post": {"post"}, "syn": everything, "w": everything}
         if not reads <= allowed[scope]:
             raise UnsupportedRule(f"rule '{self.rule.name}': {where} a {scope} value '{var}' cannot read "
                                   f"{', '.join(sorted(reads - allowed[scope]))} values")

@@ -16,7 +16,8 @@ class SymbolicTimeout(Exception):
 
 @contextmanager
 def time_limit(seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
-    """Raise `SymbolicTimeout` in the block after `seconds` (main thread only; elsewhere no limit)."""
+    """Raise `SymbolicTimeout` in the block after `seconds` of CPU time (main thread only; elsewhere
+    no limit). CPU time, not wall time, so a busy machine does not change what the lowering emits."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -24,10 +25,10 @@ def time_limit(seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
     def _expire(signum: int, frame: object) -> None:
         raise SymbolicTimeout()
 
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGVTALRM, _expire)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)

@@ -73,7 +73,8 @@ def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr]
 
 
 def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Diagnostics) -> ir.LNeuron | None:
-    local = {p.name for p in n.params} | {s.name for s in n.states} | {i.name for i in n.inputs} | {x.name for x in n.lets}
+    local = {p.name for p in n.params} | {s.name for s in n.states} | {i.name for i in n.inputs}
+    local |= {x.name for x in n.lets}
     lets_order = order_by_dependency({x.name: x.expr for x in n.lets}, "let", {}, Diagnostics())
     let_exprs = {x.name: x.expr for x in n.lets}
     ordered_lets = {name: let_exprs[name] for name in lets_order}
@@ -108,8 +109,20 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
                                line=_line(i)) for i in n.inputs),
         lets=lets, updates=tuple(updates), spike=spike, reset=reset,
         refractory=to_si(n.refractory, local) if n.refractory is not None else None,
-        uses_units=n.uses_units, equations=tuple(_equation_text(n)),
+        uses_units=n.uses_units, equations=tuple(_equation_text(n)), output=_output(n),
     )
+
+
+MEMBRANE_NAMES = ("v", "mem", "u", "V")
+
+
+def _output(n: ir.Neuron) -> str | None:
+    """What one step of the neuron returns: its spike or, for a non-spiking neuron, its membrane
+    (the state named v, mem, u or V, else the last state: synaptic states come first by habit)."""
+    if n.spike is not None:
+        return "spike"
+    states = [s.name for s in n.states]
+    return next((name for name in MEMBRANE_NAMES if name in states), states[-1] if states else None)
 
 
 def _lets_needed(exprs: Iterable[ir.Expr], lets: Mapping[str, ir.Expr]) -> set[str]:

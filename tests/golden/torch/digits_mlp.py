@@ -150,7 +150,7 @@ class LeakyRun(torch.autograd.Function):
         out = torch.empty_like(flat[0])
         saved = torch.empty((T, 1, flat[0].shape[1]), dtype=out.dtype)
         rec = torch.empty((T if record else 0, 2, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((T, flat[0].shape[1]) if False else (0, 0), dtype=torch.uint8)
+        active = torch.empty((0, 0), dtype=torch.uint8)
         kernel = _compiled(_leaky_forward)
         initial = [s.clone() for s in start]
         kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())

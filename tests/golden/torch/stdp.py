@@ -182,7 +182,7 @@ class ALIFRun(torch.autograd.Function):
         out = torch.empty_like(flat[0])
         saved = torch.empty((T, 2, flat[0].shape[1]), dtype=out.dtype)
         rec = torch.empty((T if record else 0, 2, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((T, flat[0].shape[1]) if False else (0, 0), dtype=torch.uint8)
+        active = torch.empty((0, 0), dtype=torch.uint8)
         kernel = _compiled(_a_l_i_f_forward)
         initial = [s.clone() for s in start]
         kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
@@ -345,6 +345,7 @@ class STDP(nn.Module):
     def init_state(self, batch: int, post: int, pre: int, like: torch.Tensor) -> STDPState:
         return STDPState(torch.zeros((batch, pre), dtype=like.dtype, device=like.device), torch.zeros((batch, post), dtype=like.dtype, device=like.device))
 
+    @torch.no_grad()
     def step(self, state: STDPState, w: torch.Tensor, pre: torch.Tensor, post: torch.Tensor):
         """One step after the postsynaptic layer spiked: `pre` [batch, pre] and `post` [batch, post]
         are this step's spikes; modulators are scalars or [batch]. Returns the new state and w.
