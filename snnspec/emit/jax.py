@@ -12,6 +12,7 @@ time). Networks are printed by `jax_network.py`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .. import __version__, ir
 from ..expr import format_expr, names
@@ -20,12 +21,14 @@ from .printer import Printer
 from .torch import class_name
 from .writer import CodeWriter, literal
 
+Emit = Callable[[list[str], list[bool]], str]
 
-def _call(fn: str) -> object:
+
+def _call(fn: str) -> Emit:
     return lambda a, _flags: f"{fn}({', '.join(a)})"
 
 
-def _min_max(kind: str) -> object:
+def _min_max(kind: str) -> Emit:
     def emit(a: list[str], flags: list[bool]) -> str:
         if all(flags):
             return f"jnp.{kind}imum({a[0]}, {a[1]})"
@@ -41,7 +44,7 @@ def _clip(a: list[str], flags: list[bool]) -> str:
 
 # the torch table's functions, with torch's gradients: clamps pass the gradient at their bounds
 # (`torch.clamp` is inclusive; `jnp.clip` would halve it there), min/max of two arrays split it
-JAX_FUNCTIONS = {
+JAX_FUNCTIONS: dict[str, Emit] = {
     **{fn: _call(f"jnp.{fn}") for fn in ("exp", "log", "sqrt", "abs", "sign", "tanh", "sin", "cos")},
     "atan": _call("jnp.arctan"), "sigmoid": _call("jax.nn.sigmoid"), "erf": _call("lax.erf"),
     "min": _min_max("min"), "max": _min_max("max"), "clip": _clip,
@@ -202,7 +205,7 @@ class NeuronEmitter:
             env = {spec: code for spec, code in self.param_fields}
             init_printer = Printer(JAX_FUNCTIONS, {**env, "dt": "dt"}, arrays=set(env))
             live = self.live_params()
-            entries = []
+            entries: list[tuple[str, str | None]] = []
             for p in n.params:
                 code = env[p.name]
                 if p.name in live:
@@ -515,6 +518,30 @@ def _lateral(s, w, first):
     """Fixed all-to-all inhibition: each neuron gets -w times the spikes of all the others."""
     total = jnp.sum(s, axis=tuple(range(first, s.ndim)), keepdims=True)
     return -w * (total - s)
+''',
+    "_per_step": '''
+PER_STEP_MACS = 2 ** 24
+
+
+def _per_step(macs):
+    """Whether a layer-major layer computes its currents inside its scan, one step at a time, rather
+    than for all steps at once before it. Both give the same numbers. On CPU a product of at least
+    `PER_STEP_MACS` multiply-adds per step is as fast step by step, and its result stays in cache;
+    elsewhere (GPU, TPU) the one large product is faster."""
+    return macs >= PER_STEP_MACS and jax.default_backend() == "cpu"
+''',
+    "_run_per_step": '''
+def _run_per_step(neuron, p, currents, sequences, dt, record=False):
+    """`neuron.run` on `currents(*values at step i)` for each step i of `sequences` [T, batch, ...]."""
+    first = currents(*(s[0] for s in sequences))
+    state = neuron.init_state(p, first[0].shape[0], first[0].shape[1:], dt=dt, dtype=first[0].dtype)
+
+    def body(state, xs):
+        out, state = neuron.step(p, *currents(*xs), state, dt=dt)
+        return state, (out, state) if record else (out, None)
+
+    state, (outputs, stacked) = lax.scan(body, state, sequences)
+    return outputs, state, stacked
 ''',
     "_repeat": '''
 def _repeat(x, steps):

@@ -115,6 +115,12 @@ OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
     "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
 
+# ops that act on each step alone: a layer whose paths hold only these may compute its currents
+# inside its scan (`_per_step`)
+_PER_STEP_MIN_MACS = 2 ** 14  # per sample: below, no batch up to 1024 reaches the generated `PER_STEP_MACS`
+_PER_STEP_OPS = {"dense", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool", "flatten", "scale", "one_to_one",
+                 "dropout", "lateral"}
+
 _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-1]", "max": "jnp.max({}, 0)",
              "trace": "{}"}
 
@@ -328,6 +334,7 @@ class NetworkEmitter:
                         assert op is not None
                         fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
                         bound = literal(1 / fan_in ** 0.5)
+                        shape: tuple[int, ...]
                         if kind == "weight" and op.name == "dense":
                             shape = (op.out_shape[0], op.in_shape[0])
                         elif kind == "weight":
@@ -476,14 +483,17 @@ class NetworkEmitter:
                 and all(op.name in TIME_INVARIANT for op in p.ops))
 
     def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, ctx_out: OpContext,
-                   streaming: bool = False) -> str:
-        """The current a path delivers: over all steps (`time_axis`) or at one step of a loop.
+                   streaming: bool = False, source: str | None = None) -> str:
+        """The current a path delivers: over all steps (`time_axis`) or at one step of a loop
+        (reading `source`, if given, as the value at its start).
 
         Statements it needs first go to `ctx_out.pre`; values carried over steps to `ctx_out.carry`.
         """
         inputs = {i.name for i in self.net.inputs}
         static = self.static_path(p) and not streaming
-        if p.src in inputs:
+        if source is not None:
+            value = source
+        elif p.src in inputs:
             value = self.input_arg[p.src] if streaming or static else self.v(p.src, "seq")
         elif time_axis:
             value = self.v(p.src, p.src_var)
@@ -615,6 +625,16 @@ class NetworkEmitter:
         attr = self.layer_attr[layer]
         paths = [p for p in self.net.paths if p.dst == layer]
         o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all steps at once")
+        states = self.needed(layer) - {"spike"}
+        spike = self.v(layer, "spike")
+        rec = self.local(f"{layer}_record") if states else "_"
+        macs = self.per_step_macs(layer, paths)
+        if macs >= _PER_STEP_MIN_MACS:
+            o.line(f"if _per_step(batch * {literal(macs)}):  # a large product per step: inside the scan")
+            with o.indent():
+                self.emit_per_step(layer, paths, f"{spike}, _, {rec}", bool(states))
+            o.line("else:")
+            o.level += 1
         ctx = OpContext(None, True, False, False, self.param, self.local)
         currents = self.currents(layer, paths, ctx)
         self.emit_pre(ctx)
@@ -623,14 +643,70 @@ class NetworkEmitter:
             name = self.local(f"{layer}_{inp.var}")
             self.emit_sum(o, name, terms, self.net.file)
             names.append(name)
-        states = self.needed(layer) - {"spike"}
-        spike = self.v(layer, "spike")
-        rec = self.local(f"{layer}_record") if states else "_"
         o.line(f'{spike}, _, {rec} = {class_name(neuron.name)}.run(layer_params["{attr}"], {", ".join(names)}, '
                f"dt=dt{', record=True' if states else ''})")
+        if macs >= _PER_STEP_MIN_MACS:
+            o.level -= 1
         fields = state_fields(neuron)
         for var in sorted(states):
             o.line(f"{self.v(layer, var)} = {rec}.{fields[var]}")
+
+    def per_step_macs(self, layer: str, paths: list[ir.LPath]) -> int:
+        """Multiply-adds per sample and step of a layer's paths, if its currents may be computed step
+        by step inside its scan (every path reads a sequence through per-sample ops; the neuron does
+        not read `t`); else 0."""
+        if uses_t(self.neurons[layer]) or not paths:
+            return 0
+        macs = 0
+        for p in paths:
+            if self.static_path(p) or any(op.name not in _PER_STEP_OPS for op in p.ops):
+                return 0
+            for op in p.ops:
+                if op.name == "dense":
+                    macs += op.in_shape[0] * op.out_shape[0]
+                elif op.name in ("conv1d", "conv2d"):
+                    kernel = int(op.args["kernel"]) ** _spatial(op)
+                    spatial = 1
+                    for n in op.out_shape[1:]:
+                        spatial *= n
+                    macs += op.out_shape[0] * spatial * op.in_shape[0] * kernel
+        return macs
+
+    def emit_per_step(self, layer: str, paths: list[ir.LPath], target: str, record: bool) -> None:
+        """`target = _run_per_step(...)`: the layer's currents computed at each step inside its scan."""
+        o = self.out
+        neuron = self.neurons[layer]
+        attr = self.layer_attr[layer]
+        sources: dict[str, str] = {}  # sequence -> its argument name in the step function
+        inputs = {i.name for i in self.net.inputs}
+        for p in paths:
+            seq = self.v(p.src, "seq") if p.src in inputs else self.v(p.src, p.src_var)
+            if seq not in sources:
+                sources[seq] = self.local.fresh(f"{seq}_t")
+        fn = self.local.fresh(f"{layer}_currents")
+        o.line(f"def {fn}({', '.join(sources.values())}):")
+        with o.indent():
+            ctx = OpContext(None, False, False, False, self.param, self.local)
+            values = []
+            for inp in neuron.inputs:
+                terms = []
+                for p in paths:
+                    if p.dst_input != inp.var:
+                        continue
+                    seq = self.v(p.src, "seq") if p.src in inputs else self.v(p.src, p.src_var)
+                    terms.append((self.path_value(p, False, False, ctx, source=sources[seq]), p.line))
+                default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+                if default:
+                    terms.append((literal(default), inp.line))
+                if not terms or (len(terms) == 1 and default):
+                    terms.insert(0, (self.zeros(layer, False), None))
+                self.emit_pre(ctx)
+                name = self.local.fresh(f"{layer}_{inp.var}_t")
+                self.emit_sum(o, name, terms, self.net.file)
+                values.append(name)
+            o.line(f"return ({', '.join(values)}{',' if len(values) == 1 else ''})")
+        o.line(f'{target} = _run_per_step({class_name(neuron.name)}, layer_params["{attr}"], {fn}, '
+               f"({', '.join(sources)},), dt{', record=True' if record else ''})")
 
     def emit_step_major(self, group: tuple[str, ...]) -> None:
         o = self.out
@@ -791,8 +867,8 @@ class NetworkEmitter:
             o.line(f"layer_params = {self.cls}.neuron_params(params)")
             for la in net.layers:
                 o.line(f'{self.local(la.name + "_state")} = state["layers"]["{self.layer_attr[la.name]}"]')
-            for la, var in previous:
-                o.line(f'{self.v(la, var, "_now")} = state["previous"]["{self.layer_attr[la]}.{var}"]')
+            for src, var in previous:
+                o.line(f'{self.v(src, var, "_now")} = state["previous"]["{self.layer_attr[src]}.{var}"]')
             for name, _init in buffers:
                 o.line(f'{name} = state["buffers"]["{name}"]')
             if self.any_t:

@@ -133,9 +133,8 @@ class RuleEmitter:
                 values = []
                 for u in updates:
                     self.check_context(u.var, u.value, "an update of")
-                    text = self.printer(self.scope_of(u.var))(u.value)
-                    if u.var == "w":
-                        text = f"_batch_mean({text})"
+                    printer = self.printer(self.scope_of(u.var))
+                    text = self.weight_update(u.value, printer) if u.var == "w" else printer(u.value)
                     values.append((self.local.get(u.var, "w"), text, u.line))
                 self.emit_assignments(o, values)
             for event, body in (("pre", r.on_pre), ("post", r.on_post)):
@@ -152,9 +151,8 @@ class RuleEmitter:
                     blend = reset_blend(u.var, u.value, ())  # var + gate * e, or var - gate * (var - value)
                     g = gate if scope in ("pre", "post") else (
                         f"{gate}[:, None, :]" if event == "pre" else f"{gate}[:, :, None]")
-                    text = self.printer(scope, {f"{u.var}'": self.local.get(u.var, "w"), "gate'": g})(blend)
-                    if u.var == "w":
-                        text = f"_batch_mean({text})"
+                    printer = self.printer(scope, {f"{u.var}'": self.local.get(u.var, "w"), "gate'": g})
+                    text = self.weight_update(blend, printer) if u.var == "w" else printer(blend)
                     values.append((self.local.get(u.var, "w"), text, u.line))
                 o.line(f"# on {event}: where the {event}synaptic neuron spiked")
                 self.emit_assignments(o, values)
@@ -167,6 +165,17 @@ class RuleEmitter:
                     f"{var}.clamp({low}, {high})"
                 o.line(f"{var} = {text}")
             o.line(f"return {self.cls}State({', '.join(fields)}), w")
+
+    @staticmethod
+    def weight_update(value: ir.Expr, printer: Printer) -> str:
+        """The new `w` [post, pre] from its per-sample value: `w + D` / `w - D` becomes
+        `w + _batch_mean(D)`, the mean of the changes (a change that is exactly zero for every sample
+        leaves `w` exactly as it was, and small changes keep their precision); any other form is
+        `_batch_mean(value)`."""
+        if isinstance(value, ir.BinOp) and value.op in ("+", "-") and isinstance(value.left, ir.Name) \
+                and value.left.id in ("w", "w'"):
+            return f"w {value.op} _batch_mean({printer(value.right)})"
+        return f"_batch_mean({printer(value)})"
 
     def emit_assignments(self, o: CodeWriter, values: list[tuple[str, str, int | None]]) -> None:
         src = self.rule.file

@@ -358,12 +358,12 @@ class STDP(nn.Module):
         # on pre: where the presynaptic neuron spiked
         x_pre, w = (
             x_pre + pre * 1,  # std/rules.snn:37
-            _batch_mean(w - pre[:, None, :] * (self.a_minus * x_post[:, :, None] * (1 - self.soft + self.soft * (w - self.w_min)))),  # std/rules.snn:37
+            w - _batch_mean(pre[:, None, :] * (self.a_minus * x_post[:, :, None] * (1 - self.soft + self.soft * (w - self.w_min)))),  # std/rules.snn:37
         )
         # on post: where the postsynaptic neuron spiked
         x_post, w = (
             x_post + post * 1,  # std/rules.snn:38
-            _batch_mean(w + post[:, :, None] * (self.a_plus * x_pre[:, None, :] * (1 - self.soft + self.soft * (self.w_max - w)))),  # std/rules.snn:38
+            w + _batch_mean(post[:, :, None] * (self.a_plus * x_pre[:, None, :] * (1 - self.soft + self.soft * (self.w_max - w)))),  # std/rules.snn:38
         )
         w = torch.clamp(torch.clamp(w, min=self.w_min), max=self.w_max)
         return STDPState(x_pre, x_post), w
