@@ -105,29 +105,33 @@ def readout_accuracy(features: np.ndarray, y: np.ndarray, train: np.ndarray, tes
     return float(clf.score(features[test], y[test]))
 
 
-def save_fields(w: np.ndarray, path: Path, title: str) -> None:
-    """Each neuron's 64 weights as an 8x8 image (dark = strong; each scaled from its own minimum to
-    its maximum), in a grid."""
+def save_fields(before: np.ndarray, after: np.ndarray, path: Path, title: str) -> None:
+    """Each neuron's 64 weights as an 8x8 image (dark = strong), before and after learning, side by
+    side, all on one scale from 0 to the largest weight."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = w.shape[0]
+    n = after.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + 0.4))
-    for i, ax in enumerate(np.ravel(axes)):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(w[i].reshape(8, 8), cmap="gray_r", vmin=float(w[i].min()), vmax=float(w[i].max()))
-    fig.suptitle(title, fontsize=9)
+    top = float(max(before.max(), after.max()))
+    fig, panels = plt.subplots(1, 2, figsize=(2 * cols * 0.6 + 0.6, rows * 0.6 + 0.8))
+    for panel, w, name in ((panels[0], before, "initial random weights"), (panels[1], after, title)):
+        grid = np.ones((rows * 9 - 1, cols * 9 - 1)) * np.nan
+        for i in range(n):
+            r, c = divmod(i, cols)
+            grid[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = w[i].reshape(8, 8)
+        panel.imshow(np.ma.masked_invalid(grid), cmap="gray_r", vmin=0, vmax=top)
+        panel.set_title(name, fontsize=9)
+        panel.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def run(cfg: Config, png: Path | None = None, random_png: Path | None = None) -> Result:
+def run(cfg: Config, png: Path | None = None) -> Result:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -141,9 +145,7 @@ def run(cfg: Config, png: Path | None = None, random_png: Path | None = None) ->
     train_seconds = time.perf_counter() - t0
     w = net.x_exc.weight.clone()
     if png is not None:
-        save_fields(w.numpy(), png, f"STDP receptive fields after {cfg.epochs} pass(es), no labels")
-    if random_png is not None:
-        save_fields(w0.numpy(), random_png, "initial random weights")
+        save_fields(w0.numpy(), w.numpy(), png, f"after STDP, {cfg.epochs} pass(es), no labels")
 
     # the same readout on the same layer: trained, initial random, random with the trained drive
     matched = w0 * (w.sum(1, keepdim=True) / w0.sum(1, keepdim=True))
@@ -165,16 +167,17 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--png", type=Path, default=Path("stdp_digits_fields.png"))
-    ap.add_argument("--random-png", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster than two fighting over small ops
     cfg = Config(epochs=args.epochs, n_train=args.n_train, seed=args.seed)
-    r = run(cfg, args.png, args.random_png)
+    r = run(cfg, args.png)
     print(f"trained on {cfg.n_train or 'all'} training digits x {cfg.epochs} pass(es) in {r.train_seconds:.1f} s")
-    print(f"readout on the STDP layer:            {r.accuracy_stdp:.1%}  ({r.spikes_per_digit_stdp:.0f} spikes/digit)")
-    print(f"readout on the initial random layer:  {r.accuracy_random:.1%}  ({r.spikes_per_digit_random:.0f} spikes/digit)")
-    print(f"random weights, trained drive:        {r.accuracy_random_matched:.1%}")
+    print(f"readout on the STDP layer:           {r.accuracy_stdp:.1%}  ({r.spikes_per_digit_stdp:.0f} spikes/digit)")
+    print(f"readout on the initial random layer: {r.accuracy_random:.1%}  "
+          f"({r.spikes_per_digit_random:.0f} spikes/digit)")
+    if r.accuracy_random_matched is not None:
+        print(f"random weights, trained drive:       {r.accuracy_random_matched:.1%}")
     print(f"receptive fields: {args.png}   (total {r.total_seconds:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps(asdict(r), indent=2))

@@ -29,6 +29,7 @@ _GENERATED = {
     "torch", "math", "typing", "nn", "NamedTuple", "Optional", "jax", "jnp", "lax", "self", "cls", "ctx", "state",
     "params", "p", "spike", "spikes", "states", "record", "init_state", "step", "run", "shape", "dt", "steps",
     "batch", "t", "grad_output", "gate", "count", "index", "key", "inputs", "outputs",
+    "PER_STEP_MACS",  # a module constant of the generated JAX code
 }
 RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | _MODULE_ATTRIBUTES | _GENERATED
 
