@@ -393,7 +393,7 @@ class STDPDigits(nn.Module):
         self.exc = ALIF((100,), dt=self.dt, tau_mem=0.02, r=5, tau_theta=100, theta_plus=0.2)  # specs/examples/stdp_digits.snn:20
         self.x_exc = nn.Linear(64, 100, bias=False)  # specs/examples/stdp_digits.snn:21
         _plastic(self.x_exc)  # its weights change by the rule, not by gradients
-        self.x_exc_STDP = STDP(dt=self.dt, a_plus=0.005, a_minus=0.006, soft=1)  # specs/examples/stdp_digits.snn:21
+        self.x_exc_STDP = STDP(dt=self.dt, a_plus=0.005, a_minus=0.008, soft=1)  # specs/examples/stdp_digits.snn:21
 
     def forward(self, x) -> STDPDigitsOutput:
         steps, batch = x.shape[0], x.shape[1]
