@@ -115,7 +115,7 @@ def check_network(net: ir.Network, checker: _Checker, diags: Diagnostics) -> ir.
 
     if net.steps is not None and net.steps < 1:
         diags.error(f"steps must be at least 1, got {net.steps}", net.span)
-    if net.steps is None and any(i.encoding.name != "none" for i in net.inputs):
+    if net.steps is None and any(i.encoding.name not in ("none", "delta") for i in net.inputs):
         diags.error(f"network '{net.name}' needs `steps = N`: how many steps to present its inputs", net.span,
                     "add e.g. `steps = 25`")
     for inp in net.inputs:

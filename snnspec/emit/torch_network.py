@@ -61,7 +61,7 @@ def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
     fn = f"nn.functional.{kind}_pool{_spatial(op)}d"
     k = int(op.args["kernel"])
     text = f"_fold_time({fn}, {value}, {k})" if ctx.time_axis else f"{fn}({value}, {k})"
-    return f"{text} * {literal(k ** _spatial(op))}" if op.name == "sumpool" else text
+    return f"({text} * {literal(k ** _spatial(op))})" if op.name == "sumpool" else text
 
 
 def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -152,8 +152,8 @@ class NetworkEmitter:
             held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
             for k in held:
                 suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
-                self.op_attr[(p.index, k)] = attrs(f"{p.src}_{p.dst}{suffix}")
-        self.rule_attr = {p.index: attrs(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
+                self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
+        self.rule_attr = {p.index: attrs.fresh(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
         self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
         self.plastic_weight: dict[int, str] = {}
         self.current_group: tuple[str, ...] = ()
