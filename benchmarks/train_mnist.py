@@ -12,6 +12,10 @@ shuffled batches of 128 with the last partial batch dropped, and after *every* t
 forward pass on one test batch (its printout); measured both as published ("tutorial") and
 without that per-batch test pass ("train only", the stricter comparison).
 
+Epoch times on a shared machine swing with its load, so the script first times single training
+steps of both, interleaved (`--step-repeats` each, medians): the fairer speed comparison, from
+which it also estimates an epoch (469 steps for snnspec, 468 for the tutorial's drop_last).
+
 Optionally (`--csnn`) also specs/examples/csnn.snn for one epoch (target >= 98.5%).
 
     python benchmarks/train_mnist.py [--data ../shared/data/mnist.npz] [--epochs 3] [--csnn]
@@ -24,6 +28,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,6 +115,56 @@ class Tutorial:
         return correct / len(x_test)
 
 
+def step_times(data: str, spec: str, repeats: int, seed: int) -> tuple[float, float]:
+    """Median seconds of one training step (batch 128, forward, loss, backward, Adam): snnspec's
+    generated network with the spec's loss, and the tutorial's loop body; interleaved."""
+    import statistics
+
+    import snnspec
+    from snnspec.train.losses import make_objective
+
+    with np.load(data) as f:
+        x = torch.from_numpy(f["x_train"][:128 * 8]).float().div(255).reshape(-1, 784)
+        y = torch.from_numpy(f["y_train"][:128 * 8]).long()
+    lowered = snnspec.load_lowered(spec)
+    net_ir = next(iter(lowered.networks.values()))
+    first, t = net_ir.outputs[0], net_ir.train
+    objective = make_objective(t.loss, t.loss_args, first.readout, first.var)
+    torch.manual_seed(seed)
+    net = getattr(snnspec.compile(spec), net_ir.name)()
+    opt = torch.optim.Adam(net.parameters(), lr=t.optimizer_args["lr"])
+    tut = TutorialNet()
+    topt = torch.optim.Adam(tut.parameters(), lr=5e-4, betas=(0.9, 0.999))
+    ce = nn.CrossEntropyLoss()
+
+    def ours(i: int) -> None:
+        b = slice(128 * (i % 8), 128 * (i % 8 + 1))
+        loss = objective(net(x[b])[0], y[b], net_ir.steps or 25)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def theirs(i: int) -> None:
+        b = slice(128 * (i % 8), 128 * (i % 8 + 1))
+        _, mem = tut(x[b])
+        loss = torch.zeros((1,))
+        for step in range(tut.num_steps):
+            loss += ce(mem[step], y[b])
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    a: list[float] = []
+    b_: list[float] = []
+    for i in range(repeats + 3):
+        for fn, acc in ((ours, a), (theirs, b_)):
+            t0 = time.perf_counter()
+            fn(i)
+            if i >= 3:  # warm-up (numba compiles its kernels on first use)
+                acc.append(time.perf_counter() - t0)
+    return statistics.median(a), statistics.median(b_)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -122,11 +177,18 @@ def main() -> None:
     ap.add_argument("--tutorial-as-published", action="store_true",
                     help="also time the tutorial loop with its per-batch test pass")
     ap.add_argument("--csnn", action="store_true", help="also train specs/examples/csnn.snn for one epoch")
+    ap.add_argument("--step-repeats", type=int, default=30, help="interleaved single steps to time (0: none)")
     ap.add_argument("--json", default=None, help="write all figures to this file")
     args = ap.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; data {args.data}")
-    results: dict[str, list[dict[str, float]]] = {"snnspec": [], "snntorch_train_only": [], "snntorch_tutorial": []}
+    results: dict[str, Any] = {"snnspec": [], "snntorch_train_only": [], "snntorch_tutorial": []}
+    if args.step_repeats and not args.no_snntorch:
+        ours, theirs = step_times(args.data, args.spec, args.step_repeats, args.seed)
+        results["step_ms"] = {"snnspec": ours * 1000, "snntorch_tutorial": theirs * 1000}
+        print(f"one training step (median of {args.step_repeats}, interleaved): snnspec {ours * 1000:.0f} ms, "
+              f"snnTorch tutorial {theirs * 1000:.0f} ms (ratio {ours / theirs:.2f}); per epoch about "
+              f"{ours * 469:.0f} s vs {theirs * 468:.0f} s", flush=True)
     tutorials: dict[str, Tutorial] = {}
     if not args.no_snntorch:
         with np.load(args.data) as f:
@@ -156,11 +218,11 @@ def main() -> None:
     print()
     print(f"{'':22} " + "  ".join(f"epoch {e:<14}" for e in range(1, args.epochs + 1)))
     for name, rows in results.items():
-        if rows:
+        if rows and isinstance(rows, list):
             cells = "  ".join(f"{r['test_accuracy']:6.2%} {r['seconds']:6.1f} s  " for r in rows)
             print(f"{name:22} {cells}")
     base = results["snntorch_train_only"]
-    if base:
+    if base and results["snnspec"]:
         ratio = [a["seconds"] / b["seconds"] for a, b in zip(results["snnspec"], base, strict=True)]
         cpu_ratio = [a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(results["snnspec"], base, strict=True)]
         print(f"snnspec / snnTorch (train only) epoch time: wall {', '.join(f'{x:.2f}' for x in ratio)}; "
