@@ -186,7 +186,9 @@ def plot(sim: Simulation, path: Path, neurons: int = 5) -> Path:
             t, n = np.nonzero(la.spikes)
             raster.scatter(t, n, s=max(2.0, 40.0 / math.sqrt(la.neurons)), marker="|", color="black", linewidths=0.8)
             raster.set_title(f"{la.name}: {la.count} spikes, {la.neurons} neurons", fontsize=10, loc="left")
-            pick = np.argsort(-la.spikes.sum(0), kind="stable")[:neurons]
+            # the neurons that spiked most; if none did, those whose membrane moved most
+            score = la.spikes.sum(0) if la.count or la.state is None else np.ptp(la.state, axis=0)
+            pick = np.argsort(-score, kind="stable")[:neurons]
         else:
             assert la.state is not None
             raster.imshow(la.state.T, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis",
