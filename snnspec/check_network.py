@@ -59,7 +59,8 @@ def uses_dt(neuron: ir.Neuron | ir.Rule) -> bool:
     """Whether the block's meaning depends on the length of a step (ODEs, dt, t, refractory)."""
     if any(e.form == "ode" for e in neuron.equations):
         return True
-    exprs: list[ir.Expr | None] = [p.default for p in neuron.params] + [e.rhs for e in neuron.equations]
+    exprs: list[ir.Expr | None] = [p.default for p in neuron.params]
+    exprs += [e.rhs for e in neuron.equations]
     if isinstance(neuron, ir.Neuron):
         exprs.append(neuron.refractory)
         exprs += [x.expr for x in neuron.lets]
@@ -424,7 +425,7 @@ def _check_outputs(net: ir.Network, neurons: Mapping[str, ir.Neuron], diags: Dia
                         did_you_mean(out.var, [*states, "spike"]) or f"its variables: {', '.join(['spike', *states])}")
 
 
-def train_settings(train: ir.Train, diags: Diagnostics) -> ir.Model:
+def train_settings(train: ir.Train, diags: Diagnostics) -> ir.LTrain:
     """Evaluate a `train` block into `ir.LTrain`, reporting unknown losses, optimizers and args."""
     settings: dict[str, Any] = {}
     for key, table in (("loss", LOSSES), ("optimizer", OPTIMIZERS)):

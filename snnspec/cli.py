@@ -100,9 +100,10 @@ def format_lowered(lowered: ir.LoweredSpec) -> str:
                 else "layer-major"
             shapes = ", ".join(f"{la.name}{list(la.shape)}" for la in net.layers if la.name in group)
             lines.append(f"  run {mode}: {shapes}")
-        for p in net.paths:
-            ops = " -> ".join(f"{o.name}{list(o.out_shape)}" for o in p.ops)
-            lines.append(f"  path {p.src} -> {ops} -> {p.dst}.{p.dst_input}{'  (recurrent)' if p.recurrent else ''}")
+        for path in net.paths:
+            ops = " -> ".join(f"{o.name}{list(o.out_shape)}" for o in path.ops)
+            recurrent = "  (recurrent)" if path.recurrent else ""
+            lines.append(f"  path {path.src} -> {ops} -> {path.dst}.{path.dst_input}{recurrent}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -213,7 +213,8 @@ def from_sympy(e: sympy.Expr) -> ir.Expr:
     if e.is_Mul:
         if e.could_extract_minus_sign():
             return ir.Neg(operand=from_sympy(-e))
-        numer, denom = [], []
+        numer: list[ir.Expr] = []
+        denom: list[ir.Expr] = []
         for factor in e.as_ordered_factors():
             if factor.is_Rational and not factor.is_Integer and factor.q <= 1000:
                 if factor.p != 1:

@@ -198,7 +198,7 @@ class _Builder:
         kind = node.data
         if kind == "quantity":
             number, unit = node.children
-            return ir.Num(value=float(number), unit=str(unit) if unit is not None else None, span=span)
+            return ir.Num(value=float(str(number)), unit=str(unit) if unit is not None else None, span=span)
         if kind == "name":
             return ir.Name(id=str(node.children[0]), span=span)
         if kind == "call":
@@ -291,7 +291,8 @@ class _Builder:
             else:
                 self.diags.error(f"unknown integration method '{method}'", self.span(method),
                                  "use one of exact, exponential_euler, euler, rk4")
-        return ir.Neuron(name=str(name), span=self.span(name), **{k: tuple(v) for k, v in fields.items()}, **single)
+        blocks: dict[str, Any] = {k: tuple(v) for k, v in fields.items()}
+        return ir.Neuron(name=str(name), span=self.span(name), **blocks, **single)
 
     def spike(self, node: Tree) -> ir.Spike:
         lhs, op, rhs, kw, sname, sargs = node.children
@@ -331,7 +332,10 @@ class _Builder:
     # -- networks
     def network(self, node: Tree) -> ir.Network:
         name, *stmts = node.children
-        inputs, layers, paths, outputs = [], [], [], []
+        inputs: list[ir.NetInput] = []
+        layers: list[ir.Layer] = []
+        paths: list[ir.Path] = []
+        outputs: list[ir.Output] = []
         single: dict[str, Any] = {}
         seen: dict[str, Tree] = {}
         for st in stmts:
@@ -339,7 +343,7 @@ class _Builder:
             if kind == "net_dt" and self._once(seen, "dt", st, "`dt`"):
                 single["dt"] = self.expr(st.children[0])
             elif kind == "net_steps" and self._once(seen, "steps", st, "`steps`"):
-                single["steps"] = int(st.children[0])
+                single["steps"] = int(str(st.children[0]))
             elif kind == "net_input":
                 n, shape, enc, eargs = st.children
                 enc_name = str(enc)
@@ -364,7 +368,7 @@ class _Builder:
                           outputs=tuple(outputs), span=self.span(name), **single)
 
     def shape(self, node: Tree) -> tuple[int, ...]:
-        return tuple(int(t) for t in node.children)
+        return tuple(int(str(t)) for t in node.children)
 
     def endpoint(self, node: Tree) -> ir.Endpoint:
         name, var = node.children
@@ -434,5 +438,5 @@ class _Builder:
                 n, args = st.children
                 fields[key] = ir.RuleRef(name=str(n), args=self.args(args), span=self.span(n))
             else:
-                fields[key] = int(st.children[0])
+                fields[key] = int(str(st.children[0]))
         return ir.Train(span=self.span(node), **fields)

@@ -317,9 +317,10 @@ class FusedEmitter:
             o.line(f"{self.lam[s]}[m] += g_rec[t, {k}, m] if g_rec.shape[0] > 0 else 0.0")
         lam = {s: f"{self.lam[s]}[m]" for s in fields}
         if n.spike is None:
-            o.line(f"{lam[self.n.output]} += g_out[t, m]")
-        gi = {i: [] for i in self.inputs}  # terms of each input's gradient
-        gp = {q: [] for q in self.grad_params}
+            assert n.output is not None  # a neuron without spikes outputs one of its states
+            o.line(f"{lam[n.output]} += g_out[t, m]")
+        gi: dict[str, list[str]] = {i: [] for i in self.inputs}  # terms of each input's gradient
+        gp: dict[str, list[str]] = {q: [] for q in self.grad_params}
         if n.spike is not None:
             terms = ["g_out[t, m]"] + ([lam["spiked"]] if self.uses_spiked else [])
             if n.reset is not None and n.reset.with_gradient:

@@ -78,7 +78,9 @@ def derive(n: ir.LNeuron, grad_params: set[str]) -> LAdjoint:
         return to_sympy(expr, {**syms, **lets})
 
     old = [*states, "spiked"]
-    dF, dX, dR = [], [], []
+    dF: list[Derivative] = []
+    dX: list[Derivative] = []
+    dR: list[Derivative] = []
     with time_limit():
         for u in n.updates:
             f = s(u.value)

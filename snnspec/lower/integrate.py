@@ -231,7 +231,7 @@ class CannotIntegrate(Exception):
 
 def integrate(system: System, requested: str | None) -> Integrated:
     """Integrate with `requested`, or the first default method that can and finishes in time."""
-    notes = []
+    notes: list[str] = []
     for name in (requested,) if requested else DEFAULT_ORDER:
         method = METHODS[name]
         try:
