@@ -16,6 +16,8 @@ memory on W3m 700-512-20 T=1000 B=64. Peers that are not installed are skipped
 
     python benchmarks/speed.py                 # W1, W2 at T and 2T, then W3m memory
     python benchmarks/speed.py --quick         # W1, W2 only
+    python benchmarks/speed.py --device cuda   # on a GPU: memory is torch's peak allocation there;
+                                               # snnspec runs its plain path (the fused kernels are CPU)
 """
 
 from __future__ import annotations
@@ -131,13 +133,17 @@ PEERS: dict[str, Callable[[int, int, int], nn.Module]] = {
 
 
 def trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One training step of `model` on (x, y), on the device x is on (waiting for it to finish)."""
+    model.to(x.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         opt.step()
+        sync()
 
     return step
 
@@ -152,12 +158,17 @@ def available(names: list[str], dims: tuple[int, int, int]) -> dict[str, nn.Modu
     return out
 
 
-def time_workload(name: str, scale_t: int, repeats: int, peers: list[str]) -> dict[str, float]:
-    n_in, n_hidden, n_out, T, B = WORKLOADS[name]
-    T *= scale_t
+def inputs(name: str, scale_t: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random input spikes [T, B, in] (10% density) and labels of a workload."""
+    n_in, _n_hidden, n_out, T, B = WORKLOADS[name]
     torch.manual_seed(0)
-    x = (torch.rand(T, B, n_in) < 0.1).float()
-    y = torch.randint(0, n_out, (B,))
+    x = (torch.rand(T * scale_t, B, n_in) < 0.1).float()
+    return x.to(device), torch.randint(0, n_out, (B,)).to(device)
+
+
+def time_workload(name: str, scale_t: int, repeats: int, peers: list[str], device: str) -> dict[str, float]:
+    n_in, n_hidden, n_out, _T, _B = WORKLOADS[name]
+    x, y = inputs(name, scale_t, device)
     steps = {k: trainer(m, x, y) for k, m in available(peers, (n_in, n_hidden, n_out)).items()}
     for fn in steps.values():  # warm up (compiles numba kernels on the first call)
         fn()
@@ -173,17 +184,21 @@ def time_workload(name: str, scale_t: int, repeats: int, peers: list[str]) -> di
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def memory_child(peer: str, name: str) -> None:
-    """Run in a subprocess: the peak RSS a training step adds, in MiB."""
-    n_in, n_hidden, n_out, T, B = WORKLOADS[name]
-    torch.manual_seed(0)
-    x = (torch.rand(T, B, n_in) < 0.1).float()
-    y = torch.randint(0, n_out, (B,))
+def memory_child(peer: str, name: str, device: str) -> None:
+    """Run in a subprocess: the peak memory a training step adds, in MiB."""
+    n_in, n_hidden, n_out, _T, B = WORKLOADS[name]
+    x, y = inputs(name, 1, device)
     step = trainer(PEERS[peer](n_in, n_hidden, n_out), x, y)
     if peer.startswith("snnspec"):  # compile the kernels on a small input first
-        small = (torch.rand(2, B, n_in) < 0.1).float()
-        trainer(PEERS[peer](n_in, n_hidden, n_out), small, y)()
-    print(json.dumps({"peer": peer, "mib": peak_added_mib(step)}))
+        trainer(PEERS[peer](n_in, n_hidden, n_out), x[:2].clone(), y)()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        mib = (torch.cuda.max_memory_allocated() - before) / 2**20
+    else:
+        mib = peak_added_mib(step)
+    print(json.dumps({"peer": peer, "mib": mib}))
 
 
 def _status_kib(field: str) -> int:
@@ -211,10 +226,11 @@ def peak_added_mib(fn: Callable[[], object]) -> float:
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
-def memory(name: str, peers: list[str]) -> dict[str, float]:
+def memory(name: str, peers: list[str], device: str) -> dict[str, float]:
     out = {}
     for peer in peers:
-        proc = subprocess.run([sys.executable, __file__, "--memory-child", peer, name], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--memory-child", peer, name, device],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode
             print(f"  ({peer} failed: {why})")
@@ -229,16 +245,18 @@ def main() -> None:
     parser.add_argument("--memory-only", action="store_true", help="only the W3m memory figures")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--peers", nargs="+", default=list(PEERS))
-    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu (the bars) or cuda")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms per training step")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {args.device}: {where}; median ms per training step")
     for name in () if args.memory_only else ("W1", "W2"):
-        results = {1: time_workload(name, 1, args.repeats, args.peers)}
+        results = {1: time_workload(name, 1, args.repeats, args.peers, args.device)}
         if not args.quick:
-            results[2] = time_workload(name, 2, max(3, args.repeats // 2), args.peers)
+            results[2] = time_workload(name, 2, max(3, args.repeats // 2), args.peers, args.device)
         n_in, n_hidden, n_out, T, B = WORKLOADS[name]
         print(f"\n{name}: {n_in}-{n_hidden}-{n_out}, T={T}, B={B}")
         floor = results[1]["GEMM floor"]
@@ -250,9 +268,10 @@ def main() -> None:
                 line += f"   | T={2 * T}: {ms2:9.1f} ms  x{ms2 / floor2:6.2f} floor, x{ms2 / ms:4.2f} time"
             print(line)
     if not args.quick:
-        mem = memory("W3m", args.peers)
+        mem = memory("W3m", args.peers, args.device)
         n_in, n_hidden, n_out, T, B = WORKLOADS["W3m"]
-        print(f"\nW3m memory: {n_in}-{n_hidden}-{n_out}, T={T}, B={B}; peak RSS added by one training step")
+        what = "peak allocation" if args.device.startswith("cuda") else "peak RSS"
+        print(f"\nW3m memory: {n_in}-{n_hidden}-{n_out}, T={T}, B={B}; {what} added by one training step")
         floor = mem.get("GEMM floor")
         for peer, mib in mem.items():
             ratio = f"x{mib / floor:5.2f} floor" if floor else ""
