@@ -436,11 +436,50 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
         for bound in (c.low, c.high):
             if want is not None:
                 expect_dim(bound, want, scope, diags, f"the clip bound of '{c.var}'")
+    check_rule_scopes(r, diags)
     return r.model_copy(update={
         "params": tuple(p.model_copy(update={"dim": _dim_text(pdims, p.name)}) for p in r.params),
         "states": tuple(s.model_copy(update={"dim": _dim_text(sdims, s.name)}) for s in r.states),
         "uses_units": has_units,
     })
+
+
+def check_rule_scopes(r: ir.Rule, diags: Diagnostics) -> None:
+    """What each statement of a rule may read and change (lower/rule.py): a pre state reads only pre
+    values, a post state only post values; `on pre` never changes a post state, `on post` never a
+    pre state."""
+    from .lower.rule import may_change, scope_of, unreadable
+
+    scopes = {s.name: s.scope for s in r.states}
+
+    def check_reads(var: str, exprs: Iterable[ir.Expr], where: str) -> None:
+        scope = scope_of(var, scopes)
+        if scope not in ("pre", "post"):
+            return  # syn states and `w` read everything; other targets are reported elsewhere
+        for expr in exprs:
+            for name in names(expr):
+                if not unreadable(scope, [name.id], scopes):
+                    continue
+                other = "`w`" if name.id == "w" else f"the {scopes[name.id]} state '{name.id}'"
+                diags.error(f"the {scope} state '{var}' cannot read {other} {where}", name.span,
+                            f"a {scope} state holds one value per {scope}synaptic neuron, so it reads only {scope} "
+                            "states, params and modulators; a value that combines pre and post values is a "
+                            "`syn state` (one per synapse)")
+
+    for eq in r.equations:
+        check_reads(eq.var, [eq.rhs], "in its update")
+    for ev in r.on_events:
+        other = "post" if ev.event == "pre" else "pre"
+        for a in ev.body:
+            scope = scope_of(a.var, scopes)
+            if not may_change(ev.event, scope):
+                diags.error(f"`on {ev.event}` cannot change the {scope} state '{a.var}'", a.span,
+                            f"`on {ev.event}` runs where a {ev.event}synaptic neuron spiked, which names no "
+                            f"{scope}synaptic neuron: change '{a.var}' in `on {other}` or in its dynamics")
+                continue
+            check_reads(a.var, [a.value], f"in `on {ev.event}`")
+    for c in r.clips:
+        check_reads(c.var, [c.low, c.high], "in its clip")
 
 
 def _dim_text(dims: Mapping[str, Dim | None], name: str) -> str:

@@ -16,8 +16,8 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     if backend not in BACKENDS:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
                                        hint=f"use one of: {', '.join(BACKENDS)}")])
+    from ..lower.rule import UnsupportedRule
     from .torch_network import UnsupportedOp
-    from .torch_rule import UnsupportedRule
 
     if backend == "jax":
         from .jax import emit_module
@@ -39,7 +39,7 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
 
 # the module-level names generated for each neuron and network, after its class name
 _CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output"),
-                   "rule": ("", "State")}
+                   "rule": ("", "State", "Params")}
 
 
 def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:

@@ -418,6 +418,11 @@ def _clamp(x, lo=None, hi=None):
         x = jnp.where(x > hi, hi, x)
     return x
 ''',
+    "_batch_mean": '''
+def _batch_mean(w):
+    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
+    return jnp.mean(w, 0) if jnp.ndim(w) == 3 else w
+''',
     "_float_dtype": '''
 def _float_dtype(params):
     """The floating dtype of a params pytree (the default float dtype if it holds none)."""
@@ -559,10 +564,13 @@ def _rate(key, x, steps):
 
 def emit_module(lowered: ir.LoweredSpec) -> str:
     from .jax_network import NetworkEmitter
+    from .jax_rule import RuleEmitter
 
     body = CodeWriter()
     for n in lowered.neurons.values():
         NeuronEmitter(n, body).emit()
+    for rule in lowered.rules.values():
+        RuleEmitter(rule, class_name(rule.name)).emit(body)
     for net in lowered.networks.values():
         NetworkEmitter(net, lowered, body).emit()
     text = body.text()

@@ -1,0 +1,122 @@
+"""What the backends print alike for a plasticity rule (LANGUAGE.md §4).
+
+`lower/rule.py` says what one step of a rule does (`rule_step`: blocks of assignments, checked
+against the scope rules); `RuleEmitter` prints it: the state tuple, each block as one simultaneous
+assignment with every name broadcast to the shape of the value it is read in, `w` as the batch
+mean of its per-sample values (`w + _batch_mean(D)`), and the clips. The indexing is the same text
+in torch and jax.numpy, so a backend (`torch_rule.py`, `jax_rule.py`) only gives its function
+table, its clamp and the class around the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .. import ir
+from ..lower.rule import GATE, SHAPES, broadcast, gate, modulator_index, rule_step, scope_of
+from .names import Namer, py_name
+from .printer import Printer
+from .writer import CodeWriter
+
+# locals of the generated rule functions that a state or modulator must not take
+_RULE_LOCALS = {"p", "params", "values", "state", "w", "pre", "post", "gate", "batch", "dt", "dtype", "self", "like"}
+
+
+class RuleEmitter:
+    """Prints one lowered rule; a backend subclass gives the names below and the class around it."""
+
+    functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
+    array_type: str  # the annotation of an array
+    param_prefix: str  # how a step reads a param: `self.` (torch) or `p.` (JAX)
+    dt_text: str  # how a step reads `dt`
+
+    def __init__(self, rule: ir.LRule, cls: str):
+        self.rule = rule
+        self.cls = cls
+        local = Namer(_RULE_LOCALS)
+        self.local = {s.var: local(s.var) for s in rule.states}
+        self.mods = {m: local(m) for m in rule.modulators}
+        self.params = {p.name: py_name(p.name) for p in rule.params}
+        self.step_plan = rule_step(rule)  # checks the scopes: raises UnsupportedRule
+
+    def scope_of(self, name: str) -> str:
+        return scope_of(name, self.rule.scopes)
+
+    def printer(self, context: str, extra: dict[str, str] | None = None) -> Printer:
+        """Names as seen from a value of scope `context` (pre, post or syn/w)."""
+        text: dict[str, str] = dict(extra or {})
+        for name, code in self.local.items():
+            text[name] = code + broadcast(self.scope_of(name), context)
+        for name, code in self.mods.items():
+            text[name] = code + modulator_index(context)
+        text.update({p: self.param_prefix + code for p, code in self.params.items()})
+        text["w"] = "w"
+        text["dt"] = self.dt_text
+        return Printer(self.functions, text, arrays=set(text) - {"dt"})
+
+    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
+        """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
+        raise NotImplementedError
+
+    def emit_state_tuple(self, o: CodeWriter) -> None:
+        r = self.rule
+        o.line(f"class {self.cls}State(NamedTuple):")
+        with o.indent():
+            o.docstring(f"The state of rule `{r.name}`: pre {SHAPES['pre']}, post {SHAPES['post']}, "
+                        f"syn {SHAPES['syn']}.")
+            for s in r.states:
+                o.line(f"{self.local[s.var]}: {self.array_type}  # {r.scopes[s.var]}")
+            if not r.states:
+                o.line("pass")
+        o.blank(2)
+
+    def state_values(self, zeros: Callable[[str], str]) -> list[str]:
+        """Each state's initial value, from `zeros(size)` of its scope's size (`(batch, pre)`, ...)."""
+        sizes = {"pre": "(batch, pre)", "post": "(batch, post)", "syn": "(batch, post, pre)"}
+        values = []
+        for s in self.rule.states:
+            scope = self.rule.scopes[s.var]
+            init = self.printer(scope)(s.value)
+            values.append(zeros(sizes[scope]) if init == "0" else f"{zeros(sizes[scope])} + {init}")
+        return values
+
+    def emit_step_body(self, o: CodeWriter) -> None:
+        """From the state's fields to `return State(...), w`: each block, then the clips."""
+        r = self.rule
+        fields = [self.local[s.var] for s in r.states]
+        if fields:
+            o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
+        for block in self.step_plan.blocks:
+            values = []
+            for a in block.assignments:
+                extra = None
+                if block.event is not None:
+                    extra = {f"{a.var}'": self.local.get(a.var, "w"), GATE: gate(block.event, a.scope)}
+                printer = self.printer(a.scope, extra)
+                if a.var != "w":
+                    text = printer(a.value)
+                elif a.op is not None:
+                    text = f"w {a.op} _batch_mean({printer(a.value)})"
+                else:
+                    text = f"_batch_mean({printer(a.value)})"
+                values.append((self.local.get(a.var, "w"), text, a.line))
+            if block.event is not None:
+                o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
+            self.emit_assignments(o, values)
+        for c in self.step_plan.clips:
+            p = self.printer(self.scope_of(c.var))
+            var = self.local.get(c.var, "w")
+            o.line(f"{var} = {self.clamp(var, p(c.low), p(c.high), p.is_array(c.low) or p.is_array(c.high))}")
+        o.line(f"return {self.cls}State({', '.join(fields)}), w")
+
+    def emit_assignments(self, o: CodeWriter, values: list[tuple[str, str, int | None]]) -> None:
+        src = self.rule.file
+        if len(values) == 1:
+            var, text, line = values[0]
+            o.line(f"{var} = {text}", (src, line))
+            return
+        o.line(f"{', '.join(v for v, _t, _l in values)} = (")
+        with o.indent():
+            for _v, text, line in values:
+                o.line(f"{text},", (src, line))
+        o.line(")")
