@@ -31,7 +31,6 @@ torch = pytest.importorskip("torch")
 import jax.numpy as jnp  # noqa: E402
 
 import snnspec  # noqa: E402
-from snnspec.emit import BackendError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "specs" / "examples"
@@ -416,12 +415,6 @@ def test_currents_computed_inside_the_scan_give_the_same_numbers(name, same_draw
     compare(CASE[name], 1e-9, CASE[name].f64_grad_tol, per_step_macs=0)
 
 
-def test_plasticity_is_reported_as_not_supported_yet():
-    with pytest.raises(BackendError) as err:
-        snnspec.generate(EXAMPLES / "stdp.snn", backend="jax")
-    assert "not supported by the jax backend" in err.value.diagnostics[0].message
-
-
 # -- the params ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -448,6 +441,28 @@ def test_params_have_torch_names_shapes_and_init(case):
                 assert np.abs(j).max() > 0.95 * bound and abs(j.mean()) < 0.1 * bound, name
         else:  # batchnorm weight 1 and bias 0, one_to_one weights 1, learnable neuron params at their values
             np.testing.assert_allclose(j, t, rtol=1e-6, err_msg=name)
+
+
+def changing_buffers(net) -> dict:
+    """torch's `named_buffers()` that change as the module runs (batchnorm statistics, plastic weights):
+    all but the fixed params of neuron and rule modules, which the JAX code holds as constants."""
+    return {k: v for k, v in net.named_buffers()
+            if not hasattr(net.get_submodule(k.rpartition(".")[0]), "init_state")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_buffers_have_torch_names_shapes_and_init(case):
+    """`init_buffers()` holds torch's buffers by their `named_buffers()` names (less the neurons' and
+    rules' fixed params, constants of the generated code), with torch's initial values."""
+    net_ir = network(case)
+    net = getattr(compiled(case, "torch"), cls_name(net_ir))()
+    J = getattr(compiled(case, "jax"), cls_name(net_ir))
+    buffers = J.init_buffers()
+    expected = changing_buffers(net)
+    assert list(buffers) == list(expected)
+    for name, value in expected.items():
+        assert buffers[name].shape == tuple(value.shape), name
+        np.testing.assert_array_equal(np.asarray(buffers[name]), value.numpy(), err_msg=name)
 
 
 def test_frozen_weights_are_params_without_gradient():
@@ -562,13 +577,13 @@ def test_batchnorm_running_statistics_and_eval_mode(name, float64):
     J = getattr(compiled(case, "jax"), cls_name(net_ir))
     net, params, inputs = build(case)
     xs = [jnp.asarray(x.numpy()) for x in inputs]
-    stats = J.init_batch_stats()
+    stats = J.init_buffers()
     buffers = {k: v for k, v in net.named_buffers() if k.rsplit(".", 1)[-1] in
                ("running_mean", "running_var", "num_batches_tracked")}
     assert list(stats) == list(buffers)
     for _ in range(2):  # two training batches: running statistics as torch keeps them
         out_t = net(*inputs)
-        out_j, stats = J.apply_with_stats(params, stats, *xs)
+        out_j, stats = J.apply_with_buffers(params, stats, *xs)
         for f in out_t._fields:
             close(getattr(out_t, f).detach().numpy(), getattr(out_j, f), 1e-9)
     buffers = {k: v for k, v in net.named_buffers() if k in stats}
@@ -576,7 +591,7 @@ def test_batchnorm_running_statistics_and_eval_mode(name, float64):
         close(v.numpy(), stats[k], 1e-9)
     net.eval()
     out_t = net(*inputs)
-    out_j, same = J.apply_with_stats(params, stats, *xs, train=False)
+    out_j, same = J.apply_with_buffers(params, stats, *xs, train=False)
     assert all(same[k] is stats[k] for k in stats)
     for f in out_t._fields:
         close(getattr(out_t, f).detach().numpy(), getattr(out_j, f), 1e-9)

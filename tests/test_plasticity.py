@@ -6,8 +6,8 @@ Rule tests drive a rule step by step with hand-made spike trains through a *driv
            modulators {name: [T, B]} | None) -> the weight after every step, [T + 1, n_post, n_pre]
 
 (numpy float64 in and out, SI units, rule params by their spec names). `DRIVERS` holds one per
-backend; a backend that prints rules adds its own there and every closed-form test below runs on
-it too (the expected values are plain numpy, independent of any backend).
+backend (torch; JAX, in float64, when jax is installed) and every closed-form test below runs on
+each (the expected values are plain numpy, independent of any backend).
 
 Semantics pinned here (std/rules.snn, LANGUAGE.md §4): within a step the traces first decay exactly
 (by exp(-dt/tau)), then `on pre` runs, then `on post`, then `clip`; `w` is shared by the batch and
@@ -33,6 +33,12 @@ import pytest
 import torch
 
 import snnspec
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError:  # the JAX backend is optional
+    jax = None
 
 ROOT = Path(__file__).resolve().parent.parent
 STD_RULES = ROOT / "specs" / "std" / "rules.snn"
@@ -73,7 +79,44 @@ def torch_driver(rule: str, params: dict, dt: float, pre: np.ndarray, post: np.n
     return np.stack(out)
 
 
-DRIVERS = {"torch": torch_driver}
+@contextlib.contextmanager
+def jax_float64():
+    """JAX in float64 for the duration (as it was before, afterwards: no other test sees it)."""
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+@functools.cache
+def jax_rules():
+    return snnspec.compile(STD_RULES, backend="jax")
+
+
+def jax_driver(rule: str, params: dict, dt: float, pre: np.ndarray, post: np.ndarray, w0: np.ndarray,
+               modulators: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The rule's `step` scanned over the trains (`lax.scan`), in float64."""
+    with jax_float64():
+        R = getattr(jax_rules(), rule)
+        p = R.params(params, dt=dt)
+        steps, batch, n_pre = pre.shape
+        state = R.init_state(p, batch, post.shape[2], n_pre, dtype=jnp.float64)
+        mods = {k: jnp.asarray(v, jnp.float64) for k, v in (modulators or {}).items()}
+
+        def body(carry, xs):
+            state, w = carry
+            pre_t, post_t, mods_t = xs
+            state, w = R.step(p, state, w, pre_t, post_t, **mods_t, dt=dt)
+            return (state, w), w
+
+        xs = (jnp.asarray(pre, jnp.float64), jnp.asarray(post, jnp.float64), mods)
+        _, ws = jax.lax.scan(body, (state, jnp.asarray(w0, jnp.float64)), xs)
+        return np.concatenate([w0[None], np.asarray(ws)])
+
+
+DRIVERS = {"torch": torch_driver, **({"jax": jax_driver} if jax is not None else {})}
 BACKENDS = sorted(DRIVERS)
 
 
@@ -340,7 +383,10 @@ def test_identical_batch_items_give_the_change_of_one(backend, rule):
     mods = (lambda b: {"reward": np.ones((150, b))}) if rule == "RSTDP" else (lambda b: None)
     one = DRIVERS[backend](rule, params, 1 * MS, pre, post, w0, mods(1))
     two = DRIVERS[backend](rule, params, 1 * MS, pre.repeat(2, 1), post.repeat(2, 1), w0, mods(2))
-    assert np.array_equal(one, two)
+    if backend == "torch":
+        assert np.array_equal(one, two)
+    else:  # XLA compiles each batch size on its own and may fuse a * b + c into one rounding: an ulp apart
+        np.testing.assert_allclose(two, one, rtol=0, atol=1e-15)
     assert np.abs(one[-1] - w0).max() > 1e-4
 
 

@@ -5,7 +5,12 @@ layer-major (the currents of all T steps from one op on a [T, batch, ...] array,
 neuron's `run`, a `lax.scan`); groups of layers closed by a recurrent path run step-major, in one
 `lax.scan` over time. Ops are printed by `OP_PRINTERS`, one function per op, the same ops as
 torch's table. Param names are torch's `named_parameters()` names, so weights move between the
-backends in one line.
+backends in one line; the buffers that change as the network runs (plastic weights, batchnorm
+running statistics) live in a second dict keyed by torch's `named_buffers()` names.
+
+A plastic path (`learn RULE`) feeds a step-major layer: its weight and the rule's state are carried
+through the group's scan, the rule (`jax_rule.py`) runs after the layer's step when `train`, and
+the final weight is returned in the buffers, as torch writes its buffer back.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class OpContext:
     carry: list[tuple[str, str]] = field(default_factory=list)  # (name, initial value) carried over steps
     mask: str | None = None  # the dropout mask of this op, if any
     line: int | None = None  # the spec line of the path
+    weight: str | None = None  # a plastic dense inside a scan: the local carrying its weight
 
 
 def _spatial(op: ir.LOp) -> int:
@@ -44,7 +50,8 @@ def _spatial(op: ir.LOp) -> int:
 
 def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
     bias = f", {ctx.param(f'{ctx.attr}.bias')}" if op.args.get("bias", True) else ""
-    return f"_dense({value}, {ctx.param(f'{ctx.attr}.weight')}{bias})"
+    weight = ctx.weight or ctx.param(f"{ctx.attr}.weight")
+    return f"_dense({value}, {weight}{bias})"
 
 
 def _conv(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -64,13 +71,13 @@ def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
 def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
     a = ctx.attr
     keys = [f'"{a}.running_mean"', f'"{a}.running_var"', f'"{a}.num_batches_tracked"']
-    stats = f"({', '.join(f'stats[{k}]' for k in keys)})"
+    stats = f"({', '.join(f'buffers[{k}]' for k in keys)})"
     out = ctx.local.fresh(f"{a}_out")
     axis = 2 if ctx.time_axis else 1
     args = (f"{value}, {ctx.param(f'{a}.weight')}, {ctx.param(f'{a}.bias')}, {stats}, {axis}, "
             f"{'False' if ctx.streaming else 'train'}, {literal(float(op.args['momentum']))}, "
             f"{literal(float(op.args['eps']))}")
-    target = "_" if ctx.streaming else f"({', '.join(f'new_stats[{k}]' for k in keys)})"
+    target = "_" if ctx.streaming else f"({', '.join(f'new_buffers[{k}]' for k in keys)})"
     ctx.pre.append((f"{out}, {target} = _batchnorm({args})", ctx.line))
     return out
 
@@ -125,9 +132,34 @@ _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-
              "trace": "{}"}
 
 # names the generated network functions use themselves
-_NETWORK_LOCALS = {"params", "state", "key", "keys", "train", "batch_stats", "stats", "new_stats", "dt", "dtype",
+_NETWORK_LOCALS = {"params", "state", "key", "keys", "train", "buffers", "new_buffers", "dt", "dtype",
                    "steps", "batch", "i", "t", "carry", "xs", "layer_params", "new_state", "jax", "jnp", "lax", "math",
                    "self", "values"}
+
+
+@dataclass
+class Plastic:
+    """A plastic path inside a step-major scan: its dense op, the rule's class, and the locals holding
+    the rule's params and carrying the weight and the rule's state."""
+
+    dense: int
+    cls: str
+    rule: str
+    weight: str
+    state: str
+
+
+def _uniform_init(op: ir.LOp, kind: str, r: int) -> str:
+    """torch's initial draw of a dense or conv `weight` or `bias`, from `keys[r]`: uniform on +-1/sqrt(fan_in)."""
+    fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
+    shape: tuple[int, ...]
+    if kind == "weight" and op.name == "dense":
+        shape = (op.out_shape[0], op.in_shape[0])
+    elif kind == "weight":
+        shape = (int(op.args["channels"]), op.in_shape[0], *[int(op.args["kernel"])] * _spatial(op))
+    else:
+        shape = (op.out_shape[0],) if op.name == "dense" else (int(op.args["channels"]),)
+    return f"_uniform(keys[{r}], {shape!r}, {literal(1 / fan_in ** 0.5)}, dtype)"
 
 
 class NetworkEmitter:
@@ -148,13 +180,21 @@ class NetworkEmitter:
                 self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
         self.layers = {la.name: la for la in net.layers}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
-        module_names = {class_name(n) for n in lowered.neurons} | {class_name(n) for n in lowered.networks}
+        module_names = {class_name(n) for n in (*lowered.neurons, *lowered.rules, *lowered.networks)}
         module_names |= {f"{c}{s}" for c in module_names for s in ("State", "Params", "Output")}
         inputs = Namer(_NETWORK_LOCALS | module_names)
         self.input_arg = {i.name: inputs(i.name) for i in net.inputs}
-        self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values())
+        # modulators of the rules: keyword arguments of `apply`, as of torch's `forward`
+        self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
+        self.mod_arg = {m: inputs(m) for m in self.modulators}
+        self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values()) | set(self.mod_arg.values())
         self.out_fields = Namer()
         self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
+        # a plastic path's dense: its index, and its weight and bias are buffers (torch: `_plastic`)
+        self.plastic_dense = {p.index: next(k for k, op in enumerate(p.ops) if op.name == "dense")
+                              for p in net.paths if p.learn}
+        self.buffer_keys = {f"{self.op_attr[(i, k)]}.{kind}" for i, k in self.plastic_dense.items()
+                            for kind in ("weight", "bias")}
         # random streams: rate inputs, then dropout ops, in declaration order
         self.random: dict[object, int] = {}
         for inp in net.inputs:
@@ -203,6 +243,9 @@ class NetworkEmitter:
         return re.search(rf"\b{re.escape(name)}\b", code) is not None
 
     def param(self, key: str) -> str:
+        """The code reading a params key: frozen weights without gradient, plastic ones from `buffers`."""
+        if key in self.buffer_keys:
+            return f'buffers["{key}"]'
         attr = key.split(".")[0]
         text = f'params["{key}"]'
         return f"lax.stop_gradient({text})" if attr in self.frozen else text
@@ -220,7 +263,7 @@ class NetworkEmitter:
             o.line(f"dt = {literal(self.net.dt)}")
             o.blank()
             self.emit_init()
-            self.emit_init_batch_stats()
+            self.emit_init_buffers()
             self.emit_neuron_params()
             self.emit_encode()
             self.emit_init_state_and_step()
@@ -229,8 +272,6 @@ class NetworkEmitter:
 
     def check_supported(self) -> None:
         for p in self.net.paths:
-            if p.learn is not None:
-                raise UnsupportedOp(f"learn {p.learn}", p, "is not supported by the jax backend yet")
             for op in p.ops:
                 if op.name not in OP_PRINTERS:
                     raise UnsupportedOp(op.name, p, "is not supported by the jax backend yet")
@@ -273,7 +314,8 @@ class NetworkEmitter:
             f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
             for i in net.inputs) + ".",
             "Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),",
-            "`apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,",
+            "`init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm",
+            "running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,",
             "`init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`."]
         self.out.docstring("\n".join(lines))
 
@@ -292,6 +334,8 @@ class NetworkEmitter:
                     entries.append((f"{self.layer_attr[la.name]}.{py_name(prm.name)}", "neuron", None, la.name))
         for p, k, op in ops:
             attr = self.op_attr[(p.index, k)]
+            if self.plastic_dense.get(p.index) == k:
+                continue  # buffers
             if op.name in ("dense", "conv1d", "conv2d"):
                 entries.append((f"{attr}.weight", "weight", op, None))
                 if op.args.get("bias", True):
@@ -310,6 +354,10 @@ class NetworkEmitter:
             o.docstring("Fresh params, as torch initialises the same module: dense and conv weights and biases\n"
                         "uniform on +-1/sqrt(fan_in), batchnorm weight 1 and bias 0, one_to_one weights 1,\n"
                         "learnable neuron params at their values.")
+            if not entries:
+                o.line("return {}")
+                o.blank()
+                return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             if any(kind == "neuron" for _k, kind, _op, _la in entries):
                 o.line(f"dt = {self.cls}.dt")
@@ -332,17 +380,7 @@ class NetworkEmitter:
                 for key, kind, op, layer in entries:
                     if kind in ("weight", "bias"):
                         assert op is not None
-                        fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
-                        bound = literal(1 / fan_in ** 0.5)
-                        shape: tuple[int, ...]
-                        if kind == "weight" and op.name == "dense":
-                            shape = (op.out_shape[0], op.in_shape[0])
-                        elif kind == "weight":
-                            kernel = [int(op.args["kernel"])] * _spatial(op)
-                            shape = (int(op.args["channels"]), op.in_shape[0], *kernel)
-                        else:
-                            shape = (op.out_shape[0],) if op.name == "dense" else (int(op.args["channels"]),)
-                        o.line(f'"{key}": _uniform(keys[{r}], {shape!r}, {bound}, dtype),')
+                        o.line(f'"{key}": {_uniform_init(op, kind, r)},')
                         r += 1
                     elif kind == "neuron":
                         assert layer is not None
@@ -354,28 +392,57 @@ class NetworkEmitter:
             o.line("}")
         o.blank()
 
-    def emit_init_batch_stats(self) -> None:
+    def buffer_entries(self) -> list[tuple[str, str, ir.LOp]]:
+        """(key, kind, op) in torch's `named_buffers()` order, less the neurons' and rules' fixed params
+        (constants of the generated code): plastic weights and biases, batchnorm running statistics."""
+        entries: list[tuple[str, str, ir.LOp]] = []
+        for p in self.net.paths:
+            for k, op in enumerate(p.ops):
+                attr = self.op_attr.get((p.index, k))
+                if self.plastic_dense.get(p.index) == k:
+                    entries.append((f"{attr}.weight", "weight", op))
+                    if op.args.get("bias", True):
+                        entries.append((f"{attr}.bias", "bias", op))
+                elif op.name == "batchnorm":
+                    entries += [(f"{attr}.running_mean", "mean", op), (f"{attr}.running_var", "var", op),
+                                (f"{attr}.num_batches_tracked", "count", op)]
+        return entries
+
+    def emit_init_buffers(self) -> None:
         o = self.out
+        entries = self.buffer_entries()
         o.line("@staticmethod")
-        o.line("def init_batch_stats(dtype=None) -> dict:")
+        o.line("def init_buffers(key=None, dtype=None) -> dict:")
         with o.indent():
-            o.docstring("Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers.")
-            if not self.has_bn:
+            o.docstring("The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule\n"
+                        "params, constants here): plastic weights and biases drawn from `key` as torch draws them\n"
+                        "(uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.")
+            if not entries:
                 o.line("return {}")
                 o.blank()
                 return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            n_random = sum(1 for _k, kind, _op in entries if kind in ("weight", "bias"))
+            if n_random:
+                o.line("if key is None:")
+                with o.indent():
+                    o.line(f'raise ValueError("{self.cls} has plastic weights, drawn at random: pass '
+                           'key=jax.random.PRNGKey(...)")')
+                o.line(f"keys = jax.random.split(key, {n_random})")
             o.line("return {")
             with o.indent():
-                for p in self.net.paths:
-                    for k, op in enumerate(p.ops):
-                        if op.name != "batchnorm":
-                            continue
-                        attr = self.op_attr[(p.index, k)]
-                        c = (op.in_shape[0],)
-                        o.line(f'"{attr}.running_mean": jnp.zeros({c!r}, dtype),')
-                        o.line(f'"{attr}.running_var": jnp.ones({c!r}, dtype),')
-                        o.line(f'"{attr}.num_batches_tracked": jnp.zeros((), int),')
+                r = 0
+                for key, kind, op in entries:
+                    c = (op.in_shape[0],)
+                    if kind in ("weight", "bias"):
+                        o.line(f'"{key}": {_uniform_init(op, kind, r)},')
+                        r += 1
+                    elif kind == "mean":
+                        o.line(f'"{key}": jnp.zeros({c!r}, dtype),')
+                    elif kind == "var":
+                        o.line(f'"{key}": jnp.ones({c!r}, dtype),')
+                    else:
+                        o.line(f'"{key}": jnp.zeros((), int),')
             o.line("}")
         o.blank()
 
@@ -483,9 +550,11 @@ class NetworkEmitter:
                 and all(op.name in TIME_INVARIANT for op in p.ops))
 
     def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, ctx_out: OpContext,
-                   streaming: bool = False, source: str | None = None) -> str:
+                   streaming: bool = False, source: str | None = None, ops: tuple[int, int] | None = None,
+                   weight: str | None = None) -> str:
         """The current a path delivers: over all steps (`time_axis`) or at one step of a loop
-        (reading `source`, if given, as the value at its start).
+        (reading `source`, if given, as the value at its start). `ops` prints only ops[start:end];
+        `weight` is the local holding a plastic dense's weight at this step.
 
         Statements it needs first go to `ctx_out.pre`; values carried over steps to `ctx_out.carry`.
         """
@@ -499,10 +568,12 @@ class NetworkEmitter:
             value = self.v(p.src, p.src_var)
         else:
             value = self.v(p.src, p.src_var, "_now")
-        for k, op in enumerate(p.ops):
+        start, end = ops or (0, len(p.ops))
+        for k in range(start, end):
+            op = p.ops[k]
             ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
                             streaming, self.param, self.local, ctx_out.pre, ctx_out.carry,
-                            self.masks.get((p.index, k)), p.line)
+                            self.masks.get((p.index, k)), p.line, weight if op.name == "dense" else None)
             value = OP_PRINTERS[op.name](op, value, ctx)
         return f"_repeat({value}, steps)" if static and time_axis else value
 
@@ -556,25 +627,34 @@ class NetworkEmitter:
     def emit_apply(self) -> None:
         o = self.out
         args = self.args()
+        mods = "".join(f", {code}=0.0" for code in self.mod_arg.values())
+        passed = "".join(f", {code}={code}" for code in self.mod_arg.values())
         o.line("@staticmethod")
-        o.line(f"def apply(params, {args}, key=None, *, train=True, batch_stats=None) -> {self.cls}Output:")
+        o.line(f"def apply(params, {args}, key=None, *, train=True, buffers=None{mods}) -> {self.cls}Output:")
         with o.indent():
-            o.docstring("Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout\n"
-                        "masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else\n"
-                        "with `batch_stats` (default: `init_batch_stats()`).")
-            o.line(f"return {self.cls}.apply_with_stats(params, batch_stats, {args}, key, train=train)[0]")
+            doc = ("Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout\n"
+                   "masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else\n"
+                   "with the running statistics in `buffers` (default: `init_buffers()`).")
+            if self.plastic_dense:
+                doc += ("\nPlastic weights come from `buffers` (required) and change by their rules, step by step, when\n"
+                        "`train`; `apply_with_buffers` returns them.")
+            if self.modulators:
+                doc += f"\nModulators ({', '.join(self.modulators)}) are scalars or [batch] arrays for the rules."
+            o.docstring(doc)
+            o.line(f"return {self.cls}.apply_with_buffers(params, buffers, {args}, key, train=train{passed})[0]")
         o.blank()
         self.fresh_scope()
         o.line("@staticmethod")
-        o.line(f"def apply_with_stats(params, batch_stats, {args}, key=None, *, train=True)"
+        o.line(f"def apply_with_buffers(params, buffers, {args}, key=None, *, train=True{mods})"
                f" -> tuple[{self.cls}Output, dict]:")
         with o.indent():
-            o.docstring("`apply`, also returning the batchnorm running statistics: updated as torch updates them\n"
-                        "when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).")
+            o.docstring("`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated\n"
+                        "as torch updates them and the plastic weights as their rules left them; else unchanged\n"
+                        "(`buffers=None` starts from `init_buffers()`).")
             body = self.body()
-            if self.has_bn:
-                body.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
-                body.line("new_stats = dict(stats)")
+            self.emit_buffers(body)
+            if self.has_bn or self.plastic_dense:
+                body.line("new_buffers = dict(buffers)")
             body.line(f"layer_params = {self.cls}.neuron_params(params)")
             self.emit_keys()
             self.emit_masks()
@@ -589,8 +669,8 @@ class NetworkEmitter:
             for out in self.net.outputs:
                 seq = self.v(out.layer, out.var)
                 fields.append(f"{self.out_fields(out.name)}={_READOUTS[out.readout].format(seq)}")
-            stats = "new_stats" if self.has_bn else "{} if batch_stats is None else batch_stats"
-            body.line(f"return {self.cls}Output({', '.join(fields)}), {stats}")
+            buffers = "new_buffers" if self.has_bn or self.plastic_dense else "{} if buffers is None else buffers"
+            body.line(f"return {self.cls}Output({', '.join(fields)}), {buffers}")
             self.out = self.outer
             if self.uses(body, "dt"):
                 o.line(f"dt = {self.cls}.dt")
@@ -599,6 +679,17 @@ class NetworkEmitter:
             self.emit_steps_batch(body)
             self.splice(body)
         o.blank()
+
+    def emit_buffers(self, o: CodeWriter) -> None:
+        """`buffers` where a function reads them: plastic weights must be given; batchnorm statistics
+        default to `init_buffers()`."""
+        if self.plastic_dense:
+            o.line("if buffers is None:")
+            with o.indent():
+                o.line(f'raise ValueError("{self.cls} has plastic weights: pass buffers, from {self.cls}.init_buffers(key) "')
+                o.line('                 "or torch\'s named_buffers()")')
+        elif self.has_bn:
+            o.line(f"buffers = {self.cls}.init_buffers(dtype=dtype) if buffers is None else buffers")
 
     def emit_masks(self) -> None:
         """One dropout mask per sequence and op, [batch, *in_shape], drawn when training with a key."""
@@ -711,27 +802,54 @@ class NetworkEmitter:
     def emit_step_major(self, group: tuple[str, ...]) -> None:
         o = self.out
         members = set(group)
-        o.line(f"# layers {', '.join(group)}: step by step (a recurrent path closes a cycle through them)")
-        outside: dict[int, str] = {}
+        plastic = [p for p in self.net.paths if p.learn and p.dst in members]
+        why = ["a recurrent path closes a cycle through them"] if any(
+            p.recurrent and p.dst in members for p in self.net.paths) else []
+        why += ["plastic weights change every step"] if plastic else []
+        o.line(f"# layers {', '.join(group)}: step by step ({'; '.join(why)})")
+        outside: dict[int, str] = {}  # a path from outside the group: its current, or a plastic path's input
         ctx = OpContext(None, True, False, False, self.param, self.local)
         for layer in group:
             for p in self.net.paths:
-                if p.dst == layer and p.src not in members:
-                    name = self.local(f"{p.src}_{layer}_current")
-                    value = self.path_value(p, True, False, ctx)
-                    self.emit_pre(ctx)
-                    o.line(f"{name} = {value}", self.src(p.line))
-                    outside[p.index] = name
+                if p.dst != layer or p.src in members:
+                    continue
+                dense = self.plastic_dense.get(p.index)
+                if dense == 0 and not self.static_path(p):  # the dense reads the source's sequence itself
+                    outside[p.index] = self.path_value(p, True, False, ctx, ops=(0, 0))
+                    continue
+                name = self.local(f"{p.src}_{layer}_{'current' if dense is None else 'pre'}")
+                value = self.path_value(p, True, False, ctx, ops=None if dense is None else (0, dense))
+                self.emit_pre(ctx)
+                o.line(f"{name} = {value}", self.src(p.line))
+                outside[p.index] = name
+        # plastic paths: the rule's params, and the weight and rule state that the scan carries
+        learning: dict[int, Plastic] = {}
+        for p in plastic:
+            assert p.learn is not None
+            dense = self.plastic_dense[p.index]
+            attr = self.op_attr[(p.index, dense)]
+            rule = class_name(p.learn)
+            learning[p.index] = Plastic(dense, rule, self.local(f"{attr}_{p.learn}"), self.local(f"{attr}_weight"),
+                                        self.local(f"{attr}_rule_state"))
+            given = ", ".join(f'"{py_name(k)}": {literal(v)}' for k, v in p.learn_args.items())
+            o.line(f"{learning[p.index].rule} = {rule}.params({{{given}}}, dt=dt)", self.src(p.line))
         group_t = any(uses_t(self.neurons[la]) for la in group)
         # the body first, into its own writer: it decides what the loop carries
         body = CodeWriter()
         body.level = o.level + 1
         step_ctx = OpContext(None, False, True, False, self.param, self.local)
         xs = {index: self.local(f"{name}_t") for index, name in outside.items()}
-        self.emit_layer_steps(body, group, {i: xs[i] for i in outside}, step_ctx, "t" if group_t else None)
+        self.emit_layer_steps(body, group, {i: xs[i] for i in outside}, step_ctx, "t" if group_t else None,
+                              learning=learning)
         carried = [(self.local(la + "_state"), self.init_state_expr(la)) for la in group]
         carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in self.carried(group)]
         carried += step_ctx.carry
+        for p in plastic:
+            pl = learning[p.index]
+            op = p.ops[pl.dense]
+            carried.append((pl.weight, f'buffers["{self.op_attr[(p.index, pl.dense)]}.weight"]'))
+            carried.append((pl.state, f"{pl.cls}.init_state({pl.rule}, batch, {op.out_shape[0]}, {op.in_shape[0]}, "
+                                      "dtype=dtype)"))
         outputs = []  # (stacked name, per-step value)
         for la in group:
             fields = state_fields(self.neurons[la])
@@ -743,7 +861,15 @@ class NetworkEmitter:
         init = self.local.fresh(f"{'_'.join(group)}_init")
         carry_names = ", ".join(name for name, _init in carried)
         trailing = "," if len(carried) == 1 else ""
-        o.line(f"{init} = ({', '.join(value for _n, value in carried)}{trailing})")
+        line = f"{init} = ({', '.join(value for _n, value in carried)}{trailing})"
+        if len(line) + len(o.indent_unit) * o.level <= 120:
+            o.line(line)
+        else:
+            o.line(f"{init} = (")
+            with o.indent():
+                for _name, value in carried:
+                    o.line(f"{value},")
+            o.line(")")
         o.blank()
         o.line(f"def {fn}(carry, xs):")
         with o.indent():
@@ -752,8 +878,8 @@ class NetworkEmitter:
             if xs_names:
                 o.line(f"{', '.join(xs_names)}{',' if len(xs_names) == 1 else ''} = xs")
         o.lines.extend(body.lines)
-        for line, source in body.source_map.items():
-            o.source_map[line + len(o.lines) - len(body.lines)] = source
+        for line_number, source in body.source_map.items():
+            o.source_map[line_number + len(o.lines) - len(body.lines)] = source
         with o.indent():
             ys = ", ".join(value for _n, value in outputs)
             o.line(f"return ({carry_names}{trailing}), ({ys}{',' if len(outputs) == 1 else ''})")
@@ -761,10 +887,18 @@ class NetworkEmitter:
         seqs = [outside[i] for i in outside] + (["jnp.arange(steps, dtype=dtype) * dt"] if group_t else [])
         stacked = ", ".join(name for name, _v in outputs)
         one = "," if len(outputs) == 1 else ""
+        # the final carry: only the plastic weights are kept
+        weights = {pl.weight for pl in learning.values()}
+        final = f"({', '.join(n if n in weights else '_' for n, _i in carried)}{trailing})" if weights else "_"
         if seqs:
-            o.line(f"_, ({stacked}{one}) = lax.scan({fn}, {init}, ({', '.join(seqs)},))")
+            o.line(f"{final}, ({stacked}{one}) = lax.scan({fn}, {init}, ({', '.join(seqs)},))")
         else:
-            o.line(f"_, ({stacked}{one}) = lax.scan({fn}, {init}, None, length=steps)")
+            o.line(f"{final}, ({stacked}{one}) = lax.scan({fn}, {init}, None, length=steps)")
+        if learning:
+            o.line("if train:")
+            with o.indent():
+                for index, pl in learning.items():
+                    o.line(f'new_buffers["{self.op_attr[(index, pl.dense)]}.weight"] = {pl.weight}')
 
     def init_state_expr(self, layer: str) -> str:
         neuron = self.neurons[layer]
@@ -773,18 +907,40 @@ class NetworkEmitter:
                 f"{tuple(self.layers[layer].shape)!r}, dt=dt, dtype=dtype)")
 
     def emit_layer_steps(self, o: CodeWriter, group: tuple[str, ...], outside: dict[int, str], ctx: OpContext,
-                         t: str | None, streaming: bool = False) -> None:
+                         t: str | None, streaming: bool = False, learning: dict[int, Plastic] | None = None) -> None:
         """One step of the layers of `group`, in order: each reads the values current at its turn
-        (this step's for layers before it, the previous step's for itself and later ones)."""
+        (this step's for layers before it, the previous step's for itself and later ones). A plastic
+        path (`learning`) uses the weight its rule left at the step before, and after the layer's step
+        its rule runs when `train` (`outside` holds its input at this step if it comes from outside)."""
+        learning = learning or {}
         for layer in group:
             neuron = self.neurons[layer]
             state = self.local(layer + "_state")
             paths = [p for p in self.net.paths if p.dst == layer]
+            pre: dict[int, str] = {}  # plastic paths: the values entering the dense at this step
             terms_by_input = []
             for inp in neuron.inputs:
                 mine = [p for p in paths if p.dst_input == inp.var]
-                terms = [(outside[p.index] if p.index in outside else self.path_value(p, False, True, ctx, streaming),
-                          p.line) for p in mine]
+                terms = []
+                for p in mine:
+                    if p.index in learning:
+                        pl = learning[p.index]
+                        if p.index in outside:
+                            pre[p.index] = outside[p.index]
+                        else:
+                            value = self.path_value(p, False, True, ctx, streaming, ops=(0, pl.dense))
+                            if pl.dense > 0:
+                                self.emit_pre(ctx, o)
+                                pre[p.index] = self.local(f"{p.src}_{layer}_pre")
+                                o.line(f"{pre[p.index]} = {value}", self.src(p.line))
+                            else:
+                                pre[p.index] = value
+                        terms.append((self.path_value(p, False, True, ctx, streaming, source=pre[p.index],
+                                                      ops=(pl.dense, len(p.ops)), weight=pl.weight), p.line))
+                    elif p.index in outside:
+                        terms.append((outside[p.index], p.line))
+                    else:
+                        terms.append((self.path_value(p, False, True, ctx, streaming), p.line))
                 default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
                 if default:
                     terms.append((literal(default), inp.line))
@@ -801,6 +957,15 @@ class NetworkEmitter:
             t_arg = f", t={t}" if t and uses_t(neuron) else ""
             o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
                    f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})")
+            for p in paths:
+                if p.index in learning:
+                    pl = learning[p.index]
+                    assert p.learn is not None
+                    mods = "".join(f", {self.mod_arg[m]}" for m in self.lowered.rules[p.learn].modulators)
+                    o.line("if train:")
+                    with o.indent():
+                        o.line(f"{pl.state}, {pl.weight} = {pl.cls}.step({pl.rule}, {pl.state}, {pl.weight}, "
+                               f"{pre[p.index]}, {spike}{mods}, dt=dt)", self.src(p.line))
             fields = state_fields(neuron)
             for var in self.needed_in_loop(layer, group):
                 if var != "spike":
@@ -818,14 +983,14 @@ class NetworkEmitter:
         ctx = OpContext(None, False, True, True, self.param, self.local)
         self.emit_layer_steps(body, everything, {}, ctx, "t" if self.any_t else None, streaming=True)
         previous = self.carried(everything)
-        buffers = list(ctx.carry)
+        delays = list(ctx.carry)
         step_scope = (self.local, self.var_name)
 
         o.line("@staticmethod")
         o.line("def init_state(params, batch: int) -> dict:")
         with o.indent():
             o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
-                        "that recurrent paths read (zero at first); delay buffers; the step count if a neuron\n"
+                        "that recurrent paths read (zero at first); the values delays hold; the step count if a neuron\n"
                         "reads `t`.")
             o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
@@ -840,8 +1005,8 @@ class NetworkEmitter:
                 if previous:
                     o.line('"previous": {' + ", ".join(f'"{self.layer_attr[la]}.{var}": {self.zeros(la, False)}'
                                                        for la, var in previous) + "},")
-                if buffers:
-                    o.line('"buffers": {' + ", ".join(f'"{name}": {init}' for name, init in buffers) + "},")
+                if delays:
+                    o.line('"delays": {' + ", ".join(f'"{name}": {init}' for name, init in delays) + "},")
                 if self.any_t:
                     o.line('"step": jnp.zeros((), int),')
             o.line("}")
@@ -850,27 +1015,27 @@ class NetworkEmitter:
         self.local, self.var_name = step_scope
         args = self.args()
         o.line("@staticmethod")
-        o.line(f"def step(params, state, {args}, *, batch_stats=None) -> tuple[dict, {self.cls}Output]:")
+        o.line(f"def step(params, state, {args}, *, buffers=None) -> tuple[dict, {self.cls}Output]:")
         with o.indent():
             o.docstring("One step of the whole network, layers in declaration order, from inputs already encoded\n"
                         "for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and\n"
-                        "the outputs' variables at this step (before any readout over time). No dropout; batchnorm\n"
-                        "uses `batch_stats` (default: `init_batch_stats()`).")
+                        "the outputs' variables at this step (before any readout over time). Evaluation mode: no\n"
+                        "dropout, batchnorm statistics and plastic weights from `buffers`, held (default:\n"
+                        "`init_buffers()`).")
             o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             self.emit_cast_inputs()
             first = self.input_arg[net.inputs[0].name]
             if self.uses(body, "batch"):
                 o.line(f"batch = {first}.shape[0]")
-            if self.has_bn:
-                o.line(f"stats = {self.cls}.init_batch_stats(dtype) if batch_stats is None else batch_stats")
+            self.emit_buffers(o)
             o.line(f"layer_params = {self.cls}.neuron_params(params)")
             for la in net.layers:
                 o.line(f'{self.local(la.name + "_state")} = state["layers"]["{self.layer_attr[la.name]}"]')
             for src, var in previous:
                 o.line(f'{self.v(src, var, "_now")} = state["previous"]["{self.layer_attr[src]}.{var}"]')
-            for name, _init in buffers:
-                o.line(f'{name} = state["buffers"]["{name}"]')
+            for name, _init in delays:
+                o.line(f'{name} = state["delays"]["{name}"]')
             if self.any_t:
                 o.line('t = state["step"] * dt')
             o.lines.extend(body.lines)
@@ -883,8 +1048,8 @@ class NetworkEmitter:
                 if previous:
                     o.line('"previous": {' + ", ".join(f'"{self.layer_attr[la]}.{var}": {self.v(la, var, "_now")}'
                                                        for la, var in previous) + "},")
-                if buffers:
-                    o.line('"buffers": {' + ", ".join(f'"{name}": {name}' for name, _init in buffers) + "},")
+                if delays:
+                    o.line('"delays": {' + ", ".join(f'"{name}": {name}' for name, _init in delays) + "},")
                 if self.any_t:
                     o.line('"step": state["step"] + 1,')
             o.line("}")

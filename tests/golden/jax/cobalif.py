@@ -305,7 +305,8 @@ class CobaNet:
 
     `apply(params, x, key=None)` takes x as [batch, ...].
     Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),
-    `apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,
+    `init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm
+    running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,
     `init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`.
     """
 
@@ -332,8 +333,11 @@ class CobaNet:
         }
 
     @staticmethod
-    def init_batch_stats(dtype=None) -> dict:
-        """Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers."""
+    def init_buffers(key=None, dtype=None) -> dict:
+        """The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule
+        params, constants here): plastic weights and biases drawn from `key` as torch draws them
+        (uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.
+        """
         return {}
 
     @staticmethod
@@ -365,7 +369,7 @@ class CobaNet:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
         reads `t`.
         """
         dt = CobaNet.dt
@@ -381,11 +385,12 @@ class CobaNet:
         }
 
     @staticmethod
-    def step(params, state, x, *, batch_stats=None) -> tuple[dict, CobaNetOutput]:
+    def step(params, state, x, *, buffers=None) -> tuple[dict, CobaNetOutput]:
         """One step of the whole network, layers in declaration order, from inputs already encoded
         for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and
-        the outputs' variables at this step (before any readout over time). No dropout; batchnorm
-        uses `batch_stats` (default: `init_batch_stats()`).
+        the outputs' variables at this step (before any readout over time). Evaluation mode: no
+        dropout, batchnorm statistics and plastic weights from `buffers`, held (default:
+        `init_buffers()`).
         """
         dt = CobaNet.dt
         dtype = _float_dtype(params)
@@ -409,17 +414,18 @@ class CobaNet:
         return new_state, CobaNetOutput(readout_v=readout_state.v, exc_spike=exc_spike_now)
 
     @staticmethod
-    def apply(params, x, key=None, *, train=True, batch_stats=None) -> CobaNetOutput:
+    def apply(params, x, key=None, *, train=True, buffers=None) -> CobaNetOutput:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
-        with `batch_stats` (default: `init_batch_stats()`).
+        with the running statistics in `buffers` (default: `init_buffers()`).
         """
-        return CobaNet.apply_with_stats(params, batch_stats, x, key, train=train)[0]
+        return CobaNet.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
     @staticmethod
-    def apply_with_stats(params, batch_stats, x, key=None, *, train=True) -> tuple[CobaNetOutput, dict]:
-        """`apply`, also returning the batchnorm running statistics: updated as torch updates them
-        when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).
+    def apply_with_buffers(params, buffers, x, key=None, *, train=True) -> tuple[CobaNetOutput, dict]:
+        """`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated
+        as torch updates them and the plastic weights as their rules left them; else unchanged
+        (`buffers=None` starts from `init_buffers()`).
         """
         dt = CobaNet.dt
         dtype = _float_dtype(params)
@@ -432,7 +438,11 @@ class CobaNet:
         x_seq = _rate(keys[0], x, steps)
         # layers exc, inh: step by step (a recurrent path closes a cycle through them)
         x_exc_current = _dense(x_seq, params["x_exc.weight"], params["x_exc.bias"]) * 1e-09  # specs/examples/cobalif.snn:52
-        exc_inh_init = (CobaLIF.init_state(layer_params["exc"], batch, (80,), dt=dt, dtype=dtype), CobaLIF.init_state(layer_params["inh"], batch, (20,), dt=dt, dtype=dtype), jnp.zeros((batch, 20), dtype))
+        exc_inh_init = (
+            CobaLIF.init_state(layer_params["exc"], batch, (80,), dt=dt, dtype=dtype),
+            CobaLIF.init_state(layer_params["inh"], batch, (20,), dt=dt, dtype=dtype),
+            jnp.zeros((batch, 20), dtype),
+        )
 
         def exc_inh_step(carry, xs):
             exc_state, inh_state, inh_spike_now = carry
@@ -448,4 +458,4 @@ class CobaNet:
         readout_I = _dense(exc_spike, params["exc_readout.weight"], params["exc_readout.bias"])  # specs/examples/cobalif.snn:55
         readout_spike, _, readout_record = LI.run(layer_params["readout"], readout_I, dt=dt, record=True)
         readout_v = readout_record.v
-        return CobaNetOutput(readout_v=jnp.max(readout_v, 0), exc_spike=jnp.sum(exc_spike, 0)), {} if batch_stats is None else batch_stats
+        return CobaNetOutput(readout_v=jnp.max(readout_v, 0), exc_spike=jnp.sum(exc_spike, 0)), {} if buffers is None else buffers

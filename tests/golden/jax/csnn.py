@@ -214,7 +214,8 @@ class CSNN:
 
     `apply(params, x, key=None)` takes x as [batch, ...].
     Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),
-    `apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,
+    `init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm
+    running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,
     `init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`.
     """
 
@@ -239,8 +240,11 @@ class CSNN:
         }
 
     @staticmethod
-    def init_batch_stats(dtype=None) -> dict:
-        """Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers."""
+    def init_buffers(key=None, dtype=None) -> dict:
+        """The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule
+        params, constants here): plastic weights and biases drawn from `key` as torch draws them
+        (uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.
+        """
         return {}
 
     @staticmethod
@@ -269,7 +273,7 @@ class CSNN:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
         reads `t`.
         """
         dt = CSNN.dt
@@ -284,11 +288,12 @@ class CSNN:
         }
 
     @staticmethod
-    def step(params, state, x, *, batch_stats=None) -> tuple[dict, CSNNOutput]:
+    def step(params, state, x, *, buffers=None) -> tuple[dict, CSNNOutput]:
         """One step of the whole network, layers in declaration order, from inputs already encoded
         for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and
-        the outputs' variables at this step (before any readout over time). No dropout; batchnorm
-        uses `batch_stats` (default: `init_batch_stats()`).
+        the outputs' variables at this step (before any readout over time). Evaluation mode: no
+        dropout, batchnorm statistics and plastic weights from `buffers`, held (default:
+        `init_buffers()`).
         """
         dt = CSNN.dt
         dtype = _float_dtype(params)
@@ -309,17 +314,18 @@ class CSNN:
         return new_state, CSNNOutput(out_spike=out_spike_now, out_mem=out_state.mem)
 
     @staticmethod
-    def apply(params, x, key=None, *, train=True, batch_stats=None) -> CSNNOutput:
+    def apply(params, x, key=None, *, train=True, buffers=None) -> CSNNOutput:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
-        with `batch_stats` (default: `init_batch_stats()`).
+        with the running statistics in `buffers` (default: `init_buffers()`).
         """
-        return CSNN.apply_with_stats(params, batch_stats, x, key, train=train)[0]
+        return CSNN.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
     @staticmethod
-    def apply_with_stats(params, batch_stats, x, key=None, *, train=True) -> tuple[CSNNOutput, dict]:
-        """`apply`, also returning the batchnorm running statistics: updated as torch updates them
-        when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).
+    def apply_with_buffers(params, buffers, x, key=None, *, train=True) -> tuple[CSNNOutput, dict]:
+        """`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated
+        as torch updates them and the plastic weights as their rules left them; else unchanged
+        (`buffers=None` starts from `init_buffers()`).
         """
         dt = CSNN.dt
         dtype = _float_dtype(params)
@@ -342,4 +348,4 @@ class CSNN:
         out_I = _dense(lax.collapse(c2_spike, 2), params["c2_out.weight"], params["c2_out.bias"])  # specs/examples/csnn.snn:26
         out_spike, _, out_record = LeakyFS.run(layer_params["out"], out_I, dt=dt, record=True)
         out_mem = out_record.mem
-        return CSNNOutput(out_spike=jnp.sum(out_spike, 0), out_mem=out_mem), {} if batch_stats is None else batch_stats
+        return CSNNOutput(out_spike=jnp.sum(out_spike, 0), out_mem=out_mem), {} if buffers is None else buffers

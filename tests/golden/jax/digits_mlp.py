@@ -169,7 +169,8 @@ class DigitsMLP:
 
     `apply(params, x, key=None)` takes x as [batch, ...].
     Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),
-    `apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,
+    `init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm
+    running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,
     `init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`.
     """
 
@@ -192,8 +193,11 @@ class DigitsMLP:
         }
 
     @staticmethod
-    def init_batch_stats(dtype=None) -> dict:
-        """Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers."""
+    def init_buffers(key=None, dtype=None) -> dict:
+        """The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule
+        params, constants here): plastic weights and biases drawn from `key` as torch draws them
+        (uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.
+        """
         return {}
 
     @staticmethod
@@ -221,7 +225,7 @@ class DigitsMLP:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
         reads `t`.
         """
         dt = DigitsMLP.dt
@@ -235,11 +239,12 @@ class DigitsMLP:
         }
 
     @staticmethod
-    def step(params, state, x, *, batch_stats=None) -> tuple[dict, DigitsMLPOutput]:
+    def step(params, state, x, *, buffers=None) -> tuple[dict, DigitsMLPOutput]:
         """One step of the whole network, layers in declaration order, from inputs already encoded
         for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and
-        the outputs' variables at this step (before any readout over time). No dropout; batchnorm
-        uses `batch_stats` (default: `init_batch_stats()`).
+        the outputs' variables at this step (before any readout over time). Evaluation mode: no
+        dropout, batchnorm statistics and plastic weights from `buffers`, held (default:
+        `init_buffers()`).
         """
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)
@@ -257,17 +262,18 @@ class DigitsMLP:
         return new_state, DigitsMLPOutput(out_spike=out_spike_now, out_mem=out_state.mem)
 
     @staticmethod
-    def apply(params, x, key=None, *, train=True, batch_stats=None) -> DigitsMLPOutput:
+    def apply(params, x, key=None, *, train=True, buffers=None) -> DigitsMLPOutput:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
-        with `batch_stats` (default: `init_batch_stats()`).
+        with the running statistics in `buffers` (default: `init_buffers()`).
         """
-        return DigitsMLP.apply_with_stats(params, batch_stats, x, key, train=train)[0]
+        return DigitsMLP.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
     @staticmethod
-    def apply_with_stats(params, batch_stats, x, key=None, *, train=True) -> tuple[DigitsMLPOutput, dict]:
-        """`apply`, also returning the batchnorm running statistics: updated as torch updates them
-        when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).
+    def apply_with_buffers(params, buffers, x, key=None, *, train=True) -> tuple[DigitsMLPOutput, dict]:
+        """`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated
+        as torch updates them and the plastic weights as their rules left them; else unchanged
+        (`buffers=None` starts from `init_buffers()`).
         """
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)
@@ -281,4 +287,4 @@ class DigitsMLP:
         out_I = _dense(hidden_spike, params["hidden_out.weight"], params["hidden_out.bias"])  # specs/examples/digits_mlp.snn:12
         out_spike, _, out_record = Leaky.run(layer_params["out"], out_I, dt=dt, record=True)
         out_mem = out_record.mem
-        return DigitsMLPOutput(out_spike=jnp.sum(out_spike, 0), out_mem=out_mem), {} if batch_stats is None else batch_stats
+        return DigitsMLPOutput(out_spike=jnp.sum(out_spike, 0), out_mem=out_mem), {} if buffers is None else buffers

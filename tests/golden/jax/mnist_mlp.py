@@ -193,7 +193,8 @@ class MnistMLP:
 
     `apply(params, x, key=None)` takes x as [batch, ...].
     Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),
-    `apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,
+    `init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm
+    running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,
     `init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`.
     """
 
@@ -216,8 +217,11 @@ class MnistMLP:
         }
 
     @staticmethod
-    def init_batch_stats(dtype=None) -> dict:
-        """Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers."""
+    def init_buffers(key=None, dtype=None) -> dict:
+        """The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule
+        params, constants here): plastic weights and biases drawn from `key` as torch draws them
+        (uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.
+        """
         return {}
 
     @staticmethod
@@ -248,7 +252,7 @@ class MnistMLP:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
         reads `t`.
         """
         dt = MnistMLP.dt
@@ -262,11 +266,12 @@ class MnistMLP:
         }
 
     @staticmethod
-    def step(params, state, x, *, batch_stats=None) -> tuple[dict, MnistMLPOutput]:
+    def step(params, state, x, *, buffers=None) -> tuple[dict, MnistMLPOutput]:
         """One step of the whole network, layers in declaration order, from inputs already encoded
         for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and
-        the outputs' variables at this step (before any readout over time). No dropout; batchnorm
-        uses `batch_stats` (default: `init_batch_stats()`).
+        the outputs' variables at this step (before any readout over time). Evaluation mode: no
+        dropout, batchnorm statistics and plastic weights from `buffers`, held (default:
+        `init_buffers()`).
         """
         dt = MnistMLP.dt
         dtype = _float_dtype(params)
@@ -284,17 +289,18 @@ class MnistMLP:
         return new_state, MnistMLPOutput(out_spike=out_spike_now)
 
     @staticmethod
-    def apply(params, x, key=None, *, train=True, batch_stats=None) -> MnistMLPOutput:
+    def apply(params, x, key=None, *, train=True, buffers=None) -> MnistMLPOutput:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
-        with `batch_stats` (default: `init_batch_stats()`).
+        with the running statistics in `buffers` (default: `init_buffers()`).
         """
-        return MnistMLP.apply_with_stats(params, batch_stats, x, key, train=train)[0]
+        return MnistMLP.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
     @staticmethod
-    def apply_with_stats(params, batch_stats, x, key=None, *, train=True) -> tuple[MnistMLPOutput, dict]:
-        """`apply`, also returning the batchnorm running statistics: updated as torch updates them
-        when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).
+    def apply_with_buffers(params, buffers, x, key=None, *, train=True) -> tuple[MnistMLPOutput, dict]:
+        """`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated
+        as torch updates them and the plastic weights as their rules left them; else unchanged
+        (`buffers=None` starts from `init_buffers()`).
         """
         dt = MnistMLP.dt
         dtype = _float_dtype(params)
@@ -317,4 +323,4 @@ class MnistMLP:
         # layer out = Leaky[10]: all steps at once
         out_I = _dense(hidden_spike, params["hidden_out.weight"], params["hidden_out.bias"])  # specs/examples/mnist_mlp.snn:13
         out_spike, _, _ = Leaky.run(layer_params["out"], out_I, dt=dt)
-        return MnistMLPOutput(out_spike=jnp.sum(out_spike, 0)), {} if batch_stats is None else batch_stats
+        return MnistMLPOutput(out_spike=jnp.sum(out_spike, 0)), {} if buffers is None else buffers

@@ -223,7 +223,8 @@ class SpikingResNet:
 
     `apply(params, x, key=None)` takes x as [batch, ...].
     Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),
-    `apply`, `apply_with_stats` (also returns the batchnorm running statistics), `encode`,
+    `init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm
+    running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,
     `init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`.
     """
 
@@ -262,8 +263,11 @@ class SpikingResNet:
         }
 
     @staticmethod
-    def init_batch_stats(dtype=None) -> dict:
-        """Batchnorm running statistics at the start (mean 0, variance 1), keyed like torch's buffers."""
+    def init_buffers(key=None, dtype=None) -> dict:
+        """The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule
+        params, constants here): plastic weights and biases drawn from `key` as torch draws them
+        (uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.
+        """
         dtype = jnp.result_type(float) if dtype is None else dtype
         return {
             "x_stem_batchnorm.running_mean": jnp.zeros((16,), dtype),
@@ -315,7 +319,7 @@ class SpikingResNet:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); delay buffers; the step count if a neuron
+        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
         reads `t`.
         """
         dt = SpikingResNet.dt
@@ -333,16 +337,17 @@ class SpikingResNet:
         }
 
     @staticmethod
-    def step(params, state, x, *, batch_stats=None) -> tuple[dict, SpikingResNetOutput]:
+    def step(params, state, x, *, buffers=None) -> tuple[dict, SpikingResNetOutput]:
         """One step of the whole network, layers in declaration order, from inputs already encoded
         for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and
-        the outputs' variables at this step (before any readout over time). No dropout; batchnorm
-        uses `batch_stats` (default: `init_batch_stats()`).
+        the outputs' variables at this step (before any readout over time). Evaluation mode: no
+        dropout, batchnorm statistics and plastic weights from `buffers`, held (default:
+        `init_buffers()`).
         """
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
-        stats = SpikingResNet.init_batch_stats(dtype) if batch_stats is None else batch_stats
+        buffers = SpikingResNet.init_buffers(dtype=dtype) if buffers is None else buffers
         layer_params = SpikingResNet.neuron_params(params)
         stem_state = state["layers"]["stem"]
         b1a_state = state["layers"]["b1a"]
@@ -350,23 +355,23 @@ class SpikingResNet:
         b2a_state = state["layers"]["b2a"]
         b2_state = state["layers"]["b2"]
         out_state = state["layers"]["out"]
-        x_stem_batchnorm_out, _ = _batchnorm(_conv(x, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (stats["x_stem_batchnorm.running_mean"], stats["x_stem_batchnorm.running_var"], stats["x_stem_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:21
+        x_stem_batchnorm_out, _ = _batchnorm(_conv(x, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"], buffers["x_stem_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:21
         stem_I_now = x_stem_batchnorm_out  # specs/examples/resnet_snn.snn:21
         stem_spike_now, stem_state = Leaky.step(layer_params["stem"], stem_I_now, stem_state, dt=dt)
-        stem_b1a_batchnorm_out, _ = _batchnorm(_conv(stem_spike_now, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (stats["stem_b1a_batchnorm.running_mean"], stats["stem_b1a_batchnorm.running_var"], stats["stem_b1a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:23
+        stem_b1a_batchnorm_out, _ = _batchnorm(_conv(stem_spike_now, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"], buffers["stem_b1a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:23
         b1a_I_now = stem_b1a_batchnorm_out  # specs/examples/resnet_snn.snn:23
         b1a_spike_now, b1a_state = Leaky.step(layer_params["b1a"], b1a_I_now, b1a_state, dt=dt)
-        b1a_b1_batchnorm_out, _ = _batchnorm(_conv(b1a_spike_now, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (stats["b1a_b1_batchnorm.running_mean"], stats["b1a_b1_batchnorm.running_var"], stats["b1a_b1_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:24
+        b1a_b1_batchnorm_out, _ = _batchnorm(_conv(b1a_spike_now, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"], buffers["b1a_b1_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:24
         b1_I_now = (
             b1a_b1_batchnorm_out  # specs/examples/resnet_snn.snn:24
             + stem_spike_now * 1  # specs/examples/resnet_snn.snn:25
         )
         b1_spike_now, b1_state = Leaky.step(layer_params["b1"], b1_I_now, b1_state, dt=dt)
-        b1_b2a_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (stats["b1_b2a_batchnorm.running_mean"], stats["b1_b2a_batchnorm.running_var"], stats["b1_b2a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:27
+        b1_b2a_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"], buffers["b1_b2a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:27
         b2a_I_now = b1_b2a_batchnorm_out  # specs/examples/resnet_snn.snn:27
         b2a_spike_now, b2a_state = Leaky.step(layer_params["b2a"], b2a_I_now, b2a_state, dt=dt)
-        b2a_b2_batchnorm_out, _ = _batchnorm(_conv(b2a_spike_now, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (stats["b2a_b2_batchnorm.running_mean"], stats["b2a_b2_batchnorm.running_var"], stats["b2a_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:28
-        b1_b2_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (stats["b1_b2_batchnorm.running_mean"], stats["b1_b2_batchnorm.running_var"], stats["b1_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:29
+        b2a_b2_batchnorm_out, _ = _batchnorm(_conv(b2a_spike_now, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"], buffers["b2a_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:28
+        b1_b2_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"], buffers["b1_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:29
         b2_I_now = (
             b2a_b2_batchnorm_out  # specs/examples/resnet_snn.snn:28
             + b1_b2_batchnorm_out  # specs/examples/resnet_snn.snn:29
@@ -380,48 +385,49 @@ class SpikingResNet:
         return new_state, SpikingResNetOutput(out_spike=out_spike_now)
 
     @staticmethod
-    def apply(params, x, key=None, *, train=True, batch_stats=None) -> SpikingResNetOutput:
+    def apply(params, x, key=None, *, train=True, buffers=None) -> SpikingResNetOutput:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
-        with `batch_stats` (default: `init_batch_stats()`).
+        with the running statistics in `buffers` (default: `init_buffers()`).
         """
-        return SpikingResNet.apply_with_stats(params, batch_stats, x, key, train=train)[0]
+        return SpikingResNet.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
     @staticmethod
-    def apply_with_stats(params, batch_stats, x, key=None, *, train=True) -> tuple[SpikingResNetOutput, dict]:
-        """`apply`, also returning the batchnorm running statistics: updated as torch updates them
-        when `train`, else unchanged (`batch_stats=None` starts from `init_batch_stats()`).
+    def apply_with_buffers(params, buffers, x, key=None, *, train=True) -> tuple[SpikingResNetOutput, dict]:
+        """`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated
+        as torch updates them and the plastic weights as their rules left them; else unchanged
+        (`buffers=None` starts from `init_buffers()`).
         """
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)
         x = jnp.asarray(x, dtype)
         steps = SpikingResNet.steps
-        stats = SpikingResNet.init_batch_stats(dtype) if batch_stats is None else batch_stats
-        new_stats = dict(stats)
+        buffers = SpikingResNet.init_buffers(dtype=dtype) if buffers is None else buffers
+        new_buffers = dict(buffers)
         layer_params = SpikingResNet.neuron_params(params)
         x_seq = jnp.broadcast_to(x[None], (steps, *x.shape))
         # layer stem = Leaky[16, 32, 32]: all steps at once
-        x_stem_batchnorm_out, (new_stats["x_stem_batchnorm.running_mean"], new_stats["x_stem_batchnorm.running_var"], new_stats["x_stem_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, x_seq, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (stats["x_stem_batchnorm.running_mean"], stats["x_stem_batchnorm.running_var"], stats["x_stem_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:21
+        x_stem_batchnorm_out, (new_buffers["x_stem_batchnorm.running_mean"], new_buffers["x_stem_batchnorm.running_var"], new_buffers["x_stem_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, x_seq, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"], buffers["x_stem_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:21
         stem_I = x_stem_batchnorm_out  # specs/examples/resnet_snn.snn:21
         stem_spike, _, _ = Leaky.run(layer_params["stem"], stem_I, dt=dt)
         # layer b1a = Leaky[16, 32, 32]: all steps at once
-        stem_b1a_batchnorm_out, (new_stats["stem_b1a_batchnorm.running_mean"], new_stats["stem_b1a_batchnorm.running_var"], new_stats["stem_b1a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, stem_spike, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (stats["stem_b1a_batchnorm.running_mean"], stats["stem_b1a_batchnorm.running_var"], stats["stem_b1a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:23
+        stem_b1a_batchnorm_out, (new_buffers["stem_b1a_batchnorm.running_mean"], new_buffers["stem_b1a_batchnorm.running_var"], new_buffers["stem_b1a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, stem_spike, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"], buffers["stem_b1a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:23
         b1a_I = stem_b1a_batchnorm_out  # specs/examples/resnet_snn.snn:23
         b1a_spike, _, _ = Leaky.run(layer_params["b1a"], b1a_I, dt=dt)
         # layer b1 = Leaky[16, 32, 32]: all steps at once
-        b1a_b1_batchnorm_out, (new_stats["b1a_b1_batchnorm.running_mean"], new_stats["b1a_b1_batchnorm.running_var"], new_stats["b1a_b1_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1a_spike, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (stats["b1a_b1_batchnorm.running_mean"], stats["b1a_b1_batchnorm.running_var"], stats["b1a_b1_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:24
+        b1a_b1_batchnorm_out, (new_buffers["b1a_b1_batchnorm.running_mean"], new_buffers["b1a_b1_batchnorm.running_var"], new_buffers["b1a_b1_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1a_spike, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"], buffers["b1a_b1_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:24
         b1_I = (
             b1a_b1_batchnorm_out  # specs/examples/resnet_snn.snn:24
             + stem_spike * 1  # specs/examples/resnet_snn.snn:25
         )
         b1_spike, _, _ = Leaky.run(layer_params["b1"], b1_I, dt=dt)
         # layer b2a = Leaky[32, 16, 16]: all steps at once
-        b1_b2a_batchnorm_out, (new_stats["b1_b2a_batchnorm.running_mean"], new_stats["b1_b2a_batchnorm.running_var"], new_stats["b1_b2a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (stats["b1_b2a_batchnorm.running_mean"], stats["b1_b2a_batchnorm.running_var"], stats["b1_b2a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:27
+        b1_b2a_batchnorm_out, (new_buffers["b1_b2a_batchnorm.running_mean"], new_buffers["b1_b2a_batchnorm.running_var"], new_buffers["b1_b2a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"], buffers["b1_b2a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:27
         b2a_I = b1_b2a_batchnorm_out  # specs/examples/resnet_snn.snn:27
         b2a_spike, _, _ = Leaky.run(layer_params["b2a"], b2a_I, dt=dt)
         # layer b2 = Leaky[32, 16, 16]: all steps at once
-        b2a_b2_batchnorm_out, (new_stats["b2a_b2_batchnorm.running_mean"], new_stats["b2a_b2_batchnorm.running_var"], new_stats["b2a_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b2a_spike, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (stats["b2a_b2_batchnorm.running_mean"], stats["b2a_b2_batchnorm.running_var"], stats["b2a_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:28
-        b1_b2_batchnorm_out, (new_stats["b1_b2_batchnorm.running_mean"], new_stats["b1_b2_batchnorm.running_var"], new_stats["b1_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (stats["b1_b2_batchnorm.running_mean"], stats["b1_b2_batchnorm.running_var"], stats["b1_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:29
+        b2a_b2_batchnorm_out, (new_buffers["b2a_b2_batchnorm.running_mean"], new_buffers["b2a_b2_batchnorm.running_var"], new_buffers["b2a_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b2a_spike, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"], buffers["b2a_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:28
+        b1_b2_batchnorm_out, (new_buffers["b1_b2_batchnorm.running_mean"], new_buffers["b1_b2_batchnorm.running_var"], new_buffers["b1_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"], buffers["b1_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # specs/examples/resnet_snn.snn:29
         b2_I = (
             b2a_b2_batchnorm_out  # specs/examples/resnet_snn.snn:28
             + b1_b2_batchnorm_out  # specs/examples/resnet_snn.snn:29
@@ -430,4 +436,4 @@ class SpikingResNet:
         # layer out = Leaky[10]: all steps at once
         out_I = _dense(lax.collapse(_avgpool(b2_spike, 4, 2), 2), params["b2_out.weight"], params["b2_out.bias"])  # specs/examples/resnet_snn.snn:31
         out_spike, _, _ = Leaky.run(layer_params["out"], out_I, dt=dt)
-        return SpikingResNetOutput(out_spike=jnp.sum(out_spike, 0)), new_stats
+        return SpikingResNetOutput(out_spike=jnp.sum(out_spike, 0)), new_buffers
