@@ -26,6 +26,7 @@ import contextlib
 import functools
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -694,3 +695,330 @@ def test_stdp_digits_readout_beats_random_weights(tmp_path):
         torch.set_num_threads(threads)
     assert (tmp_path / "fields.png").stat().st_size > 1000
     assert result.accuracy_stdp > result.accuracy_random + 0.05, result
+
+
+# -- the JAX backend against torch ----------------------------------------------------------------
+
+# One network per standard rule, with trainable weights before, after and beside the plastic path
+# (gradients flow around the rule, never through it): a plastic path from a layer, one from the input
+# through ops before its dense (a delay), a plastic recurrent path, a plastic dense with a bias, and a
+# modulator.
+PLASTIC_NETS = """
+from "std/neurons.snn" import LIF, LI
+from "std/rules.snn" import STDP, TripletSTDP, RSTDP
+
+network NetSTDP {
+    dt = 1 ms
+    input x[8] encode none
+    layer h1 = LIF(tau = 5 ms)[6]
+    layer h2 = LIF(tau = 5 ms, r = 4)[5]
+    layer out = LI(tau = 5 ms)[3]
+    x -> dense -> h1
+    h1 -> dense -> h2 learn STDP(a_plus = 0.05, a_minus = 0.04, soft = 0.5, w_min = -1)
+    x -> delay(2) -> scale(0.5) -> dense(bias = false) -> h2 learn STDP(a_plus = 0.03, a_minus = 0.05)
+    h2 -> dense -> out
+    output out.v trace, h2.spike count
+}
+
+network NetTriplet {
+    dt = 1 ms
+    input x[8] encode none
+    layer h1 = LIF(tau = 5 ms)[6]
+    layer h2 = LIF(tau = 5 ms, r = 4)[5]
+    layer out = LI(tau = 5 ms)[3]
+    x -> dense -> h1
+    h1 -> dense(bias = false) -> h2 learn TripletSTDP(a2_plus = 0.02, a3_plus = 0.05, a2_minus = 0.03, a3_minus = 0.01)
+    h2 -> dense(bias = false) -> h2 learn TripletSTDP(a2_plus = 0.01, a3_plus = 0.01, w_max = 2)
+    h2 -> dense -> out
+    output out.v trace, h2.spike trace
+}
+
+network NetRSTDP {
+    dt = 1 ms
+    input x[8] encode none
+    layer h1 = LIF(tau = 5 ms)[6]
+    layer h2 = LIF(tau = 5 ms, r = 4)[5]
+    layer out = LI(tau = 5 ms)[3]
+    x -> dense -> h1
+    h1 -> dense(bias = false) -> h2 learn RSTDP(lr = 2, tau_e = 20 ms, w_min = -1, w_max = 2)
+    h2 -> dense -> out
+    h2 -> dense -> h1
+    output out.v trace, h2.spike count
+}
+"""
+
+
+@dataclass
+class CrossCase:
+    name: str  # the network class
+    text: str | None = None  # the spec's text (else `path`)
+    path: Path | None = None
+    boost: float = 5.0  # every weight multiplied, so that spikes go through
+    steps: int = 40  # for sequence inputs, and in place of the spec's `steps` (350 in stdp.snn)
+    modulators: tuple[dict, ...] = ({}, {})  # per forward call
+
+    def source(self) -> dict:
+        return {"text": self.text, "name": "plastic_nets.snn"} if self.text else {"path": self.path}
+
+
+CROSS_CASES = [
+    CrossCase("NetSTDP", PLASTIC_NETS),
+    CrossCase("NetTriplet", PLASTIC_NETS),
+    CrossCase("NetRSTDP", PLASTIC_NETS, modulators=({"reward": 1.0}, {"reward": np.array([1.5, -0.5, 0.0])})),
+    CrossCase("STDPNet", path=ROOT / "specs" / "examples" / "stdp.snn", boost=1.0),
+    CrossCase("STDPDigits", path=ROOT / "specs" / "examples" / "stdp_digits.snn", boost=1.0, steps=60),
+]
+
+
+@functools.cache
+def cross_module(name: str, backend: str):
+    case = next(c for c in CROSS_CASES if c.name == name)
+    return snnspec.compile(**case.source(), backend=backend)
+
+
+def changing_buffers(net: torch.nn.Module) -> dict:
+    """torch's buffers that change as the module runs (plastic weights, batchnorm statistics): all
+    but the fixed params of neuron and rule modules, which the JAX code holds as constants."""
+    return {k: v for k, v in net.named_buffers() if not hasattr(net.get_submodule(k.rpartition(".")[0]),
+                                                                 "init_state")}
+
+
+def cross_inputs(case: CrossCase, net_ir, batch: int = 3) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for inp in net_ir.inputs:
+        if inp.encoding == "none":
+            out.append((torch.rand((case.steps, batch, *inp.shape), generator=gen) < 0.4).double())
+        else:
+            out.append(torch.rand((batch, *inp.shape), generator=gen, dtype=torch.float64))
+    return out
+
+
+def rel_diff(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape
+    return float(np.abs(a - b).max(initial=0.0) / max(1.0, np.abs(a).max(initial=0.0)))
+
+
+@pytest.fixture
+def same_rate_draws(monkeypatch):
+    """Rate coding draws the same spikes in both backends: one fixed uniform draw per shape."""
+    draws: dict[tuple[int, ...], np.ndarray] = {}
+
+    def u(shape):
+        shape = tuple(int(n) for n in shape)
+        if shape not in draws:
+            draws[shape] = np.random.default_rng(int(np.prod(shape))).random(shape)
+        return draws[shape]
+
+    monkeypatch.setattr(torch, "bernoulli", lambda p, *a, **k: (torch.as_tensor(u(p.shape), dtype=p.dtype) < p)
+                        .to(p.dtype))
+    monkeypatch.setattr(jax.random, "bernoulli", lambda key, p=0.5, shape=None: jnp.asarray(
+        u(jnp.shape(p) if shape is None else shape), dtype=jnp.result_type(p)) < p)
+
+
+@pytest.mark.skipif(jax is None, reason="jax is not installed")
+@pytest.mark.parametrize("case", CROSS_CASES, ids=[c.name for c in CROSS_CASES])
+def test_jax_network_learns_as_torch(case, same_rate_draws, monkeypatch):
+    """Same initial weights (torch's state copied into JAX params and buffers), same inputs, two
+    forward calls in training mode: the outputs and the plastic weights after each call are
+    torch's, and the gradients of a loss with respect to every trainable param (the plastic weights
+    are not params) are torch's; then in evaluation mode (`train=False`) the buffers stay as they
+    were and the outputs are torch's in `eval()`. All in float64."""
+    with float64(), jax_float64():
+        torch.manual_seed(0)
+        net = getattr(cross_module(case.name, "torch"), case.name)()
+        with torch.no_grad():
+            for _name, w in [*net.named_parameters(), *changing_buffers(net).items()]:
+                w.mul_(case.boost)
+        J = getattr(cross_module(case.name, "jax"), case.name)
+        if net.steps:
+            net.steps = case.steps
+            monkeypatch.setattr(J, "steps", case.steps)
+        params = {k: jnp.asarray(v.detach().numpy()) for k, v in net.named_parameters()}
+        buffers = {k: jnp.asarray(v.numpy()) for k, v in changing_buffers(net).items()}
+        assert list(buffers) == list(J.init_buffers(jax.random.PRNGKey(0)))
+        assert set(buffers) == {k for k in buffers if k.endswith((".weight", ".bias"))} and buffers
+        net_ir = snnspec.load_lowered(**case.source()).networks[case.name]
+        inputs = cross_inputs(case, net_ir)
+        xs = [jnp.asarray(x.numpy()) for x in inputs]
+        key = jax.random.PRNGKey(0)
+        apply = jax.jit(J.apply_with_buffers, static_argnames="train")
+
+        def loss_of(out, xp):
+            return sum((1 + i) * xp.mean(getattr(out, f) ** 2) for i, f in enumerate(out._fields))
+
+        worst = {"outputs": 0.0, "weights": 0.0, "gradients": 0.0}
+        spikes = 0.0
+        w0 = {k: v.clone() for k, v in changing_buffers(net).items()}
+        for mods in case.modulators:
+            torch_mods = {k: torch.as_tensor(v) for k, v in mods.items()}
+            net.zero_grad()
+            out_t = net(*inputs, **torch_mods)
+            if params:
+                loss_of(out_t, torch).backward()
+
+            def loss_j(p, buffers=buffers, mods=mods):
+                out, new = apply(p, buffers, *xs, key, train=True, **mods)
+                return loss_of(out, jnp), (out, new)
+
+            grads, (out_j, buffers) = jax.grad(loss_j, has_aux=True)(params)
+            for f in out_t._fields:
+                worst["outputs"] = max(worst["outputs"], rel_diff(getattr(out_t, f).detach().numpy(),
+                                                                  getattr(out_j, f)))
+            spikes += sum(float(getattr(out_t, f).detach().abs().sum()) for f in out_t._fields if "spike" in f)
+            for k, v in changing_buffers(net).items():
+                worst["weights"] = max(worst["weights"], rel_diff(v.numpy(), buffers[k]))
+            for k, p in net.named_parameters():
+                expected = p.grad.numpy() if p.grad is not None else np.zeros(p.shape)
+                worst["gradients"] = max(worst["gradients"], rel_diff(expected, grads[k]))
+        print(f"{case.name}: max relative torch-vs-JAX differences {worst}")
+        assert spikes > 0
+        assert all(not torch.equal(w0[k], v) for k, v in changing_buffers(net).items() if k.endswith(".weight"))
+        assert worst["outputs"] < 1e-12 and worst["weights"] < 1e-12 and worst["gradients"] < 1e-11, worst
+        # evaluation mode: weights held, as torch's `eval()`
+        net.eval()
+        mods = case.modulators[-1]
+        out_t = net(*inputs, **{k: torch.as_tensor(v) for k, v in mods.items()})
+        out_j, same = apply(params, buffers, *xs, key, train=False, **mods)
+        assert all(np.array_equal(same[k], buffers[k]) for k in buffers)
+        for f in out_t._fields:
+            assert rel_diff(getattr(out_t, f).detach().numpy(), getattr(out_j, f)) < 1e-12, f
+
+
+@pytest.mark.skipif(jax is None, reason="jax is not installed")
+def test_jax_plastic_weights_are_buffers_not_params():
+    """Plastic weights and biases stay out of `init(key)` (torch's `named_parameters()`) and live in
+    `init_buffers(key)`, drawn as torch draws them; a plastic network needs its buffers."""
+    torch.manual_seed(0)
+    net = cross_module("NetSTDP", "torch").NetSTDP()
+    J = cross_module("NetSTDP", "jax").NetSTDP
+    params = J.init(jax.random.PRNGKey(0))
+    assert list(params) == [k for k, _ in net.named_parameters()]
+    assert "h1_h2.weight" not in params and "x_h2.weight" not in params
+    buffers = J.init_buffers(jax.random.PRNGKey(1))
+    assert list(buffers) == list(changing_buffers(net)) == ["h1_h2.weight", "h1_h2.bias", "x_h2.weight"]
+    for name, value in changing_buffers(net).items():
+        assert buffers[name].shape == tuple(value.shape)
+        bound = 1 / math.sqrt({"h1_h2": 6, "x_h2": 8}[name.split(".")[0]])
+        assert np.abs(np.asarray(buffers[name])).max() <= bound and np.abs(value.numpy()).max() <= bound
+    with pytest.raises(ValueError, match="key"):
+        J.init_buffers()
+    x = jnp.zeros((10, 2, 8))
+    with pytest.raises(ValueError, match="buffers"):
+        J.apply(params, x)
+    out, new = J.apply_with_buffers(params, buffers, x)
+    assert set(new) == set(buffers) and out.h2_spike.shape == (2, 5)
+
+
+@pytest.mark.skipif(jax is None, reason="jax is not installed")
+def test_jax_step_by_step_holds_plastic_weights():
+    """`step` runs in evaluation mode: scanned over `encode`, it gives `apply(train=False)`, with the
+    plastic weights read from `buffers` and held."""
+    with jax_float64():
+        J = cross_module("NetTriplet", "jax").NetTriplet
+        params = J.init(jax.random.PRNGKey(0), jnp.float64)
+        buffers = {k: v * 5 for k, v in J.init_buffers(jax.random.PRNGKey(1), jnp.float64).items()}
+        params = {k: v * 5 for k, v in params.items()}
+        x = (jax.random.uniform(jax.random.PRNGKey(2), (30, 2, 8)) < 0.4).astype(jnp.float64)
+        expected, same = J.apply_with_buffers(params, buffers, x, train=False)
+        assert all(same[k] is buffers[k] for k in buffers)
+        _, per_step = jax.lax.scan(lambda s, xs: J.step(params, s, *xs, buffers=buffers), J.init_state(params, 2),
+                                   J.encode(x))
+        np.testing.assert_allclose(per_step.out_v, expected.out_v, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(per_step.h2_spike, expected.h2_spike)
+        assert expected.h2_spike.sum() > 0
+        learned, _ = J.apply_with_buffers(params, buffers, x)  # training mode: the weights move
+        assert not np.array_equal(learned.h2_spike, expected.h2_spike)
+
+
+@pytest.mark.skipif(jax is None, reason="jax is not installed")
+def test_jax_rule_modulator_may_be_a_scalar():
+    with jax_float64():
+        R = jax_rules().RSTDP
+        p = R.params(dt=1 * MS)
+        w = jnp.full((3, 4), 0.5)
+        state = R.init_state(p, 2, 3, 4, dtype=jnp.float64)
+        pre, post = jnp.ones((2, 4)), jnp.ones((2, 3))
+        state, _ = R.step(p, state, w, pre, post, 1.0, dt=1 * MS)  # eligibility builds up
+        results = [R.step(p, state, w, pre, post, r, dt=1 * MS)[1] for r in (1.0, jnp.asarray(1.0), jnp.ones(1),
+                                                                              jnp.ones(2))]
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
+        assert not np.array_equal(results[0], w)
+        # no gradient flows through a weight change
+        grad = jax.grad(lambda pre: R.step(p, state, w, pre, post, 1.0, dt=1 * MS)[1].sum())(pre)
+        assert not np.any(np.asarray(grad))
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_emitters_refuse_a_lowered_rule_that_breaks_the_scopes(backend):
+    """IR from another front end skips the checker: the shared lowering (lower/rule.py) refuses a post
+    state changed `on pre`, for every backend, with a diagnostic rather than wrong code."""
+    from snnspec.emit import BackendError, generate
+
+    lowered = snnspec.load_lowered(STD_RULES)
+    stdp = lowered.rules["STDP"]
+    broken = stdp.model_copy(update={"on_pre": (*stdp.on_pre, stdp.on_post[0])})  # x_post += 1 `on pre`
+    lowered = lowered.model_copy(update={"rules": {**lowered.rules, "STDP": broken}})
+    with pytest.raises(BackendError) as err:
+        generate(lowered, backend)
+    assert "`on pre` cannot change the post state 'x_post'" in err.value.diagnostics[0].message
+
+
+TRICKY_RULE = """
+from "std/neurons.snn" import LIF
+
+rule Tricky {
+    param p = 0.01
+    param values = 0.5
+    param tau = 20 ms
+    pre state pre = 0
+    pre state params = 0
+    post state post = 0
+    post state state = 0
+    syn state dtype = 0
+    syn state jnp = 0
+    modulator train
+    modulator key
+    modulator x
+    dpre/dt = -pre / tau
+    dpost/dt = -post / tau
+    djnp/dt = -jnp / tau
+    params <- params * 0.5
+    state <- state * 0.5 + post
+    on pre { pre += 1; params += 1; dtype += p * post; w -= p * post * values }
+    on post { post += 1; state += 1; jnp += pre * params; w += p * pre * (1 + train) + key * jnp * 0.1 }
+    w <- w + x * dtype * 0.001
+    clip w in [0, 1]
+}
+
+network N {
+    dt = 1 ms
+    input x[6] encode none
+    layer h = LIF(tau = 10 ms, r = 3)[4]
+    x -> dense -> h learn Tricky(p = 0.05)
+    output h.spike trace
+}
+"""
+
+
+@pytest.mark.skipif(jax is None, reason="jax is not installed")
+def test_rule_names_never_shadow_generated_names():
+    """Rule states, params and modulators named as the generated code's own names (and a modulator
+    named as the network's input): both backends build, take the modulators by the same keywords,
+    and learn the same weights."""
+    with float64(), jax_float64():
+        torch.manual_seed(0)
+        net = snnspec.compile(text=TRICKY_RULE, name="tricky_rule.snn").N()
+        J = snnspec.compile(text=TRICKY_RULE, name="tricky_rule.snn", backend="jax").N
+        params = {k: jnp.asarray(v.detach().numpy()) for k, v in net.named_parameters()}
+        buffers = {k: jnp.asarray(v.numpy()) for k, v in changing_buffers(net).items()}
+        x = (torch.rand(30, 2, 6, generator=torch.Generator().manual_seed(1)) < 0.5).double()
+        mods = {"train_": 0.5, "key_": np.array([1.0, 2.0]), "x_1": 1.0}  # train, key, x: taken names
+        out_t = net(x, **{k: torch.as_tensor(v) for k, v in mods.items()})
+        out_j, new = J.apply_with_buffers(params, buffers, jnp.asarray(x.numpy()), **mods)
+        assert out_t.h_spike.sum() > 0
+        np.testing.assert_array_equal(out_t.h_spike.numpy(), out_j.h_spike)
+        np.testing.assert_allclose(net.x_h.weight.numpy(), new["x_h.weight"], rtol=0, atol=1e-14)
+        assert np.abs(net.x_h.weight.numpy() - np.asarray(buffers["x_h.weight"])).max() > 1e-3

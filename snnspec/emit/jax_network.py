@@ -186,7 +186,7 @@ class NetworkEmitter:
         self.input_arg = {i.name: inputs(i.name) for i in net.inputs}
         # modulators of the rules: keyword arguments of `apply`, as of torch's `forward`
         self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
-        self.mod_arg = {m: inputs(m) for m in self.modulators}
+        self.mod_arg = {m: inputs.fresh(m) for m in self.modulators}  # never an input's name
         self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values()) | set(self.mod_arg.values())
         self.out_fields = Namer()
         self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
@@ -636,8 +636,8 @@ class NetworkEmitter:
                    "masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else\n"
                    "with the running statistics in `buffers` (default: `init_buffers()`).")
             if self.plastic_dense:
-                doc += ("\nPlastic weights come from `buffers` (required) and change by their rules, step by step, when\n"
-                        "`train`; `apply_with_buffers` returns them.")
+                doc += ("\nPlastic weights come from `buffers` (required) and change by their rules, step by step,\n"
+                        "when `train`; `apply_with_buffers` returns them.")
             if self.modulators:
                 doc += f"\nModulators ({', '.join(self.modulators)}) are scalars or [batch] arrays for the rules."
             o.docstring(doc)
@@ -686,7 +686,8 @@ class NetworkEmitter:
         if self.plastic_dense:
             o.line("if buffers is None:")
             with o.indent():
-                o.line(f'raise ValueError("{self.cls} has plastic weights: pass buffers, from {self.cls}.init_buffers(key) "')
+                o.line(f'raise ValueError("{self.cls} has plastic weights: pass buffers, from '
+                       f'{self.cls}.init_buffers(key) "')
                 o.line('                 "or torch\'s named_buffers()")')
         elif self.has_bn:
             o.line(f"buffers = {self.cls}.init_buffers(dtype=dtype) if buffers is None else buffers")
@@ -927,14 +928,11 @@ class NetworkEmitter:
                         pl = learning[p.index]
                         if p.index in outside:
                             pre[p.index] = outside[p.index]
-                        else:
+                        else:  # a local of its own: the source's value may be rebound before the rule reads it
                             value = self.path_value(p, False, True, ctx, streaming, ops=(0, pl.dense))
-                            if pl.dense > 0:
-                                self.emit_pre(ctx, o)
-                                pre[p.index] = self.local(f"{p.src}_{layer}_pre")
-                                o.line(f"{pre[p.index]} = {value}", self.src(p.line))
-                            else:
-                                pre[p.index] = value
+                            self.emit_pre(ctx, o)
+                            pre[p.index] = self.local(f"{p.src}_{layer}_pre")
+                            o.line(f"{pre[p.index]} = {value}", self.src(p.line))
                         terms.append((self.path_value(p, False, True, ctx, streaming, source=pre[p.index],
                                                       ops=(pl.dense, len(p.ops)), weight=pl.weight), p.line))
                     elif p.index in outside:
@@ -990,8 +988,8 @@ class NetworkEmitter:
         o.line("def init_state(params, batch: int) -> dict:")
         with o.indent():
             o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
-                        "that recurrent paths read (zero at first); the values delays hold; the step count if a neuron\n"
-                        "reads `t`.")
+                        "that recurrent paths read (zero at first); the values that delays hold; the step count if a\n"
+                        "neuron reads `t`.")
             o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             o.line(f"layer_params = {self.cls}.neuron_params(params)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..lower.rule import SHAPES
 from .jax import JAX_FUNCTIONS
+from .names import Namer
 from .printer import Printer
 from .rule import RuleEmitter as SharedRuleEmitter
 from .writer import CodeWriter
@@ -61,11 +62,14 @@ class RuleEmitter(SharedRuleEmitter):
                         "defaults), for steps of `dt` seconds (or steps, in a spec without units).")
             if r.params:
                 o.line("values = {} if values is None else values")
-            env = Printer(self.functions, {**self.params, "dt": "dt"}, arrays=set(self.params))
+            local = Namer({"values", "dt"})
+            names = {name: local(name) for name in self.params}  # a param named `values` keeps the dict
+            env = Printer(self.functions, {**names, "dt": "dt"}, arrays=set(names))
             for p in r.params:
                 code = self.params[p.name]
-                o.line(f'{code} = values["{code}"] if "{code}" in values else {env(p.default)}', (r.file, p.line))
-            o.line(f"return {self.cls}Params({', '.join(self.params.values())})")
+                o.line(f'{names[p.name]} = values["{code}"] if "{code}" in values else {env(p.default)}',
+                       (r.file, p.line))
+            o.line(f"return {self.cls}Params({', '.join(names.values())})")
         o.blank()
 
     def emit_init_state(self, o: CodeWriter) -> None:

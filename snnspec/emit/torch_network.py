@@ -155,6 +155,7 @@ class NetworkEmitter:
                 self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
         self.rule_attr = {p.index: attrs.fresh(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
         self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
+        self.mod_arg = {m: self.local.fresh(m) for m in self.modulators}  # keywords of forward, never an input's name
         self.plastic_weight: dict[int, str] = {}
         self.current_group: tuple[str, ...] = ()
         self.layers = {la.name: la for la in net.layers}
@@ -260,16 +261,15 @@ class NetworkEmitter:
     def emit_forward(self) -> None:
         net, o = self.net, self.out
         args = ", ".join(self.input_arg[i.name] for i in net.inputs)
-        mods = "".join(f", {m}=0.0" for m in (py_name(m) for m in self.modulators))
+        mods = "".join(f", {code}=0.0" for code in self.mod_arg.values())
         o.line(f"def forward(self, {args}{', *' if mods else ''}{mods}) -> {self.cls}Output:")
         with o.indent():
             if self.modulators:
                 o.docstring("Modulators (" + ", ".join(self.modulators) + ") are scalars or [batch] tensors for the\n"
                             "plasticity rules; plastic weights change only in training mode.")
-            for m in self.modulators:
-                like = self.input_arg[net.inputs[0].name]
-                o.line(f"{py_name(m)} = torch.as_tensor({py_name(m)}, dtype={like}.dtype, device={like}.device)"
-                       ".reshape(-1)")
+            like = self.input_arg[net.inputs[0].name]
+            for code in self.mod_arg.values():
+                o.line(f"{code} = torch.as_tensor({code}, dtype={like}.dtype, device={like}.device).reshape(-1)")
             sequences = [i for i in net.inputs if i.encoding in ("none", "delta")]
             first = self.input_arg[(sequences or list(net.inputs))[0].name]
             sizes = {"steps": f"{first}.shape[0]" if sequences else "self.steps",
@@ -516,7 +516,7 @@ class NetworkEmitter:
                 if p.learn:
                     rule_state = self.scoped("", "rule_state", str(p.index))
                     weight = self.plastic_weight[p.index]
-                    mods = "".join(f", {py_name(m)}" for m in self.lowered.rules[p.learn].modulators)
+                    mods = "".join(f", {self.mod_arg[m]}" for m in self.lowered.rules[p.learn].modulators)
                     o.line("if self.training:")
                     with o.indent():
                         o.line(f"{rule_state}, {weight} = self.{self.rule_attr[p.index]}.step("

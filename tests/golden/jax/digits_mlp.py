@@ -225,8 +225,8 @@ class DigitsMLP:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
-        reads `t`.
+        that recurrent paths read (zero at first); the values that delays hold; the step count if a
+        neuron reads `t`.
         """
         dt = DigitsMLP.dt
         dtype = _float_dtype(params)

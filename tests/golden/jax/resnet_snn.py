@@ -319,8 +319,8 @@ class SpikingResNet:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
-        reads `t`.
+        that recurrent paths read (zero at first); the values that delays hold; the step count if a
+        neuron reads `t`.
         """
         dt = SpikingResNet.dt
         dtype = _float_dtype(params)

@@ -344,8 +344,8 @@ class STDPNet:
     @staticmethod
     def init_state(params, batch: int) -> dict:
         """The state before the first `step`: each layer's neuron state; the previous step's values
-        that recurrent paths read (zero at first); the values delays hold; the step count if a neuron
-        reads `t`.
+        that recurrent paths read (zero at first); the values that delays hold; the step count if a
+        neuron reads `t`.
         """
         dt = STDPNet.dt
         dtype = _float_dtype(params)
@@ -390,8 +390,8 @@ class STDPNet:
         """Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout
         masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else
         with the running statistics in `buffers` (default: `init_buffers()`).
-        Plastic weights come from `buffers` (required) and change by their rules, step by step, when
-        `train`; `apply_with_buffers` returns them.
+        Plastic weights come from `buffers` (required) and change by their rules, step by step,
+        when `train`; `apply_with_buffers` returns them.
         """
         return STDPNet.apply_with_buffers(params, buffers, x, key, train=train)[0]
 
