@@ -10,6 +10,7 @@ layers layer-major (all T steps of a layer at once) or, inside recurrent cycles,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .. import __version__, ir
 from ..expr import format_expr, names
@@ -18,12 +19,14 @@ from .printer import PRODUCT, Printer
 from .torch_fused import FusedEmitter
 from .writer import CodeWriter, literal
 
+Emit = Callable[[list[str], list[bool]], str]  # prints a call from its arguments and which are arrays
 
-def _call(fn: str) -> object:
+
+def _call(fn: str) -> Emit:
     return lambda a, _flags: f"{fn}({', '.join(a)})"
 
 
-def _min_max(kind: str) -> object:
+def _min_max(kind: str) -> Emit:
     def emit(a: list[str], flags: list[bool]) -> str:
         if all(flags):
             return f"torch.{kind}imum({a[0]}, {a[1]})"
@@ -39,7 +42,7 @@ def _clip(a: list[str], flags: list[bool]) -> str:
     return f"torch.clamp(torch.clamp({a[0]}, min={a[1]}), max={a[2]})"
 
 
-TORCH_FUNCTIONS = {
+TORCH_FUNCTIONS: dict[str, Emit] = {
     **{fn: _call(f"torch.{fn}") for fn in ("exp", "log", "sqrt", "abs", "sign", "tanh", "sigmoid", "atan", "erf",
                                           "sin", "cos")},
     "min": _min_max("min"), "max": _min_max("max"), "clip": _clip,
