@@ -701,10 +701,11 @@ def test_stdp_digits_readout_beats_random_weights(tmp_path):
 
 # One network per standard rule, with trainable weights before, after and beside the plastic path
 # (gradients flow around the rule, never through it): a plastic path from a layer, one from the input
-# through ops before its dense (a delay), a plastic recurrent path, a plastic dense with a bias, and a
-# modulator.
+# through ops before its dense (a delay), a plastic recurrent path, a plastic dense with a bias, a
+# modulator; from a `direct` input (computed once), from a layer's state, and ops after the dense
+# (delay, dropout, scale).
 PLASTIC_NETS = """
-from "std/neurons.snn" import LIF, LI
+from "std/neurons.snn" import LIF, LI, Leaky
 from "std/rules.snn" import STDP, TripletSTDP, RSTDP
 
 network NetSTDP {
@@ -745,6 +746,19 @@ network NetRSTDP {
     h2 -> dense -> h1
     output out.v trace, h2.spike count
 }
+
+network NetPaths {
+    dt = 1 ms
+    steps = 25
+    input x[6] encode direct
+    layer a = Leaky(beta = 0.8)[5]
+    layer h = LIF(tau = 5 ms, r = 4)[4]
+    x -> dense -> h learn STDP(a_plus = 0.05)
+    x -> dense -> a
+    a.mem -> dense(bias = false) -> delay(2) -> dropout(0.2) -> h learn STDP(a_plus = 0.02, a_minus = 0.03)
+    h -> dense -> scale(2) -> h learn STDP(a_plus = 0.01)
+    output h.spike count, a.mem trace
+}
 """
 
 
@@ -765,6 +779,7 @@ CROSS_CASES = [
     CrossCase("NetSTDP", PLASTIC_NETS),
     CrossCase("NetTriplet", PLASTIC_NETS),
     CrossCase("NetRSTDP", PLASTIC_NETS, modulators=({"reward": 1.0}, {"reward": np.array([1.5, -0.5, 0.0])})),
+    CrossCase("NetPaths", PLASTIC_NETS, boost=4.0),  # a static input, a state source, delay and dropout
     CrossCase("STDPNet", path=ROOT / "specs" / "examples" / "stdp.snn", boost=1.0),
     CrossCase("STDPDigits", path=ROOT / "specs" / "examples" / "stdp_digits.snn", boost=1.0, steps=60),
 ]

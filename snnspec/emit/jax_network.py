@@ -955,13 +955,14 @@ class NetworkEmitter:
             t_arg = f", t={t}" if t and uses_t(neuron) else ""
             o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
                    f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})")
-            for p in paths:
-                if p.index in learning:
-                    pl = learning[p.index]
-                    assert p.learn is not None
-                    mods = "".join(f", {self.mod_arg[m]}" for m in self.lowered.rules[p.learn].modulators)
-                    o.line("if train:")
-                    with o.indent():
+            rules = [p for p in paths if p.index in learning]
+            if rules:
+                o.line("if train:")
+                with o.indent():
+                    for p in rules:
+                        pl = learning[p.index]
+                        assert p.learn is not None
+                        mods = "".join(f", {self.mod_arg[m]}" for m in self.lowered.rules[p.learn].modulators)
                         o.line(f"{pl.state}, {pl.weight} = {pl.cls}.step({pl.rule}, {pl.state}, {pl.weight}, "
                                f"{pre[p.index]}, {spike}{mods}, dt=dt)", self.src(p.line))
             fields = state_fields(neuron)
