@@ -466,6 +466,13 @@ def check_rule_scopes(r: ir.Rule, diags: Diagnostics) -> None:
                             "states, params and modulators; a value that combines pre and post values is a "
                             "`syn state` (one per synapse)")
 
+    for expr in [*(eq.rhs for eq in r.equations), *(a.value for ev in r.on_events for a in ev.body),
+                 *(b for c in r.clips for b in (c.low, c.high))]:
+        for name in names(expr):
+            if name.id == "t":
+                diags.error("a rule cannot read the time `t`", name.span,
+                            "a rule reads its states, params, modulators, `w` and `dt`; for a signal that "
+                            "changes over the run, declare a `modulator`")
     for eq in r.equations:
         check_reads(eq.var, [eq.rhs], "in its update")
     for ev in r.on_events:
