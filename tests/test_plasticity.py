@@ -1037,3 +1037,44 @@ def test_rule_names_never_shadow_generated_names():
         np.testing.assert_array_equal(out_t.h_spike.numpy(), out_j.h_spike)
         np.testing.assert_allclose(net.x_h.weight.numpy(), new["x_h.weight"], rtol=0, atol=1e-14)
         assert np.abs(net.x_h.weight.numpy() - np.asarray(buffers["x_h.weight"])).max() > 1e-3
+
+
+CONSTANT_CHANGE = """
+from "std/neurons.snn" import LIF
+rule Drift {
+    param rate = 0.001
+    pre state x = 0
+    w <- w + rate
+    on pre { x += 1; w -= 0.0005 }
+}
+network N {
+    dt = 1 ms
+    input x[3] encode none
+    layer h = LIF[2]
+    x -> dense(bias = false) -> h learn Drift
+    output h.spike count
+}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_change_that_is_the_same_for_every_sample(backend):
+    """`w <- w + rate` changes w by `rate` at every step, whatever the batch (no per-sample value to
+    average); `on pre` still averages its gated change."""
+    x = np.zeros((5, 2, 3))
+    x[1, 0, 0] = 1.0  # one presynaptic spike, in one of the two samples
+    w0 = np.full((2, 3), 0.5)
+    if backend == "torch":
+        with float64():
+            net = snnspec.compile(text=CONSTANT_CHANGE, name="drift.snn").N()
+        net.x_h.weight = torch.tensor(w0)
+        net(torch.tensor(x))
+        w = net.x_h.weight.numpy()
+    else:
+        J = snnspec.compile(text=CONSTANT_CHANGE, name="drift.snn", backend="jax").N
+        with jax_float64():
+            _, buffers = J.apply_with_buffers({}, {"x_h.weight": jnp.asarray(w0)}, jnp.asarray(x))
+            w = np.asarray(buffers["x_h.weight"])
+    expected = w0 + 5 * 0.001
+    expected[:, 0] -= 0.0005 / 2
+    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-12)
