@@ -263,8 +263,9 @@ def check_equations(equations: Iterable[ir.Equation], states: Mapping[str, Dim |
             dim_of(eq.rhs, scope, diags)
             continue
         if eq.var in seen:
+            first = seen[eq.var].span
             diags.error(f"state '{eq.var}' has two equations", eq.span,
-                        f"the first is on line {seen[eq.var].span.line if seen[eq.var].span else '?'}")
+                        f"the first is on line {first.line if first else '?'}")
             continue
         seen[eq.var] = eq
         state = states[eq.var]
@@ -412,7 +413,8 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
         [*((p.name, "param", p.span) for p in r.params), *((s.name, f"{s.scope} state", s.span) for s in r.states),
          *((m, "modulator", r.span) for m in r.modulators)], diags, reserved=BUILTINS | {"w"})
     local = set(kinds)
-    exprs: list[ir.Expr | None] = [p.default for p in r.params] + [s.init for s in r.states]
+    exprs: list[ir.Expr | None] = [p.default for p in r.params]
+    exprs += [s.init for s in r.states]
     exprs += [e.rhs for e in r.equations] + [a.value for ev in r.on_events for a in ev.body]
     exprs += [c.low for c in r.clips] + [c.high for c in r.clips]
     has_units = block_uses_units(exprs, local)

@@ -456,8 +456,8 @@ class NetworkEmitter:
             o.line(line)
         o.line("for i in range(steps):")
         o.lines.extend(loop.lines)
-        for line, source in loop.source_map.items():
-            o.source_map[line + len(o.lines) - len(loop.lines)] = source
+        for k, source in loop.source_map.items():
+            o.source_map[k + len(o.lines) - len(loop.lines)] = source
         for p in plastic:
             dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
             o.line("if self.training:")

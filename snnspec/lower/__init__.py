@@ -7,6 +7,7 @@ One module per concern: `integrate` (ODEs to updates), `surrogate` (smooth to gr
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from .. import ir
@@ -18,12 +19,12 @@ from .plan import lower_network
 def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
     neurons = {}
     for name, neuron in spec.neurons.items():
-        lowered = _guarded(lambda n=neuron: lower_neuron(n, spec.surrogates, diags), neuron, diags)
+        lowered = _guarded(partial(lower_neuron, neuron, spec.surrogates, diags), neuron, diags)
         if lowered is not None:
             neurons[name] = lowered
     rules = {}
     for name, rule in spec.rules.items():
-        lowered_rule = _guarded(lambda r=rule: lower_rule(r, diags), rule, diags)
+        lowered_rule = _guarded(partial(lower_rule, rule, diags), rule, diags)
         if lowered_rule is not None:
             rules[name] = lowered_rule
     networks = {name: lower_network(net, spec) for name, net in spec.networks.items()} if not diags.errors else {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from ..ir import Method
 from .budget import SymbolicTimeout, time_limit
 
 
@@ -42,7 +43,7 @@ def _linear_split(f: sympy.Expr, x: sympy.Symbol) -> tuple[sympy.Expr, sympy.Exp
 
 
 class Exact:
-    name = "exact"
+    name: Method = "exact"
 
     def can_integrate(self, system: System) -> str | None:
         """None if it can; otherwise why not."""
@@ -165,7 +166,7 @@ def _tidy(expr: sympy.Expr) -> sympy.Expr:
 
 
 class ExponentialEuler:
-    name = "exponential_euler"
+    name: Method = "exponential_euler"
 
     def can_integrate(self, system: System) -> str | None:
         for x, f in system.rhs.items():
@@ -184,7 +185,7 @@ class ExponentialEuler:
 
 
 class Euler:
-    name = "euler"
+    name: Method = "euler"
 
     def can_integrate(self, system: System) -> str | None:
         return None
@@ -194,7 +195,7 @@ class Euler:
 
 
 class RK4:
-    name = "rk4"
+    name: Method = "rk4"
 
     def can_integrate(self, system: System) -> str | None:
         return None
@@ -215,12 +216,12 @@ class RK4:
 
 
 METHODS = {m.name: m for m in (Exact(), ExponentialEuler(), Euler(), RK4())}
-DEFAULT_ORDER = ("exact", "exponential_euler", "euler")
+DEFAULT_ORDER: tuple[Method, ...] = ("exact", "exponential_euler", "euler")
 
 
 @dataclass(frozen=True)
 class Integrated:
-    method: str
+    method: Method
     updates: dict[sympy.Symbol, sympy.Expr]
     note: str | None = None  # why a method was skipped or abandoned
 
@@ -229,7 +230,7 @@ class CannotIntegrate(Exception):
     """The requested method cannot integrate the system; the message says why."""
 
 
-def integrate(system: System, requested: str | None) -> Integrated:
+def integrate(system: System, requested: Method | None) -> Integrated:
     """Integrate with `requested`, or the first default method that can and finishes in time."""
     notes: list[str] = []
     for name in (requested,) if requested else DEFAULT_ORDER:
@@ -239,7 +240,7 @@ def integrate(system: System, requested: str | None) -> Integrated:
                 why = method.can_integrate(system)
                 if why is None:
                     try:
-                        return Integrated(name, method.integrate(system), "; ".join(notes) or None)
+                        return Integrated(method.name, method.integrate(system), "; ".join(notes) or None)
                     except CannotIntegrate as err:  # found out only while integrating
                         why = str(err)
                         notes.append(f"{name} does not apply: {why}")

@@ -39,7 +39,7 @@ def symbols(local: Iterable[str]) -> dict[str, sympy.Symbol]:
 
 
 def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr], syms: Mapping[str, sympy.Symbol],
-                   held_names: set[str], method: str | None, span: ir.Span | None, diags: Diagnostics
+                   held_names: set[str], method: ir.Method | None, span: ir.Span | None, diags: Diagnostics
                    ) -> tuple[Integrated | None, dict[str, ir.Expr]]:
     """Integrate the `dX/dt` equations over one step; return the method used and the updates.
 
