@@ -343,3 +343,20 @@ def test_compile_backend_jax_gives_the_public_surface():
     state = mod.Leaky.init_state(values, 8, (100,))
     spike, state = mod.Leaky.step(values, jnp.full((8, 100), 2.0), state)
     assert spike.shape == (8, 100) and float(spike.min()) == 1.0
+
+
+def test_a_param_named_values_keeps_the_params_dict(tmp_path):
+    """`params(values)` reads the dict `values`; a param of that name must not shadow it (nor the
+    params after it), and the step must use the value given."""
+    spec = tmp_path / "values.snn"
+    spec.write_text("neuron V {\n    param values = 0.9 in [0, 1]\n    param gain = 2\n    state mem = 0\n"
+                    "    mem <- values * mem + gain * I - detach(spiked)\n    spike when mem > 1\n}\n")
+    V = snnspec.compile(spec, backend="jax").V
+    assert V.params() == (pytest.approx(0.9), 2)
+    p = V.params({"values": 0.5, "gain": 3.0})
+    assert float(p.values) == 0.5 and float(p.gain) == 3.0
+    assert float(V.params({"values": 7.0}).values) == 1.0  # its range still applies
+    state = V.init_state(p, 1, (1,))
+    for _ in range(2):
+        _spike, state = V.step(p, jnp.full((1, 1), 0.1), state)
+    np.testing.assert_allclose(np.asarray(state.mem), [[0.5 * 0.3 + 0.3]], rtol=1e-6)

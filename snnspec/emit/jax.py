@@ -234,17 +234,19 @@ class NeuronEmitter:
         with o.indent():
             o.docstring("The params a step uses, from `values` (a dict; missing ones take their defaults):\n"
                         "ranges applied, derived params recomputed.")
-            env = {spec: code for spec, code in self.param_fields}
+            field = dict(self.param_fields)
+            local = Namer({"values", "dt"})
+            env = {spec: local(code) for spec, code in self.param_fields}  # a param named `values` keeps the dict
             if n.params:
                 o.line(f"dt = {self.cls}.dt if dt is None else dt")
                 o.line("values = {} if values is None else values")
             printer = Printer(JAX_FUNCTIONS, {**env, "dt": "dt"}, arrays=set(env))
             for p in n.params:
-                code = env[p.name]
-                o.line(f'{code} = values["{code}"] if "{code}" in values else {printer(p.default)}', self.src(p.line))
+                code, key = env[p.name], field[p.name]
+                o.line(f'{code} = values["{key}"] if "{key}" in values else {printer(p.default)}', self.src(p.line))
                 if p.low is not None and p.high is not None:
                     o.line(f"{code} = _clamp({code}, {printer(p.low)}, {printer(p.high)})", self.src(p.line))
-            o.line(f"return {self.cls}Params({', '.join(code for _s, code in self.param_fields)})")
+            o.line(f"return {self.cls}Params({', '.join(env[spec] for spec, _c in self.param_fields)})")
         o.blank()
 
     def resolve_line(self) -> None:
