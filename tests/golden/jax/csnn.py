@@ -197,8 +197,8 @@ class LeakyFS:
 
 class CSNNOutput(NamedTuple):
     """What `CSNN.apply` returns: one field per `output` line of the spec."""
-    out_spike: jax.Array  # out.spike count, [batch, ...]
     out_mem: jax.Array  # out.mem trace, [T, batch, ...]
+    out_spike: jax.Array  # out.spike count, [batch, ...]
 
 
 class CSNN:
@@ -311,7 +311,7 @@ class CSNN:
         new_state = {
             "layers": {"c1": c1_state, "c2": c2_state, "out": out_state},
         }
-        return new_state, CSNNOutput(out_spike=out_spike_now, out_mem=out_state.mem)
+        return new_state, CSNNOutput(out_mem=out_state.mem, out_spike=out_spike_now)
 
     @staticmethod
     def apply(params, x, key=None, *, train=True, buffers=None) -> CSNNOutput:
@@ -348,4 +348,4 @@ class CSNN:
         out_I = _dense(lax.collapse(c2_spike, 2), params["c2_out.weight"], params["c2_out.bias"])  # specs/examples/csnn.snn:26
         out_spike, _, out_record = LeakyFS.run(layer_params["out"], out_I, dt=dt, record=True)
         out_mem = out_record.mem
-        return CSNNOutput(out_spike=jnp.sum(out_spike, 0), out_mem=out_mem), {} if buffers is None else buffers
+        return CSNNOutput(out_mem=out_mem, out_spike=jnp.sum(out_spike, 0)), {} if buffers is None else buffers

@@ -258,8 +258,8 @@ class LeakyFS(nn.Module):
 
 class CSNNOutput(NamedTuple):
     """What `CSNN` returns: one field per `output` line of the spec."""
-    out_spike: torch.Tensor  # out.spike count, [batch, ...]
     out_mem: torch.Tensor  # out.mem trace, [T, batch, ...]
+    out_spike: torch.Tensor  # out.spike count, [batch, ...]
 
 
 class CSNN(nn.Module):
@@ -299,4 +299,4 @@ class CSNN(nn.Module):
         out_I = self.c2_out(c2_spike.flatten(2))  # specs/examples/csnn.snn:26
         out_spike, _, out_record = self.out.run(out_I, record=True)
         out_mem = out_record.mem
-        return CSNNOutput(out_spike=out_spike.sum(0), out_mem=out_mem)
+        return CSNNOutput(out_mem=out_mem, out_spike=out_spike.sum(0))
