@@ -497,11 +497,22 @@ def test_default_digits_run_reaches_95_percent(tmp_path):
 
 
 @pytest.mark.slow
-def test_csnn_trains_one_step_on_mnist_shaped_data(tmp_path):
-    """csnn.snn ([1, 28, 28] input, convolutions) goes through the same loop (a smoke test: the
-    98.5% figure is benchmarks/train_mnist.py's)."""
-    if not MNIST.exists():
-        pytest.skip("shared MNIST copy not present")
-    result = train(TrainConfig(EXAMPLES / "csnn.snn", data=str(MNIST), out=tmp_path / "r", quiet=True,
-                               train_limit=128, test_limit=128, batch=64))
-    assert result.metrics["epochs"][0]["train_samples"] == 128
+@pytest.mark.skipif(not MNIST.exists(), reason="shared MNIST copy not present")
+def test_mnist_mlp_reaches_97_5_percent_in_3_epochs(tmp_path):
+    """Issue bar: specs/examples/mnist_mlp.snn (784-1000-10 Leaky, 25 steps, rate coded) on real
+    MNIST, 3 epochs of the spec's own train block (about 2.5 min on 2 cores; measured 97.79%)."""
+    result = train(TrainConfig(EXAMPLES / "mnist_mlp.snn", data=str(MNIST), out=tmp_path / "r", quiet=True))
+    epochs = result.metrics["epochs"]
+    assert len(epochs) == 3 and epochs[-1]["train_samples"] == 60_000 and epochs[-1]["test_samples"] == 10_000
+    assert result.test_accuracy >= 0.975, [e["test_accuracy"] for e in epochs]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST.exists(), reason="shared MNIST copy not present")
+def test_csnn_reaches_98_5_percent_after_one_epoch(tmp_path):
+    """Issue bar: specs/examples/csnn.snn (snnTorch's 12C5-MP2-64C5-MP2-FC10, [1, 28, 28] input)
+    on real MNIST, one epoch of the spec's train block (about 3 min on 2 cores; measured 98.75%)."""
+    result = train(TrainConfig(EXAMPLES / "csnn.snn", data=str(MNIST), out=tmp_path / "r", quiet=True))
+    epoch = result.metrics["epochs"][-1]
+    assert len(result.metrics["epochs"]) == 1 and epoch["train_samples"] == 60_000
+    assert result.test_accuracy >= 0.985, epoch
