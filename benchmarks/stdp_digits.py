@@ -106,8 +106,10 @@ def readout_accuracy(features: np.ndarray, y: np.ndarray, train: np.ndarray, tes
 
 
 def save_fields(before: np.ndarray, after: np.ndarray, path: Path, title: str) -> None:
-    """Each neuron's 64 weights as an 8x8 image (dark = strong), before and after learning, side by
-    side, all on one scale from 0 to the largest weight."""
+    """Each neuron's 64 weights as an 8x8 image (dark = strong): before and after learning on one
+    scale from 0 to the largest weight, then after learning with each field on its own scale (its
+    median to its maximum): STDP raises every pixel digits ever cover, and this view shows what
+    tells the fields apart above that common part."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,8 +119,11 @@ def save_fields(before: np.ndarray, after: np.ndarray, path: Path, title: str) -
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     top = float(max(before.max(), after.max()))
-    fig, panels = plt.subplots(1, 2, figsize=(2 * cols * 0.6 + 0.6, rows * 0.6 + 0.8))
-    for panel, w, name in ((panels[0], before, "initial random weights"), (panels[1], after, title)):
+    low, high = np.median(after, 1, keepdims=True), after.max(1, keepdims=True)
+    own = np.clip(after - low, 0, None) / np.where(high > low, high - low, 1.0) * top
+    fig, panels = plt.subplots(1, 3, figsize=(3 * cols * 0.6 + 0.9, rows * 0.6 + 0.8))
+    for panel, w, name in ((panels[0], before, "initial random weights"), (panels[1], after, title),
+                           (panels[2], own, "the same, each field from its median to its maximum")):
         grid = np.ones((rows * 9 - 1, cols * 9 - 1)) * np.nan
         for i in range(n):
             r, c = divmod(i, cols)
