@@ -60,14 +60,14 @@ def float64():
 
 
 @functools.cache
-def torch_rules():
-    return snnspec.compile(STD_RULES)
+def torch_rules(path: Path = STD_RULES):
+    return snnspec.compile(path)
 
 
 def torch_driver(rule: str, params: dict, dt: float, pre: np.ndarray, post: np.ndarray, w0: np.ndarray,
-                 modulators: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                 modulators: dict[str, np.ndarray] | None = None, rules: Path = STD_RULES) -> np.ndarray:
     with float64():
-        module = getattr(torch_rules(), rule)(dt=dt, **params)
+        module = getattr(torch_rules(rules), rule)(dt=dt, **params)
     steps, batch, n_pre = pre.shape
     w = torch.tensor(w0, dtype=torch.float64)
     state = module.init_state(batch, post.shape[2], n_pre, w)
@@ -92,15 +92,15 @@ def jax_float64():
 
 
 @functools.cache
-def jax_rules():
-    return snnspec.compile(STD_RULES, backend="jax")
+def jax_rules(path: Path = STD_RULES):
+    return snnspec.compile(path, backend="jax")
 
 
 def jax_driver(rule: str, params: dict, dt: float, pre: np.ndarray, post: np.ndarray, w0: np.ndarray,
-               modulators: dict[str, np.ndarray] | None = None) -> np.ndarray:
+               modulators: dict[str, np.ndarray] | None = None, rules: Path = STD_RULES) -> np.ndarray:
     """The rule's `step` scanned over the trains (`lax.scan`), in float64."""
     with jax_float64():
-        R = getattr(jax_rules(), rule)
+        R = getattr(jax_rules(rules), rule)
         p = R.params(params, dt=dt)
         steps, batch, n_pre = pre.shape
         state = R.init_state(p, batch, post.shape[2], n_pre, dtype=jnp.float64)
@@ -372,6 +372,34 @@ def test_clip_holds_at_every_step(backend, rule):
     ws = DRIVERS[backend](rule, params, 1 * MS, pre, post, rng.uniform(low, high, (5, 6)), mods)
     assert ws.min() >= low and ws.max() <= high
     assert (ws == low).any() and (ws == high).any()  # both bounds are reached, and held exactly
+
+
+PIN = """
+rule Pin {
+    param c = 0.25
+    param a = 0.1
+    pre state x_pre = 0
+    x_pre <- 0.5
+    w <- c
+    on pre { w += a * x_pre }
+}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_constant_assigned_to_w_or_a_state_keeps_their_shape(backend, tmp_path):
+    """`w <- c` and `x_pre <- 0.5` (numbers and params only) give every synapse / neuron the value,
+    not one scalar: `on pre` then reads x_pre per presynaptic neuron. Pre 0 spikes at every step in
+    both batch items, pre 1 in one of them, pre 2 never: w = c + a * 0.5 * (share of items)."""
+    rules = tmp_path / "pin.snn"
+    rules.write_text(PIN)
+    steps, batch = 3, 2
+    pre = np.zeros((steps, batch, 3))
+    pre[:, :, 0] = 1
+    pre[:, 0, 1] = 1
+    ws = DRIVERS[backend]("Pin", {}, 1 * MS, pre, np.zeros((steps, batch, 2)), np.zeros((2, 3)), rules=rules)
+    assert ws.shape == (steps + 1, 2, 3)
+    np.testing.assert_allclose(ws[1:], np.broadcast_to([0.3, 0.275, 0.25], (steps, 2, 3)), rtol=1e-15)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -23,6 +23,7 @@ class RuleEmitter(SharedRuleEmitter):
     array_type = "jax.Array"
     param_prefix = "p."
     dt_text = "dt"
+    zeros_like = "jnp.zeros_like"
 
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
         return f"_clamp({var}, {low}, {high})"

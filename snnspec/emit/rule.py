@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from .. import ir
+from ..expr import names
 from ..lower.rule import GATE, SHAPES, broadcast, gate, modulator_index, rule_step, scope_of
 from .names import Namer, py_name
 from .printer import Printer
@@ -29,6 +30,7 @@ class RuleEmitter:
     array_type: str  # the annotation of an array
     param_prefix: str  # how a step reads a param: `self.` (torch) or `p.` (JAX)
     dt_text: str  # how a step reads `dt`
+    zeros_like: str  # the backend's zeros_like, which keeps a constant assigned to a state or `w` in its shape
 
     def __init__(self, rule: ir.LRule, cls: str):
         self.rule = rule
@@ -53,6 +55,10 @@ class RuleEmitter:
         text["w"] = "w"
         text["dt"] = self.dt_text
         return Printer(self.functions, text, arrays=set(text) - {"dt"})
+
+    def reads_shaped(self, value: ir.Expr) -> bool:
+        """Whether a value reads a state, a modulator or `w` (and so has their shape)."""
+        return any(n.id in self.local or n.id in self.mods or n.id == "w" for n in names(value))
 
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
         """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
@@ -93,13 +99,16 @@ class RuleEmitter:
                 if block.event is not None:
                     extra = {f"{a.var}'": self.local.get(a.var, "w"), GATE: gate(block.event, a.scope)}
                 printer = self.printer(a.scope, extra)
-                if a.var != "w":
+                target = self.local.get(a.var, "w")
+                if block.event is None and a.op is None and not self.reads_shaped(a.value):  # a constant
+                    text = f"{self.zeros_like}({target}) + {printer(a.value)}"
+                elif a.var != "w":
                     text = printer(a.value)
                 elif a.op is not None:
                     text = f"w {a.op} _batch_mean({printer(a.value)})"
                 else:
                     text = f"_batch_mean({printer(a.value)})"
-                values.append((self.local.get(a.var, "w"), text, a.line))
+                values.append((target, text, a.line))
             if block.event is not None:
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
             self.emit_assignments(o, values)

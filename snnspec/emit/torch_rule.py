@@ -22,6 +22,7 @@ class RuleEmitter(SharedRuleEmitter):
     array_type = "torch.Tensor"
     param_prefix = "self."
     dt_text = "self.dt"
+    zeros_like = "torch.zeros_like"
 
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
         return f"torch.clamp(torch.clamp({var}, min={low}), max={high})" if arrays else f"{var}.clamp({low}, {high})"
