@@ -100,12 +100,15 @@ class RuleEmitter:
                     extra = {f"{a.var}'": self.local.get(a.var, "w"), GATE: gate(block.event, a.scope)}
                 printer = self.printer(a.scope, extra)
                 target = self.local.get(a.var, "w")
-                if block.event is None and a.op is None and not self.reads_shaped(a.value):  # a constant
+                # a value of numbers and params only is the same for every sample: no batch mean, and
+                # assigned on its own it takes the shape of what it replaces
+                same = block.event is None and not self.reads_shaped(a.value)
+                if same and a.op is None:
                     text = f"{self.zeros_like}({target}) + {printer(a.value)}"
                 elif a.var != "w":
                     text = printer(a.value)
                 elif a.op is not None:
-                    text = f"w {a.op} _batch_mean({printer(a.value)})"
+                    text = f"w {a.op} {printer(a.value) if same else f'_batch_mean({printer(a.value)})'}"
                 else:
                     text = f"_batch_mean({printer(a.value)})"
                 values.append((target, text, a.line))

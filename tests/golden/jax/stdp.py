@@ -27,9 +27,8 @@ def _clamp(x, lo=None, hi=None):
 
 
 def _batch_mean(w):
-    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean (a value
-    that is the same for every sample, a plain number included, is itself)."""
-    return jnp.mean(w, 0) if jnp.ndim(w) == 3 else w
+    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
+    return jnp.mean(w, 0) if w.ndim == 3 else w
 
 
 def _float_dtype(params):

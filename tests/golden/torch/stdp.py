@@ -58,10 +58,9 @@ def _plastic(layer: nn.Module) -> None:
         layer.register_buffer(name, param.detach().clone())
 
 
-def _batch_mean(w):
-    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean (a value
-    that is the same for every sample, a plain number included, is itself)."""
-    return w.mean(0) if torch.is_tensor(w) and w.dim() == 3 else w
+def _batch_mean(w: torch.Tensor) -> torch.Tensor:
+    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
+    return w.mean(0) if w.dim() == 3 else w
 
 
 def _lateral(s: torch.Tensor, w: float, first: int) -> torch.Tensor:
