@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import ir
+from ..lower.plan import network_modulators, plastic_dense
 from .jax import uses_t
 from .names import Namer, py_name
 from .torch import class_name
@@ -185,14 +186,13 @@ class NetworkEmitter:
         inputs = Namer(_NETWORK_LOCALS | module_names)
         self.input_arg = {i.name: inputs(i.name) for i in net.inputs}
         # modulators of the rules: keyword arguments of `apply`, as of torch's `forward`
-        self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
+        self.modulators = network_modulators(net, lowered.rules)
         self.mod_arg = {m: inputs.fresh(m) for m in self.modulators}  # never an input's name
         self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values()) | set(self.mod_arg.values())
         self.out_fields = Namer()
         self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
         # a plastic path's dense: its index, and its weight and bias are buffers (torch: `_plastic`)
-        self.plastic_dense = {p.index: next(k for k, op in enumerate(p.ops) if op.name == "dense")
-                              for p in net.paths if p.learn}
+        self.plastic_dense = plastic_dense(net)
         self.buffer_keys = {f"{self.op_attr[(i, k)]}.{kind}" for i, k in self.plastic_dense.items()
                             for kind in ("weight", "bias")}
         # random streams: rate inputs, then dropout ops, in declaration order
@@ -769,12 +769,12 @@ class NetworkEmitter:
         o = self.out
         neuron = self.neurons[layer]
         attr = self.layer_attr[layer]
-        sources: dict[str, str] = {}  # sequence -> its argument name in the step function
         inputs = {i.name for i in self.net.inputs}
+        seq = {p.index: self.v(p.src, "seq") if p.src in inputs else self.v(p.src, p.src_var) for p in paths}
+        sources: dict[str, str] = {}  # sequence -> its argument name in the step function
         for p in paths:
-            seq = self.v(p.src, "seq") if p.src in inputs else self.v(p.src, p.src_var)
-            if seq not in sources:
-                sources[seq] = self.local.fresh(f"{seq}_t")
+            if seq[p.index] not in sources:
+                sources[seq[p.index]] = self.local.fresh(f"{seq[p.index]}_t")
         fn = self.local.fresh(f"{layer}_currents")
         o.line(f"def {fn}({', '.join(sources.values())}):")
         with o.indent():
@@ -785,8 +785,7 @@ class NetworkEmitter:
                 for p in paths:
                     if p.dst_input != inp.var:
                         continue
-                    seq = self.v(p.src, "seq") if p.src in inputs else self.v(p.src, p.src_var)
-                    terms.append((self.path_value(p, False, False, ctx, source=sources[seq]), p.line))
+                    terms.append((self.path_value(p, False, False, ctx, source=sources[seq[p.index]]), p.line))
                 default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
                 if default:
                     terms.append((literal(default), inp.line))

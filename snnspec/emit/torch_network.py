@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..expr import names as expr_names
+from ..lower.plan import network_modulators, plastic_dense
 from .names import Namer, py_name
 from .torch import class_name
 from .writer import CodeWriter, literal
@@ -154,7 +155,8 @@ class NetworkEmitter:
                 suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
                 self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
         self.rule_attr = {p.index: attrs.fresh(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
-        self.modulators = sorted({m for p in net.paths if p.learn for m in lowered.rules[p.learn].modulators})
+        self.modulators = network_modulators(net, lowered.rules)
+        self.plastic_dense = plastic_dense(net)
         self.mod_arg = {m: self.local.fresh(m) for m in self.modulators}  # keywords of forward, never an input's name
         self.plastic_weight: dict[int, str] = {}
         self.current_group: tuple[str, ...] = ()
@@ -439,7 +441,7 @@ class NetworkEmitter:
         setup: list[str] = []
         plastic = [p for p in self.net.paths if p.learn and p.dst in members]
         for p in plastic:
-            dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+            dense = self.plastic_dense[p.index]
             attr = self.op_attr[(p.index, dense)]
             weight = self.scoped(f"{attr}_weight", "weight", str(p.index))
             self.plastic_weight[p.index] = weight
@@ -459,7 +461,7 @@ class NetworkEmitter:
         for k, source in loop.source_map.items():
             o.source_map[k + len(o.lines) - len(loop.lines)] = source
         for p in plastic:
-            dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+            dense = self.plastic_dense[p.index]
             o.line("if self.training:")
             with o.indent():
                 o.line(f"self.{self.op_attr[(p.index, dense)]}.weight = {self.plastic_weight[p.index]}.detach()")
@@ -488,7 +490,7 @@ class NetworkEmitter:
             pre: dict[int, str] = {}  # plastic paths: the presynaptic activity of this step
             for p in paths:
                 if p.learn:
-                    dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+                    dense = self.plastic_dense[p.index]
                     pre[p.index] = self.scoped(f"{p.src}_{layer}_pre", "pre", str(p.index))
                     o.line(f"{pre[p.index]} = {self.path_value(p, False, True, setup, (0, dense))}", self.src(p.line))
             terms_by_input = []
@@ -529,7 +531,7 @@ class NetworkEmitter:
         """For a plastic path: print from its dense op on, starting at the presynaptic local."""
         if p.index not in pre:
             return ()
-        dense = next(k for k, op in enumerate(p.ops) if op.name == "dense")
+        dense = self.plastic_dense[p.index]
         return (dense, len(p.ops)), pre[p.index]
 
     def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:

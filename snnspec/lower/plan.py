@@ -84,3 +84,13 @@ def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
         outputs=tuple(ir.LOutput(name=o.name, layer=o.layer, var=o.var, readout=o.readout) for o in net.outputs),
         train=train_settings(net.train, quiet) if net.train else ir.LTrain(),
     )
+
+
+def plastic_dense(net: ir.LNetwork) -> dict[int, int]:
+    """Each plastic path's index -> the index of its `dense` op, whose weight the rule changes."""
+    return {p.index: next(k for k, op in enumerate(p.ops) if op.name == "dense") for p in net.paths if p.learn}
+
+
+def network_modulators(net: ir.LNetwork, rules: Mapping[str, ir.LRule]) -> list[str]:
+    """The modulators of the rules a network's paths learn by, sorted: the network's run-time signals."""
+    return sorted({m for p in net.paths if p.learn for m in rules[p.learn].modulators})
