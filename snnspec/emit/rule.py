@@ -10,6 +10,7 @@ table, its clamp and the class around the step.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 from .. import ir
@@ -23,7 +24,7 @@ from .writer import CodeWriter
 _RULE_LOCALS = {"p", "params", "values", "state", "w", "pre", "post", "gate", "batch", "dt", "dtype", "self", "like"}
 
 
-class RuleEmitter:
+class RuleEmitter(ABC):
     """Prints one lowered rule; a backend subclass gives the names below and the class around it."""
 
     functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
@@ -60,9 +61,9 @@ class RuleEmitter:
         """Whether a value reads a state, a modulator or `w` (and so has their shape)."""
         return any(n.id in self.local or n.id in self.mods or n.id == "w" for n in names(value))
 
+    @abstractmethod
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
         """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
-        raise NotImplementedError
 
     def emit_state_tuple(self, o: CodeWriter) -> None:
         r = self.rule
