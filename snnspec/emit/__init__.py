@@ -17,7 +17,7 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
                                        hint=f"use one of: {', '.join(BACKENDS)}")])
     from ..lower.rule import UnsupportedRule
-    from .torch_network import UnsupportedOp
+    from .base import UnsupportedOp
 
     if backend == "jax":
         from .jax import emit_module
@@ -45,7 +45,7 @@ _CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network":
 def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:
     """Neurons and networks whose generated classes would share a name (`leaky` and `Leaky`, or a
     neuron `AState` next to the state tuple of a neuron `A`): one would silently replace the other."""
-    from .torch import class_name
+    from .names import class_name
 
     owners: dict[str, str] = {}
     diags = []

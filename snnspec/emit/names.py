@@ -68,3 +68,8 @@ class Namer:
             out = py_name(f"{base}_{k}")
         self.taken.add(out)
         return out
+
+
+def class_name(name: str) -> str:
+    """The Python class generated for a neuron, rule or network: its name, capitalised."""
+    return py_name(name[:1].upper() + name[1:]) if name[:1].islower() else py_name(name)

@@ -14,6 +14,8 @@ from .. import ir
 from ..expr import EvalError, evaluate
 from .writer import literal
 
+Emit = Callable[[list[str], list[bool]], str]  # prints a call from its arguments and which are arrays
+
 ATOM, POWER, UNARY, PRODUCT, SUM = 5, 4, 3, 2, 1
 _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 

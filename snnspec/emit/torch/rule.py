@@ -11,10 +11,10 @@ the module around it.
 
 from __future__ import annotations
 
-from .printer import Printer
-from .rule import RuleEmitter as SharedRuleEmitter
-from .torch import TORCH_FUNCTIONS
-from .writer import CodeWriter
+from ..printer import Printer
+from ..rule import RuleEmitter as SharedRuleEmitter
+from ..writer import CodeWriter
+from .functions import TORCH_FUNCTIONS
 
 
 class RuleEmitter(SharedRuleEmitter):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
-from .. import ir
-from ..lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
-from .names import Namer
-from .printer import Printer
-from .writer import CodeWriter
+from ... import ir
+from ...lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
+from ..names import Namer
+from ..printer import Printer
+from ..writer import CodeWriter
 
 _KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba",
                  "torch", "out", "saved",
@@ -458,7 +458,7 @@ class FusedEmitter:
 
 
 def _names(expr: ir.Expr) -> list[ir.Name]:
-    from ..expr import names
+    from ...expr import names
 
     return names(expr)
 

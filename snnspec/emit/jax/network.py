@@ -1,6 +1,6 @@
 """The JAX network namespace: encodings, connections and the execution plan, as pure functions.
 
-The same plan as the PyTorch backend (`torch_network.py`): layers outside recurrent cycles run
+The same plan as the PyTorch backend (`emit/torch/network.py`): layers outside recurrent cycles run
 layer-major (the currents of all T steps from one op on a [T, batch, ...] array, then the
 neuron's `run`, a `lax.scan`); groups of layers closed by a recurrent path run step-major, in one
 `lax.scan` over time. Ops are printed by `OP_PRINTERS`, one function per op, the same ops as
@@ -19,13 +19,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import ir
-from ..lower.plan import network_modulators, plastic_dense
-from .jax import uses_t
-from .names import Namer, py_name
-from .torch import class_name
-from .torch_network import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields
-from .writer import CodeWriter, literal
+from ... import ir
+from ...lower.plan import network_modulators, plastic_dense
+from ..base import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields, uses_t
+from ..names import Namer, class_name, py_name
+from ..writer import CodeWriter, literal
 
 
 @dataclass
@@ -169,7 +167,7 @@ class NetworkEmitter:
         self.lowered = lowered
         self.out = out
         self.cls = class_name(net.name)
-        # attribute names as torch_network names its module attributes (the params keys); an op's
+        # attribute names as the torch network emitter names its module attributes (the params keys); an op's
         # name is fresh, so that two paths never share weights by accident of naming
         attrs = Namer({"steps", "dt"})
         self.layer_attr = {la.name: attrs(la.name) for la in net.layers}

@@ -1,58 +1,18 @@
-"""The PyTorch backend: prints a lowered spec as one self-contained Python module.
-
-Per neuron: a `NamedTuple` of its state and of its params, an `autograd.Function` for the spike
-(exact 0/1 forward, the derived surrogate gradient backward), and an `nn.Module` with
-`init_state`, `params`, `step` (one step, given params), `forward` (one step) and `run` (all T
-steps). Per network: an `nn.Module` whose `forward` encodes its inputs and runs each group of
-layers layer-major (all T steps of a layer at once) or, inside recurrent cycles, step-major.
+"""PyTorch neurons: per neuron a `NamedTuple` of its state and of its params, an
+`autograd.Function` for the spike (exact 0/1 forward, the derived surrogate gradient backward)
+and an `nn.Module` with `init_state`, `params`, `step` (one step, given params), `forward` (one
+step) and `run` (all T steps, fused where `fused.py` prints kernels).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
-from .. import __version__, ir
-from ..expr import format_expr, names
-from .names import Namer, py_name
-from .printer import PRODUCT, Printer
-from .torch_fused import FusedEmitter
-from .writer import CodeWriter, literal
-
-Emit = Callable[[list[str], list[bool]], str]  # prints a call from its arguments and which are arrays
-
-
-def _call(fn: str) -> Emit:
-    return lambda a, _flags: f"{fn}({', '.join(a)})"
-
-
-def _min_max(kind: str) -> Emit:
-    def emit(a: list[str], flags: list[bool]) -> str:
-        if all(flags):
-            return f"torch.{kind}imum({a[0]}, {a[1]})"
-        tensor, other = (a[0], a[1]) if flags[0] else (a[1], a[0])
-        return f"torch.clamp({tensor}, {'max' if kind == 'min' else 'min'}={other})"
-
-    return emit
-
-
-def _clip(a: list[str], flags: list[bool]) -> str:
-    if flags[1] == flags[2]:
-        return f"torch.clamp({a[0]}, {a[1]}, {a[2]})"
-    return f"torch.clamp(torch.clamp({a[0]}, min={a[1]}), max={a[2]})"
-
-
-TORCH_FUNCTIONS: dict[str, Emit] = {
-    **{fn: _call(f"torch.{fn}") for fn in ("exp", "log", "sqrt", "abs", "sign", "tanh", "sigmoid", "atan", "erf",
-                                          "sin", "cos")},
-    "min": _min_max("min"), "max": _min_max("max"), "clip": _clip,
-    "heaviside": lambda a, _f: f"_heaviside({a[0]})",
-    "detach": lambda a, _f: f"({a[0]}).detach()" if not a[0].isidentifier() else f"{a[0]}.detach()",
-}
-
-
-def class_name(name: str) -> str:
-    return py_name(name[:1].upper() + name[1:]) if name[:1].islower() else py_name(name)
+from ... import ir
+from ...expr import format_expr, names
+from ..names import Namer, class_name, py_name
+from ..printer import PRODUCT, Printer
+from ..writer import CodeWriter, literal
+from .functions import TORCH_FUNCTIONS
+from .fused import FusedEmitter
 
 
 class NeuronEmitter:
@@ -401,143 +361,3 @@ class NeuronEmitter:
                     o.line("states.append(state)")
             o.line(f"stacked = {self.cls}State(*(torch.stack(s) for s in zip(*states))) if record else None")
             o.line("return torch.stack(outputs), state, stacked")
-
-
-HELPERS = {
-    "_fusable": '''
-try:
-    import numba
-except ImportError:  # neurons then run their plain step loop, which gives the same numbers
-    numba = None
-
-FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
-_KERNELS: dict = {}
-
-
-def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable and the data is on the CPU."""
-    return FUSED and numba is not None and x.device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def _compiled(kernel):
-    """The numba-compiled kernel, compiled on first use (and cached on disk when this file is)."""
-    if kernel not in _KERNELS:
-        try:
-            _KERNELS[kernel] = numba.njit(cache=True, parallel=True)(kernel)
-        except RuntimeError:  # no file to cache next to (source executed from a string)
-            _KERNELS[kernel] = numba.njit(parallel=True)(kernel)
-    return _KERNELS[kernel]
-
-
-def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
-    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
-    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
-''',
-    "_tensor": '''
-def _tensor(value) -> torch.Tensor:
-    """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    return torch.tensor(float(value), dtype=torch.get_default_dtype())
-''',
-    "_plastic": '''
-def _plastic(layer: nn.Module) -> None:
-    """Make a layer's parameters buffers: a plasticity rule changes them, not the optimiser."""
-    for name, param in list(layer.named_parameters(recurse=False)):
-        delattr(layer, name)
-        layer.register_buffer(name, param.detach().clone())
-''',
-    "_batch_mean": '''
-def _batch_mean(w: torch.Tensor) -> torch.Tensor:
-    """A plastic weight [post, pre] from per-sample values [batch, post, pre]: their mean."""
-    return w.mean(0) if w.dim() == 3 else w
-''',
-    "_heaviside": '''
-def _heaviside(x: torch.Tensor) -> torch.Tensor:
-    return (x > 0).to(x.dtype)
-''',
-    "_repeat": '''
-def _repeat(x: torch.Tensor, steps: int) -> torch.Tensor:
-    """The same value at every step: [batch, ...] -> [steps, batch, ...], without a copy."""
-    return x.unsqueeze(0).expand(steps, *x.shape)
-''',
-    "_fold_time": '''
-def _fold_time(fn, x: torch.Tensor, *args) -> torch.Tensor:
-    """Apply a per-sample op to all steps at once: [T, batch, ...] as [T * batch, ...]."""
-    return fn(x.flatten(0, 1), *args).unflatten(0, x.shape[:2])
-''',
-    "_shift": '''
-def _shift(x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Delay a [T, batch, ...] sequence by `steps`, with zeros at the start."""
-    if steps >= x.shape[0]:
-        return torch.zeros_like(x)
-    return torch.cat([torch.zeros_like(x[:steps]), x[: x.shape[0] - steps]])
-''',
-    "_delayed": '''
-def _delayed(buffer: list, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Inside a step loop: the value pushed `steps` calls ago (zeros until then)."""
-    buffer.append(x)
-    return buffer.pop(0) if len(buffer) > steps else torch.zeros_like(x)
-''',
-    "_lateral": '''
-def _lateral(s: torch.Tensor, w: float, first: int) -> torch.Tensor:
-    """Fixed all-to-all inhibition: each neuron gets -w times the spikes of all the others."""
-    total = s.sum(dim=tuple(range(first, s.dim())), keepdim=True)
-    return -w * (total - s)
-''',
-    "SequenceDropout": '''
-class SequenceDropout(nn.Module):
-    """Dropout with one mask per sequence, kept over every time step; the identity in eval mode."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def draw(self, shape, like: torch.Tensor):
-        if not self.training or self.p == 0:
-            return None
-        keep = 1.0 - self.p
-        return torch.bernoulli(torch.full(shape, keep, dtype=like.dtype, device=like.device)) / keep
-
-    def forward(self, x: torch.Tensor, time_axis: bool = False, mask=None) -> torch.Tensor:
-        if mask is None:
-            mask = self.draw(x.shape[1:] if time_axis else x.shape, x)
-        return x if mask is None else x * mask
-''',
-}
-
-
-def emit_module(lowered: ir.LoweredSpec) -> str:
-    from .torch_network import NetworkEmitter
-    from .torch_rule import RuleEmitter
-
-    body = CodeWriter()
-    for n in lowered.neurons.values():
-        NeuronEmitter(n, body).emit()
-    for rule in lowered.rules.values():
-        RuleEmitter(rule, class_name(rule.name)).emit(body)
-    for net in lowered.networks.values():
-        NetworkEmitter(net, lowered, body).emit()
-    text = body.text()
-
-    o = CodeWriter()
-    neurons = ", ".join(lowered.neurons) or "none"
-    networks = ", ".join(lowered.networks) or "none"
-    o.docstring(f"Generated by snnspec {__version__} from {lowered.file}. Do not edit: edit the spec and rebuild.\n\n"
-                f"Neurons: {neurons}.\nNetworks: {networks}.\n\n"
-                "Self-contained: imports only torch, math and typing.")
-    o.line()
-    helpers = [helper for name, helper in HELPERS.items() if re.search(rf"\b{name}\(", text)]
-    o.line("from __future__ import annotations")
-    o.line()
-    if any(re.search(r"\bmath\.", code) for code in (text, *helpers)):
-        o.line("import math")
-    o.line("from typing import NamedTuple")
-    o.line()
-    o.line("import torch")
-    o.line("from torch import nn")
-    for helper in helpers:
-        o.blank(2)
-        o.lines.extend(helper.strip("\n").split("\n"))
-    o.blank(2)
-    return o.text() + "\n" + text if text.strip() else o.text()

@@ -12,21 +12,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import ir
-from ..expr import names as expr_names
-from ..lower.plan import network_modulators, plastic_dense
-from .names import Namer, py_name
-from .torch import class_name
-from .writer import CodeWriter, literal
-
-
-class UnsupportedOp(Exception):
-    """Something the PyTorch backend does not print (yet); reported as a diagnostic by the caller."""
-
-    def __init__(self, what: str, path: ir.LPath, reason: str = "is not supported by the torch backend yet"):
-        super().__init__(f"'{what}' {reason}")
-        self.op = what
-        self.path = path
+from ... import ir
+from ...lower.plan import network_modulators, plastic_dense
+from ..base import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields, uses_t
+from ..names import Namer, class_name, py_name
+from ..writer import CodeWriter, literal
 
 
 @dataclass
@@ -109,11 +99,7 @@ OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
     "sumpool": _pool, "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
     "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
-# ops that give the same result for an input repeated over time (a `direct` input's path made
-# of these is computed once, on [batch, ...], and repeated)
-TIME_INVARIANT = {"dense", "scale", "one_to_one", "flatten", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool",
-                  "dropout"}
-WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  # ops held by a module attribute
+
 
 
 def op_module(op: ir.LOp) -> str:
@@ -538,18 +524,3 @@ class NetworkEmitter:
         """The variables of `layer` that paths inside its group read, sorted (generated code is deterministic)."""
         return sorted({p.src_var for p in self.net.paths if p.src == layer and p.dst in group})
 
-
-def uses_t(neuron: ir.LNeuron) -> bool:
-    """Whether a neuron's step reads the built-in `t` (time since the start of the run)."""
-    exprs = [u.value for u in (*neuron.lets, *neuron.updates)]
-    if neuron.spike is not None:
-        exprs.append(neuron.spike.x)
-    if neuron.reset is not None:
-        exprs += [u.value for u in neuron.reset.updates]
-    return any(x.id == "t" for e in exprs for x in expr_names(e))
-
-
-def state_fields(neuron: ir.LNeuron) -> dict[str, str]:
-    """Spec state name -> field of the neuron's State tuple (as NeuronEmitter names them)."""
-    fields = Namer()
-    return {s.var: fields(s.var) for s in neuron.states}
