@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
+from .names import ModuleNames
 
 BACKENDS = ("torch", "jax")
 
@@ -20,14 +21,18 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     from .base import UnsupportedOp
 
     if backend == "jax":
-        from .jax import emit_module
+        from .jax import MODULE_NAMES, emit_module
     else:
-        from .torch import emit_module
-    clashes = class_clashes(lowered)
-    if clashes:
-        raise BackendError(clashes)
+        from .torch import MODULE_NAMES, emit_module
+    names = ModuleNames(MODULE_NAMES)
+    for kind, decls in (("neuron", lowered.neurons), ("network", lowered.networks), ("rule", lowered.rules)):
+        for name in decls:
+            names.declare(kind, name)
+    if names.clashes:
+        raise BackendError([Diagnostic(message=f"{owner} and {earlier} would both generate the Python class '{cls}'",
+                                       hint="rename one of them") for cls, owner, earlier in names.clashes])
     try:
-        return emit_module(lowered)
+        return emit_module(lowered, names)
     except UnsupportedOp as e:
         net = next(n for n in lowered.networks.values() if e.path in n.paths)
         line = e.path.line or 1
@@ -36,25 +41,3 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     except UnsupportedRule as e:
         raise BackendError([Diagnostic(message=str(e))]) from None
 
-
-# the module-level names generated for each neuron and network, after its class name
-_CLASS_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output"),
-                   "rule": ("", "State", "Params")}
-
-
-def class_clashes(lowered: ir.LoweredSpec) -> list[Diagnostic]:
-    """Neurons and networks whose generated classes would share a name (`leaky` and `Leaky`, or a
-    neuron `AState` next to the state tuple of a neuron `A`): one would silently replace the other."""
-    from .names import class_name
-
-    owners: dict[str, str] = {}
-    diags = []
-    for kind, names in (("neuron", lowered.neurons), ("network", lowered.networks), ("rule", lowered.rules)):
-        for name in names:
-            owner = f"{kind} '{name}'"
-            for suffix in _CLASS_SUFFIXES[kind]:
-                cls = class_name(name) + suffix
-                if owners.setdefault(cls, owner) != owner:
-                    diags.append(Diagnostic(message=f"{owner} and {owners[cls]} would both generate the Python "
-                                                    f"class '{cls}'", hint="rename one of them"))
-    return diags

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Iterable
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
@@ -73,3 +74,48 @@ class Namer:
 def class_name(name: str) -> str:
     """The Python class generated for a neuron, rule or network: its name, capitalised."""
     return py_name(name[:1].upper() + name[1:]) if name[:1].islower() else py_name(name)
+
+
+# the public classes generated for each neuron, rule and network, after its class name
+PUBLIC_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network": ("", "Output"),
+                   "rule": ("", "State", "Params")}
+_DEFINED = re.compile(r"^(?:def|class) ([A-Za-z_][A-Za-z0-9_]*)|^([A-Za-z_][A-Za-z0-9_]*)(?::[^=]*)? =", re.M)
+
+
+def defined_names(sources: Iterable[str]) -> set[str]:
+    """The module-level names that pieces of generated source (a backend's helpers) define."""
+    return {a or b for text in sources for a, b in _DEFINED.findall(text)}
+
+
+class ModuleNames:
+    """Every module-level name of one generated file, allocated in one namespace.
+
+    A declaration's public classes (`Leaky`, `LeakyState`, ...) keep the names users import; two
+    declarations that would share one are recorded in `clashes` (a diagnostic: renaming one would
+    surprise). Internal names (kernels, spike functions) are fresh by construction: `base`, else
+    `base_1`, `base_2`, ... They start with `_`, which no public name does.
+    """
+
+    def __init__(self, reserved: Iterable[str]):
+        self.owner: dict[str, str] = {name: "the generated code" for name in reserved}
+        self.clashes: list[tuple[str, str, str]] = []  # (class, owner, earlier owner)
+
+    def declare(self, kind: str, name: str) -> str:
+        """Claim the public classes of the `kind` declaration `name`; return its class name."""
+        cls = class_name(name)
+        owner = f"{kind} '{name}'"
+        for suffix in PUBLIC_SUFFIXES[kind]:
+            earlier = self.owner.setdefault(cls + suffix, owner)
+            if earlier != owner:
+                self.clashes.append((cls + suffix, owner, earlier))
+        return cls
+
+    def internal(self, base: str) -> str:
+        """A fresh module-level name for generated internals."""
+        assert base.startswith("_"), base
+        out, k = base, 0
+        while out in self.owner:
+            k += 1
+            out = f"{base}_{k}"
+        self.owner[out] = "the generated code"
+        return out

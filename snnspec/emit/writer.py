@@ -5,8 +5,10 @@ through which spec content reaches the output (`literal` for numbers, names via 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePath
 
 
 def literal(value: float | int | bool) -> str:
@@ -23,19 +25,43 @@ def literal(value: float | int | bool) -> str:
     return text
 
 
+def source_name(file: str, root: str) -> str:
+    """How generated code names a spec file: the only door for file names. Relative to the root
+    spec's folder (the output does not depend on how its path was spelled; `std/...` stays), with
+    every character that is not printable escaped, so a newline in a folder name cannot end the
+    comment it is printed in."""
+    if not file.startswith(("std/", "<")):
+        folder = os.path.dirname(root) if not root.startswith("<") else ""
+        file = PurePath(os.path.relpath(file, folder or os.curdir)).as_posix()
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in file)
+
+
 class CodeWriter:
-    def __init__(self, indent: str = "    "):
+    """Lines of generated code for the module of the spec `root` (whose folder file names are relative to)."""
+
+    def __init__(self, root: str = "<string>", indent: str = "    "):
+        self.root = root
         self.lines: list[str] = []
         self.indent_unit = indent
         self.level = 0
         self.source_map: dict[int, tuple[str, int]] = {}  # generated line (1-based) -> (spec file, line)
+
+    def child(self) -> CodeWriter:
+        """A writer for a block to splice in later, at this writer's indentation."""
+        child = CodeWriter(self.root, self.indent_unit)
+        child.level = self.level
+        return child
+
+    def source(self, file: str) -> str:
+        """The name of a spec file as this module prints it (in comments and docstrings)."""
+        return source_name(file, self.root)
 
     def line(self, text: str = "", source: tuple[str, int | None] | None = None) -> None:
         if not text:
             self.lines.append("")
             return
         if source is not None and source[1] is not None:
-            text = f"{text}  # {source[0]}:{source[1]}"
+            text = f"{text}  # {self.source(source[0])}:{source[1]}"
             self.source_map[len(self.lines) + 1] = (source[0], source[1])
         self.lines.append(self.indent_unit * self.level + text)
 

@@ -223,8 +223,7 @@ class NetworkEmitter:
     def body(self) -> CodeWriter:
         """A writer for a function body, spliced in after its preamble (which prints only the names
         the body uses)."""
-        body = CodeWriter()
-        body.level = self.out.level
+        body = self.out.child()
         self.outer, self.out = self.out, body
         return body
 
@@ -298,7 +297,7 @@ class NetworkEmitter:
     def emit_docstring(self) -> None:
         net = self.net
         dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
-        lines = [f"Network `{net.name}` ({net.file}): dt = {dt}, {net.steps or 'T'} steps.", ""]
+        lines = [f"Network `{net.name}` ({self.out.source(net.file)}): dt = {dt}, {net.steps or 'T'} steps.", ""]
         for inp in net.inputs:
             lines.append(f"    input {inp.name}{list(inp.shape)} encode {inp.encoding}")
         for la in net.layers:
@@ -833,8 +832,8 @@ class NetworkEmitter:
             o.line(f"{learning[p.index].rule} = {rule}.params({{{given}}}, dt=dt)", self.src(p.line))
         group_t = any(uses_t(self.neurons[la]) for la in group)
         # the body first, into its own writer: it decides what the loop carries
-        body = CodeWriter()
-        body.level = o.level + 1
+        body = o.child()
+        body.level += 1
         step_ctx = OpContext(None, False, True, False, self.param, self.local)
         xs = {index: self.local(f"{name}_t") for index, name in outside.items()}
         self.emit_layer_steps(body, group, {i: xs[i] for i in outside}, step_ctx, "t" if group_t else None,
@@ -974,8 +973,8 @@ class NetworkEmitter:
         self.fresh_scope()
         self.masks = {}
         everything = tuple(la.name for la in net.layers)
-        body = CodeWriter()
-        body.level = o.level + 1
+        body = o.child()
+        body.level += 1
         ctx = OpContext(None, False, True, True, self.param, self.local)
         self.emit_layer_steps(body, everything, {}, ctx, "t" if self.any_t else None, streaming=True)
         previous = self.carried(everything)

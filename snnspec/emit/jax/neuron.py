@@ -10,7 +10,7 @@ from __future__ import annotations
 from ... import ir
 from ...expr import format_expr, names
 from ..base import uses_t
-from ..names import Namer, class_name, py_name
+from ..names import ModuleNames, Namer, class_name, py_name
 from ..printer import Printer
 from ..writer import CodeWriter, literal
 from .functions import JAX_FUNCTIONS
@@ -21,17 +21,16 @@ _NEURON_LOCALS = {"p", "state", "t", "dt", "spike", "gate", "active", "zeros", "
                   "refractory_steps", "jax", "jnp", "lax", "math"}
 
 
-def spike_name(cls: str) -> str:
-    return f"_{cls}_spike"
-
-
 class NeuronEmitter:
     """Prints one lowered neuron: its state and params tuples, spike function and namespace."""
 
-    def __init__(self, n: ir.LNeuron, out: CodeWriter):
+    def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         self.n = n
         self.out = out
         self.cls = class_name(n.name)
+        if n.spike is not None:
+            self.spike_fn = module_names.internal(f"_{self.cls}_spike")
+            self.spike_jvp = module_names.internal(f"_{self.cls}_spike_jvp")
         fields = Namer()
         self.state_fields = [(s.var, fields(s.var)) for s in n.states]
         self.uses_spiked = any(x.id == "spiked" for e in self._all_exprs() for x in names(e))
@@ -100,7 +99,7 @@ class NeuronEmitter:
         extra = self.spike_extra()
         grad_names = {spike.grad_var: "x", **{p: f"p_{py_name(p)}" for p in extra}}
         printer = Printer(JAX_FUNCTIONS, {**grad_names, "dt": "dt"}, arrays=set(grad_names))
-        fn = spike_name(self.cls)
+        fn = self.spike_fn
         args = ", ".join(["x", *(grad_names[p] for p in extra)])
         cmp = ">=" if spike.inclusive else ">"
         o.line("@jax.custom_jvp")
@@ -111,7 +110,7 @@ class NeuronEmitter:
             o.line(f"return (x {cmp} 0).astype(x.dtype)")
         o.blank(2)
         o.line(f"@{fn}.defjvp")
-        o.line(f"def {fn}_jvp(primals, tangents):")
+        o.line(f"def {self.spike_jvp}(primals, tangents):")
         with o.indent():
             o.line(f"{args}, = primals" if extra else "(x,) = primals")
             o.line("x_dot = tangents[0]")
@@ -122,7 +121,7 @@ class NeuronEmitter:
         n, o = self.n, self.out
         o.line(f"class {self.cls}:")
         with o.indent():
-            lines = [f"Neuron `{n.name}` ({n.file}): pure functions, one step per `step`.", ""]
+            lines = [f"Neuron `{n.name}` ({o.source(n.file)}): pure functions, one step per `step`.", ""]
             lines += [f"    {eq}" for eq in n.equations]
             if n.method:
                 lines += ["", f"ODEs integrated by `{n.method}` over each step, inputs held constant."]
@@ -292,7 +291,7 @@ class NeuronEmitter:
         else:
             spike = n.spike
             extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in self.spike_extra())
-            o.line(f"spike = {spike_name(self.cls)}({self.printer(spike.x)}{extra_args})", self.src(spike.line))
+            o.line(f"spike = {self.spike_fn}({self.printer(spike.x)}{extra_args})", self.src(spike.line))
             if self.refrac_field:
                 o.line("spike = spike * active")
             spike_code = "spike"

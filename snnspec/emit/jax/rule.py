@@ -42,8 +42,8 @@ class RuleEmitter(SharedRuleEmitter):
         o.line(f"class {self.cls}:")
         with o.indent():
             mods = "".join(f", {code}" for code in self.mods.values())
-            o.docstring(f"Plasticity rule `{r.name}` ({r.file}): changes a connection's weight `w` [post, pre]\n"
-                        "without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
+            o.docstring(f"Plasticity rule `{r.name}` ({o.source(r.file)}): changes a connection's weight `w`\n"
+                        "[post, pre] without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
                         "changes to `w` are averaged over the batch.\n\n"
                         "`params(values, dt=dt)` gives the params the other functions take; "
                         "`init_state(p, batch, post, pre)`,\n"

@@ -13,7 +13,7 @@ import re
 
 from ... import ir
 from ...lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
-from ..names import Namer
+from ..names import ModuleNames, Namer
 from ..printer import Printer
 from ..writer import CodeWriter
 
@@ -59,7 +59,7 @@ class FusedEmitter:
                  inputs: list[tuple[str, str]], params: list[tuple[str, str]], grad_params: set[str]):
         self.n = n
         self.cls = cls
-        self.snake = _snake(cls)
+        self.forward_name = self.backward_name = ""
         self.adj: LAdjoint = derive(n, grad_params)
         self.states = [s.var for s in n.states]  # real states (spiked and the refractory counter aside)
         self.fields = state_fields  # the State tuple: real states, spiked if used, refractory counter
@@ -90,6 +90,12 @@ class FusedEmitter:
         self.gu = {s: names.fresh(f"gu_{s}") for s in self.states}
         self.names = names
         self.scalar = Printer({}, self.v, arrays=set())
+
+    def name_kernels(self, module_names: ModuleNames) -> None:
+        """The module-level names of the two kernels, unique in the generated file."""
+        snake = _snake(self.cls)
+        self.forward_name = module_names.internal(f"_{snake}_forward")
+        self.backward_name = module_names.internal(f"_{snake}_backward")
 
     def step_exprs(self) -> list[ir.Expr]:
         n = self.n
@@ -160,7 +166,7 @@ class FusedEmitter:
         if self.refractory:
             args.append("counter")
         args += [self.arr[p] for p in self.params] + ["N", "dt", "steps", "out", "saved", "rec", "active"]
-        o.line(f"def _{self.snake}_forward({', '.join(args)}):")
+        o.line(f"def {self.forward_name}({', '.join(args)}):")
         with o.indent():
             o.docstring(f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
                         "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
@@ -182,8 +188,7 @@ class FusedEmitter:
     def pruned(self, o: CodeWriter, body) -> None:  # type: ignore[no-untyped-def]
         """Print `body` into `o` without the plain assignments nothing reads (a param a step does
         not use, a gate without a reset), so the kernels stay lint-clean and minimal."""
-        inner = CodeWriter()
-        inner.level = o.level
+        inner = o.child()
         body(inner)
         lines = list(inner.lines)
         while True:
@@ -250,7 +255,7 @@ class FusedEmitter:
         lams = [self.lam[s] for s in self.states] + ([self.lam["spiked"]] if self.uses_spiked else [])
         args = ins + start + [self.arr[p] for p in self.params] + ["N", "dt", "saved", "active", "g_out", "g_rec"]
         args += lams + [self.garr[i] for i in self.inputs] + [self.garr[p] for p in self.grad_params]
-        o.line(f"def _{self.snake}_backward({', '.join(args)}):")
+        o.line(f"def {self.backward_name}({', '.join(args)}):")
         with o.indent():
             o.docstring(f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
                         "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
@@ -370,12 +375,13 @@ class FusedEmitter:
 
     # ---- the autograd Function ------------------------------------------------------------------
     def emit_function(self, o: CodeWriter) -> None:
-        cls, snake = self.cls, self.snake
+        cls = self.cls
         real = len(self.states)
         n_fields = len(self.fields)
         o.line(f"class {cls}Run(torch.autograd.Function):")
         with o.indent():
-            o.docstring(f"All steps of `{cls}` as one autograd node (numba kernels `_{snake}_forward/_backward`).")
+            o.docstring(f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
+                        f"`{self.backward_name}`).")
             ins = ", ".join(self.inputs_code())
             sts = ", ".join(f"s{k}" for k in range(n_fields))
             pas = ", ".join(f"p{k}" for k in range(len(self.params)))
@@ -393,7 +399,7 @@ class FusedEmitter:
                 o.line(f"rec = torch.empty((T if record else 0, {n_fields}, flat[0].shape[1]), dtype=out.dtype)")
                 size = "(T, flat[0].shape[1])" if self.refractory else "(0, 0)"  # the refractory mask, if any
                 o.line(f"active = torch.empty({size}, dtype=torch.uint8)")
-                o.line(f"kernel = _compiled(_{snake}_forward)")
+                o.line(f"kernel = _compiled({self.forward_name})")
                 o.line("initial = [s.clone() for s in start]")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), "
                        "*(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), "
@@ -433,7 +439,7 @@ class FusedEmitter:
                 o.line(f"g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range({len(self.inputs)})]")
                 o.line(f"g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range({len(self.grad_params)})]")
                 o.line(f"lams = g_final[:{real + (1 if self.uses_spiked else 0)}]")
-                o.line(f"kernel = _compiled(_{snake}_backward)")
+                o.line(f"kernel = _compiled({self.backward_name})")
                 o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), "
                        "*(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), "
                        "g_out.numpy(), "

@@ -202,7 +202,7 @@ class NetworkEmitter:
     def emit_docstring(self) -> None:
         net = self.net
         dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
-        lines = [f"Network `{net.name}` ({net.file}): dt = {dt}, {net.steps or 'T'} steps.", ""]
+        lines = [f"Network `{net.name}` ({self.out.source(net.file)}): dt = {dt}, {net.steps or 'T'} steps.", ""]
         for inp in net.inputs:
             lines.append(f"    input {inp.name}{list(inp.shape)} encode {inp.encoding}")
         for la in net.layers:
@@ -437,8 +437,8 @@ class NetworkEmitter:
             op = p.ops[dense]
             o.line(f"{rule_state} = self.{self.rule_attr[p.index]}.init_state(batch, {op.out_shape[0]}, "
                    f"{op.in_shape[0]}, {like})")
-        loop = CodeWriter()
-        loop.level = o.level + 1
+        loop = o.child()
+        loop.level += 1
         self.emit_step_loop(group, outside, setup, loop)
         for line in setup:
             o.line(line)

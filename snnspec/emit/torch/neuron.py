@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
-from ..names import Namer, class_name, py_name
+from ..names import ModuleNames, Namer, class_name, py_name
 from ..printer import PRODUCT, Printer
 from ..writer import CodeWriter, literal
 from .functions import TORCH_FUNCTIONS
@@ -18,9 +18,10 @@ from .fused import FusedEmitter
 class NeuronEmitter:
     """Prints one lowered neuron: its state and params tuples, spike function and module."""
 
-    def __init__(self, n: ir.LNeuron, out: CodeWriter):
+    def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         self.n = n
         self.out = out
+        self.module_names = module_names
         self.cls = class_name(n.name)
         fields = Namer()
         self.state_fields = [(s.var, fields(s.var)) for s in n.states]
@@ -73,7 +74,10 @@ class NeuronEmitter:
         fused = FusedEmitter(self.n, self.cls, [*self.state_fields, *(
             [("refractory_left", self.refrac_field)] if self.refrac_field else [])], self.refrac_field,
             self.inputs, self.param_fields, grad)
-        return fused if fused.eligible else None
+        if not fused.eligible:
+            return None
+        fused.name_kernels(self.module_names)
+        return fused
 
     def emit_tuples(self) -> None:
         o = self.out
@@ -127,7 +131,7 @@ class NeuronEmitter:
         n, o = self.n, self.out
         o.line(f"class {self.cls}(nn.Module):")
         with o.indent():
-            lines = [f"Neuron `{n.name}` ({n.file}), one step per call.", ""]
+            lines = [f"Neuron `{n.name}` ({o.source(n.file)}), one step per call.", ""]
             lines += [f"    {eq}" for eq in n.equations]
             if n.method:
                 lines += ["", f"ODEs integrated by `{n.method}` over each step, inputs held constant."]

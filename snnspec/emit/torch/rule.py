@@ -32,8 +32,8 @@ class RuleEmitter(SharedRuleEmitter):
         self.emit_state_tuple(o)
         o.line(f"class {self.cls}(nn.Module):")
         with o.indent():
-            o.docstring(f"Plasticity rule `{r.name}` ({r.file}): changes a connection's weight `w` [post, pre]\n"
-                        "without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
+            o.docstring(f"Plasticity rule `{r.name}` ({o.source(r.file)}): changes a connection's weight `w`\n"
+                        "[post, pre] without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
                         "changes to `w` are averaged over the batch.")
             o.blank()
             self.emit_init(o)

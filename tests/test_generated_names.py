@@ -1,0 +1,173 @@
+"""Names and file names in generated code (issue 12's two emitter defects, ../shared/reliability/).
+
+Module-level names come from one allocator (`emit.names.ModuleNames`), so two neurons whose
+kernels would share a name (`LeakyA` and `Leaky_a`, a user `L_i` beside the std `LI`) each run
+their own equations; a spec's file name reaches the output only through `writer.source_name`,
+escaped and relative to the root spec, so a folder name cannot inject code and the output does
+not depend on how the path was spelled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import snnspec  # noqa: E402
+from snnspec.emit.writer import source_name  # noqa: E402
+
+TWO_LEAKY = """
+neuron LeakyA {
+    param beta = 0.9
+    state v = 0
+    v <- beta * v + I
+    spike when v > 1
+    on spike { v = 0 }
+}
+neuron Leaky_a {
+    param beta = 0.5
+    state v = 0
+    v <- beta * v + 3 * I
+    spike when v > 1
+    on spike { v = 0 }
+}
+network Net {
+    steps = 6
+    input x[4] encode direct
+    layer h = LeakyA[3]
+    layer g = Leaky_a[3]
+    x -> dense -> h
+    x -> dense -> g
+    output h.v trace, g.v trace
+}
+"""
+
+
+def reference_trace(current: np.ndarray, beta: float, gain: float, steps: int) -> np.ndarray:
+    """v <- beta v + gain I, spike when v > 1, then v = 0 (the post-reset value is the state). `beta` as
+    the module holds it: made in the default float32, then `.double()`."""
+    v = np.zeros_like(current)
+    out = []
+    for _ in range(steps):
+        v = beta * v + gain * current
+        v = np.where(v > 1, 0.0, v)
+        out.append(v)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_neurons_with_colliding_kernel_names_each_run_their_own_equations(fused):
+    mod = snnspec.compile(text=TWO_LEAKY, name="two_leaky.snn")
+    mod.FUSED = fused
+    torch.manual_seed(0)
+    net = mod.Net().double()
+    x = torch.rand(5, 4, dtype=torch.float64) * 0.8
+    out = net(x)
+    with torch.no_grad():
+        current_h = net.x_h(x).numpy()
+        current_g = net.x_g(x).numpy()
+    np.testing.assert_allclose(out.h_v.detach().numpy(), reference_trace(current_h, float(np.float32(0.9)), 1.0, 6), rtol=1e-12)
+    np.testing.assert_allclose(out.g_v.detach().numpy(), reference_trace(current_g, 0.5, 3.0, 6), rtol=1e-12)
+
+
+def test_colliding_kernels_get_distinct_names():
+    source = snnspec.generate(text=TWO_LEAKY, name="two_leaky.snn")
+    assert "def _leaky_a_forward(" in source and "def _leaky_a_forward_1(" in source
+    assert source.count("def _leaky_a_forward(") == 1
+
+
+USER_L_I = """
+from "std/neurons.snn" import LI
+neuron L_i {
+    state v = 0
+    v <- 0.5 * v + I
+    spike when v > 1
+}
+network Net {
+    dt = 1 ms
+    steps = 5
+    input x[4] encode direct
+    layer h = L_i[3]
+    layer r = LI(tau = 5 ms)[2]
+    x -> dense -> h
+    h -> dense -> r
+    output r.v trace
+}
+"""
+
+
+def test_user_neuron_beside_std_neuron_of_the_same_kernel_name():
+    mod = snnspec.compile(text=USER_L_I, name="l_i.snn")
+    torch.manual_seed(0)
+    net = mod.Net().double()
+    x = torch.rand(3, 4, dtype=torch.float64, requires_grad=True)
+    results = []
+    for fused in (True, False):
+        mod.FUSED = fused
+        out = net(x).r_v
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        results.append((out.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+
+
+SPEC = """from "std/neurons.snn" import Leaky
+network Net {
+    steps = 3
+    input x[4] encode direct
+    layer h = Leaky[3]
+    x -> dense -> h
+    output h.spike count
+}
+"""
+
+
+def test_a_newline_in_the_spec_folder_cannot_inject_code(tmp_path):
+    folder = tmp_path / 'p\n        print("INJECTED CODE RAN")\n#'
+    folder.mkdir()
+    (folder / "main.snn").write_text(SPEC)
+    out = tmp_path / "out.py"
+    build = subprocess.run([sys.executable, "-m", "snnspec", "build", str(folder / "main.snn"), "-o", str(out)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([sys.executable, "-c", "import sys, torch; sys.path.insert(0, sys.argv[1]); import out; "
+                          "out.Net()(torch.rand(1, 4))", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "INJECTED" not in run.stdout
+    assert all(not line.lstrip().startswith("print(") for line in out.read_text().splitlines())
+
+
+def test_output_does_not_depend_on_how_the_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cell.snn").write_text("""neuron Cell {
+    state v = 0
+    v <- 0.5 * v + I
+    spike when v > 1
+    on spike { v = 0 }
+}
+""")
+    (tmp_path / "main.snn").write_text(SPEC.replace('from "std/neurons.snn" import Leaky',
+                                                    'from "lib/cell.snn" import Cell').replace("Leaky[3]", "Cell[3]"))
+    absolute = snnspec.generate(tmp_path / "main.snn")
+    monkeypatch.chdir(tmp_path / "lib")
+    relative = snnspec.generate(Path("..") / ".." / tmp_path.name / "main.snn")
+    assert absolute == relative
+    assert "# lib/cell.snn:3" in absolute and str(tmp_path) not in absolute
+
+
+@pytest.mark.parametrize("name, root, expected", [
+    ("std/neurons.snn", "a/b/main.snn", "std/neurons.snn"),
+    ("a/b/main.snn", "a/b/main.snn", "main.snn"),
+    ("a/lib/x.snn", "a/b/main.snn", "../lib/x.snn"),
+    ("we\nird\u2028.snn", "we\nird\u2028.snn", "we\\nird\\u2028.snn"),
+    ("<string>", "<string>", "<string>"),
+])
+def test_source_names(name, root, expected):
+    assert source_name(name, root) == expected
+    assert os.linesep not in source_name(name, root)
