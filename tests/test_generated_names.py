@@ -72,7 +72,8 @@ def test_neurons_with_colliding_kernel_names_each_run_their_own_equations(fused)
     with torch.no_grad():
         current_h = net.x_h(x).numpy()
         current_g = net.x_g(x).numpy()
-    np.testing.assert_allclose(out.h_v.detach().numpy(), reference_trace(current_h, float(np.float32(0.9)), 1.0, 6), rtol=1e-12)
+    beta_h = float(np.float32(0.9))
+    np.testing.assert_allclose(out.h_v.detach().numpy(), reference_trace(current_h, beta_h, 1.0, 6), rtol=1e-12)
     np.testing.assert_allclose(out.g_v.detach().numpy(), reference_trace(current_g, 0.5, 3.0, 6), rtol=1e-12)
 
 
