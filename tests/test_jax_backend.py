@@ -272,7 +272,7 @@ def network(case: Case):
 
 
 def cls_name(net) -> str:
-    from snnspec.emit.names import class_name
+    from snnspec.names import class_name
 
     return class_name(net.name)
 

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import snnspec  # noqa: E402
-from snnspec.emit import BackendError  # noqa: E402
+from snnspec.emit.writer import source_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "specs" / "examples").glob("*.snn"))
@@ -249,21 +250,22 @@ def test_every_emitted_update_points_to_its_spec_line(path, monkeypatch):
     rel = path.relative_to(ROOT)
     source = snnspec.generate(rel, backend="jax")
     lowered = snnspec.load_lowered(rel)
+    name = partial(source_name, root=lowered.file)  # comments name files relative to the root spec
     comments = {(m["file"], int(m["line"])) for m in map(SOURCE_COMMENT.search, source.splitlines()) if m}
     for n in lowered.neurons.values():
         statements = [*n.updates, *n.lets, *(n.reset.updates if n.reset else ())]
         lines = [u.line for u in statements] + ([n.spike.line] if n.spike else [])
         lines += [p.line for p in n.params]
         for line in lines:
-            assert (n.file, line) in comments, (n.name, line)
+            assert (name(n.file), line) in comments, (n.name, line)
     for r in lowered.rules.values():
         for u in [*r.updates, *r.on_pre, *r.on_post, *r.params]:
-            assert (r.file, u.line) in comments, (r.name, u.line)
+            assert (name(r.file), u.line) in comments, (r.name, u.line)
     for net in lowered.networks.values():
         for p in net.paths:
-            assert (net.file, p.line) in comments, p
+            assert (name(net.file), p.line) in comments, p
         for la in net.layers:
-            assert (net.file, la.line) in comments, la.name
+            assert (name(net.file), la.line) in comments, la.name
 
 
 # -- golden files --------------------------------------------------------------------------------
@@ -312,13 +314,13 @@ def test_cli_build_target_jax(tmp_path):
     assert out.read_text() == snnspec.generate(rel, backend="jax")
     printed = cli("build", rel, "--target", "jax")
     assert printed.returncode == 0 and printed.stdout == out.read_text()
-    # a valid spec the backend refuses (BackendError): a clean diagnostic at the path, exit 1
+    # a spec no backend can run (batchnorm on a path inside a step loop): a clean diagnostic at the path, exit 1
     refused = tmp_path / "bn.snn"
     refused.write_text(BATCHNORM_IN_LOOP)
     failed = cli("build", str(refused), "--target", "jax")
     text = failed.stderr + failed.stdout
     assert failed.returncode == 1 and "batchnorm" in text and f"{refused}:7:" in text and "Traceback" not in text
-    with pytest.raises(BackendError):
+    with pytest.raises(snnspec.SpecError):
         snnspec.generate(refused, backend="jax")
 
 

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ import torch
 
 import snnspec
 from snnspec.emit import BackendError
+from snnspec.emit.writer import source_name
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "specs" / "examples").glob("*.snn"))
@@ -319,9 +321,9 @@ def test_ruff_clean(tmp_path):
 SOURCE_COMMENT = re.compile(r"  # (?P<file>[\w./-]+\.snn):(?P<line>\d+)$")
 
 
-def spec_line(file: str, line: int) -> str:
-    base = ROOT / "specs" if file.startswith("std/") else ROOT
-    path = base / file
+def spec_line(file: str, line: int, folder: Path) -> str:
+    """A line of a file as generated code names it: `std/...`, or relative to the root spec's folder."""
+    path = ROOT / "specs" / file if file.startswith("std/") else ROOT / folder / file
     return path.read_text().splitlines()[line - 1]
 
 
@@ -334,15 +336,16 @@ def test_every_emitted_update_points_to_its_spec_line(path, monkeypatch):
     rel = path.relative_to(ROOT)
     source = snnspec.generate(rel)
     lowered = snnspec.load_lowered(rel)
+    name = partial(source_name, root=lowered.file)  # comments name files relative to the root spec
     comments = {(m["file"], int(m["line"])) for m in map(SOURCE_COMMENT.search, source.splitlines()) if m}
     for n in lowered.neurons.values():
         statements = [*n.updates, *n.lets, *(n.reset.updates if n.reset else ())]
         lines = [u.line for u in statements] + ([n.spike.line] if n.spike else [])
         for line in lines:
-            assert (n.file, line) in comments, (n.name, line)
+            assert (name(n.file), line) in comments, (n.name, line)
     for net in lowered.networks.values():
         for item in (*net.layers, *net.paths):
-            assert (net.file, item.line) in comments, item
+            assert (name(net.file), item.line) in comments, item
     in_step = False
     for text in source.splitlines():
         stripped = text.strip()
@@ -353,7 +356,7 @@ def test_every_emitted_update_points_to_its_spec_line(path, monkeypatch):
             assert SOURCE_COMMENT.search(text), text
     keywords = ("param ", "let ", "spike when", "on spike", "layer ", "state ", "input ")
     for file, line in comments:
-        code = spec_line(file, line).split("#")[0].strip()
+        code = spec_line(file, line, rel.parent).split("#")[0].strip()
         assert code.startswith(keywords) or "<-" in code or "/dt" in code or "->" in code or "{" in code or \
             re.match(r"^\w+\s*([-+*]?=)", code), (file, line, code)
 
@@ -420,7 +423,8 @@ def test_cli_build_writes_prints_and_reports(tmp_path):
     assert out.read_text() == snnspec.generate(rel)
     printed = cli("build", rel)
     assert printed.returncode == 0 and printed.stdout == out.read_text()
-    # a valid spec the backend refuses (BackendError): a clean diagnostic, exit 1, no file written
+    # a spec no backend can run (batchnorm on a path inside a step loop): a clean diagnostic from the
+    # lowering, which `check` reports too; exit 1, no file written
     refused = tmp_path / "bn.snn"
     refused.write_text(BATCHNORM_IN_LOOP)
     failed = cli("build", str(refused), "-o", str(tmp_path / "x.py"))
@@ -428,8 +432,10 @@ def test_cli_build_writes_prints_and_reports(tmp_path):
     text = failed.stderr + failed.stdout
     assert "batchnorm" in text and f"{refused}:7:" in text and "Traceback" not in text
     assert not (tmp_path / "x.py").exists()
-    with pytest.raises(BackendError):
+    with pytest.raises(snnspec.SpecError):
         snnspec.generate(refused)
+    checked = cli("check", str(refused))
+    assert checked.returncode == 1 and "batchnorm" in checked.stderr + checked.stdout
     broken = tmp_path / "broken.snn"
     broken.write_text("neuron N {\n    state v = 0\n    v <- w\n}\n")
     failed = cli("build", str(broken))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
-from .names import ModuleNames
+from ..names import ModuleNames
 
 BACKENDS = ("torch", "jax")
 

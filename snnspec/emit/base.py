@@ -1,17 +1,10 @@
-"""What every backend's emitters share: the error for what a backend cannot print, and the
-names of a neuron's state fields and whether its step reads `t` (both backends print them alike)."""
+"""What every backend's emitters share: the error for what a backend cannot print, the visitor
+over a network's program, and the names of a neuron's state fields."""
 
 from __future__ import annotations
 
 from .. import ir
-from ..expr import names
-from .names import Namer
-
-# ops that give the same result for an input repeated over time (a `direct` input's path made
-# of these is computed once, on [batch, ...], and repeated)
-TIME_INVARIANT = {"dense", "scale", "one_to_one", "flatten", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool",
-                  "dropout"}
-WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  # ops held by a module attribute
+from ..names import Namer
 
 
 class UnsupportedOp(Exception):
@@ -23,14 +16,11 @@ class UnsupportedOp(Exception):
         self.path = path
 
 
-def uses_t(neuron: ir.LNeuron) -> bool:
-    """Whether a neuron's step reads the built-in `t` (time since the start of the run)."""
-    exprs = [u.value for u in (*neuron.lets, *neuron.updates)]
-    if neuron.spike is not None:
-        exprs.append(neuron.spike.x)
-    if neuron.reset is not None:
-        exprs += [u.value for u in neuron.reset.updates]
-    return any(x.id == "t" for e in exprs for x in names(e))
+class ProgramVisitor:
+    """Prints a network's program: `visit(statement)` calls the printer's `visit_<Statement>`."""
+
+    def visit(self, statement: ir.Statement) -> None:
+        getattr(self, f"visit_{type(statement).__name__}")(statement)
 
 
 def state_fields(neuron: ir.LNeuron) -> dict[str, str]:

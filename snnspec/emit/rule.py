@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from .. import ir
 from ..expr import names
 from ..lower.rule import GATE, SHAPES, broadcast, gate, modulator_index, rule_step, scope_of
-from .names import Namer, py_name
+from ..names import Namer, py_name
 from .printer import Printer
 from .writer import CodeWriter
 

@@ -14,6 +14,7 @@ from .. import ir
 from ..diagnostics import Diagnostics
 from .neuron import lower_neuron, lower_rule
 from .plan import lower_network
+from .program import build_program
 
 
 def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
@@ -27,7 +28,12 @@ def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
         lowered_rule = _guarded(partial(lower_rule, rule, diags), rule, diags)
         if lowered_rule is not None:
             rules[name] = lowered_rule
-    networks = {name: lower_network(net, spec) for name, net in spec.networks.items()} if not diags.errors else {}
+    networks = {}
+    if not diags.errors:
+        for name, net in spec.networks.items():
+            lowered_net = lower_network(net, spec)
+            program = build_program(lowered_net, neurons, rules, diags)
+            networks[name] = lowered_net.model_copy(update={"program": program})
     return ir.LoweredSpec(file=spec.file, neurons=neurons, rules=rules, networks=networks)
 
 

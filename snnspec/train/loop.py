@@ -132,7 +132,7 @@ def setup(config: TrainConfig) -> _Setup:
     """Load the spec, choose the network, bind the loss, read and fit the data, build the class.
     Raises `SpecError`/`BackendError` (diagnostics) or `SetupError`/`DataError`/`LossError`."""
     from .. import load_lowered
-    from ..emit.names import class_name
+    from ..names import class_name
 
     lowered = load_lowered(config.spec)
     net_ir = select_network(lowered, config.network)

@@ -103,7 +103,7 @@ def simulate(spec: Path, network: str | None = None, steps: int | None = None, s
              index: int = 0, checkpoint: Path | None = None, seed: int = 0) -> Simulation:
     """Run the network on one sample and record every layer's spikes and membrane."""
     from .. import load_lowered
-    from ..emit.names import class_name
+    from ..names import class_name
 
     lowered = load_lowered(spec)
     net = select_network(lowered, network)

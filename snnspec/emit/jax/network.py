@@ -15,14 +15,15 @@ the final weight is returned in the buffers, as torch writes its buffer back.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ... import ir
-from ...lower.plan import network_modulators, plastic_dense
-from ..base import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields, uses_t
-from ..names import Namer, class_name, py_name
+from ...lower.program import reads_t
+from ...names import Namer, class_name, py_name
+from ..base import ProgramVisitor, UnsupportedOp, state_fields
 from ..writer import CodeWriter, literal
 
 
@@ -121,11 +122,8 @@ OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
     "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
 
-# ops that act on each step alone: a layer whose paths hold only these may compute its currents
-# inside its scan (`_per_step`)
+# a layer whose currents may be computed inside its scan (`_per_step`) gets the choice printed from this size
 _PER_STEP_MIN_MACS = 2 ** 14  # per sample: below, no batch up to 1024 reaches the generated `PER_STEP_MACS`
-_PER_STEP_OPS = {"dense", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool", "flatten", "scale", "one_to_one",
-                 "dropout", "lateral"}
 
 _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-1]", "max": "jnp.max({}, 0)",
              "trace": "{}"}
@@ -148,35 +146,17 @@ class Plastic:
     state: str
 
 
-def _uniform_init(op: ir.LOp, kind: str, r: int) -> str:
-    """torch's initial draw of a dense or conv `weight` or `bias`, from `keys[r]`: uniform on +-1/sqrt(fan_in)."""
-    fan_in = op.in_shape[0] * (int(op.args["kernel"]) ** _spatial(op) if op.name != "dense" else 1)
-    shape: tuple[int, ...]
-    if kind == "weight" and op.name == "dense":
-        shape = (op.out_shape[0], op.in_shape[0])
-    elif kind == "weight":
-        shape = (int(op.args["channels"]), op.in_shape[0], *[int(op.args["kernel"])] * _spatial(op))
-    else:
-        shape = (op.out_shape[0],) if op.name == "dense" else (int(op.args["channels"]),)
-    return f"_uniform(keys[{r}], {shape!r}, {literal(1 / fan_in ** 0.5)}, dtype)"
-
-
-class NetworkEmitter:
+class NetworkEmitter(ProgramVisitor):
     def __init__(self, net: ir.LNetwork, lowered: ir.LoweredSpec, out: CodeWriter):
         self.net = net
         self.lowered = lowered
         self.out = out
         self.cls = class_name(net.name)
-        # attribute names as the torch network emitter names its module attributes (the params keys); an op's
-        # name is fresh, so that two paths never share weights by accident of naming
-        attrs = Namer({"steps", "dt"})
-        self.layer_attr = {la.name: attrs(la.name) for la in net.layers}
-        self.op_attr: dict[tuple[int, int], str] = {}
-        for p in net.paths:
-            held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
-            for k in held:
-                suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
-                self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
+        assert net.program is not None
+        self.program = program = net.program
+        # the params keys: torch's module attribute names
+        self.layer_attr = program.layer_attrs
+        self.op_attr = {(slot.path, slot.op): slot.attr for slot in program.op_slots}
         self.layers = {la.name: la for la in net.layers}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
         module_names = {class_name(n) for n in (*lowered.neurons, *lowered.rules, *lowered.networks)}
@@ -184,26 +164,19 @@ class NetworkEmitter:
         inputs = Namer(_NETWORK_LOCALS | module_names)
         self.input_arg = {i.name: inputs(i.name) for i in net.inputs}
         # modulators of the rules: keyword arguments of `apply`, as of torch's `forward`
-        self.modulators = network_modulators(net, lowered.rules)
+        self.modulators = program.modulators
         self.mod_arg = {m: inputs.fresh(m) for m in self.modulators}  # never an input's name
         self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values()) | set(self.mod_arg.values())
         self.out_fields = Namer()
         self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
         # a plastic path's dense: its index, and its weight and bias are buffers (torch: `_plastic`)
-        self.plastic_dense = plastic_dense(net)
-        self.buffer_keys = {f"{self.op_attr[(i, k)]}.{kind}" for i, k in self.plastic_dense.items()
-                            for kind in ("weight", "bias")}
-        # random streams: rate inputs, then dropout ops, in declaration order
-        self.random: dict[object, int] = {}
-        for inp in net.inputs:
-            if inp.encoding == "rate":
-                self.random[inp.name] = len(self.random)
-        for p in net.paths:
-            for k, op in enumerate(p.ops):
-                if op.name == "dropout" and float(op.args["p"]) > 0:
-                    self.random[(p.index, k)] = len(self.random)
-        self.has_bn = any(op.name == "batchnorm" for p in net.paths for op in p.ops)
-        self.any_t = any(uses_t(n) for n in self.neurons.values())
+        self.plastic_dense = program.plastic_dense
+        self.buffer_keys = {b.key for b in program.buffers if b.role == "plastic"}
+        self.random: dict[object, int] = {d.input if d.input is not None else (d.path, d.op): r
+                                          for r, d in enumerate(program.random)}
+        self.has_bn = any(b.role == "statistic" for b in program.buffers)
+        self.any_t = program.reads_t
+        self.inputs = {i.name: i for i in net.inputs}
         self.fresh_scope()
 
     def fresh_scope(self) -> None:
@@ -272,14 +245,6 @@ class NetworkEmitter:
             for op in p.ops:
                 if op.name not in OP_PRINTERS:
                     raise UnsupportedOp(op.name, p, "is not supported by the jax backend yet")
-                if op.name == "batchnorm" and self.per_step(p):
-                    raise UnsupportedOp("batchnorm", p, "normalises over batch and time, so it cannot sit on a "
-                                                        "path computed step by step inside a recurrent group")
-
-    def per_step(self, p: ir.LPath) -> bool:
-        """Whether a path is computed inside a step loop (its source is in its target's group)."""
-        return any(p.src in g and p.dst in g for g in self.net.groups if len(g) > 1 or
-                   self.layers[g[0]].step_major)
 
     def emit_output_tuple(self) -> None:
         o = self.out
@@ -317,34 +282,9 @@ class NetworkEmitter:
         self.out.docstring("\n".join(lines))
 
     # -- params
-    def param_entries(self) -> list[tuple[str, str, ir.LOp | None, str | None]]:
-        """(key, kind, op, layer) in torch's `named_parameters()` order: the root module's own
-        parameters (one_to_one weights) first, then each submodule's in registration order."""
-        entries: list[tuple[str, str, ir.LOp | None, str | None]] = []
-        ops = [(p, k, op) for p in self.net.paths for k, op in enumerate(p.ops) if (p.index, k) in self.op_attr]
-        for p, k, op in ops:
-            if op.name == "one_to_one":
-                entries.append((self.op_attr[(p.index, k)], "ones", op, None))
-        for la in self.net.layers:
-            for prm in self.neurons[la.name].params:
-                if prm.learnable:
-                    entries.append((f"{self.layer_attr[la.name]}.{py_name(prm.name)}", "neuron", None, la.name))
-        for p, k, op in ops:
-            attr = self.op_attr[(p.index, k)]
-            if self.plastic_dense.get(p.index) == k:
-                continue  # buffers
-            if op.name in ("dense", "conv1d", "conv2d"):
-                entries.append((f"{attr}.weight", "weight", op, None))
-                if op.args.get("bias", True):
-                    entries.append((f"{attr}.bias", "bias", op, None))
-            elif op.name == "batchnorm":
-                entries.append((f"{attr}.weight", "ones", op, None))
-                entries.append((f"{attr}.bias", "zeros", op, None))
-        return entries
-
     def emit_init(self) -> None:
         o = self.out
-        entries = self.param_entries()
+        entries = self.program.params
         o.line("@staticmethod")
         o.line("def init(key, dtype=None) -> dict:")
         with o.indent():
@@ -356,58 +296,34 @@ class NetworkEmitter:
                 o.blank()
                 return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            if any(kind == "neuron" for _k, kind, _op, _la in entries):
+            if any(t.init == "neuron" for t in entries):
                 o.line(f"dt = {self.cls}.dt")
-            n_random = sum(1 for _k, kind, _op, _la in entries if kind in ("weight", "bias"))
+            n_random = sum(1 for t in entries if t.init == "uniform")
             if n_random:
                 o.line(f"keys = jax.random.split(key, {n_random})")
             local = Namer(self.reserved)
             inits: dict[str, str] = {}
-            for _key, kind, _op, layer in entries:
-                if kind == "neuron" and layer is not None and layer not in inits:
+            for t in entries:
+                layer = t.layer
+                if t.init == "neuron" and layer is not None and layer not in inits:
                     la = self.layers[layer]
                     neuron = self.neurons[layer]
                     kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in la.overrides.items())
                     inits[layer] = local(f"{layer}_init")
                     o.line(f"{inits[layer]} = {class_name(neuron.name)}.init({tuple(la.shape)!r}, dt=dt, "
                            f"dtype=dtype{kw})", self.src(la.line))
+            draws = itertools.count()
             o.line("return {")
             with o.indent():
-                r = 0
-                for key, kind, op, layer in entries:
-                    if kind in ("weight", "bias"):
-                        assert op is not None
-                        o.line(f'"{key}": {_uniform_init(op, kind, r)},')
-                        r += 1
-                    elif kind == "neuron":
-                        assert layer is not None
-                        o.line(f'"{key}": {inits[layer]}["{key.split(".", 1)[1]}"],')
-                    else:
-                        assert op is not None
-                        shape = tuple(op.in_shape) if op.name == "one_to_one" else (op.in_shape[0],)
-                        o.line(f'"{key}": jnp.{kind}({shape!r}, dtype),')
+                for t in entries:
+                    value = f'{inits[t.layer]}["{t.key.split(".", 1)[1]}"]' if t.layer is not None else None
+                    o.line(f'"{t.key}": {value or self.initial(t, draws)},')
             o.line("}")
         o.blank()
 
-    def buffer_entries(self) -> list[tuple[str, str, ir.LOp]]:
-        """(key, kind, op) in torch's `named_buffers()` order, less the neurons' and rules' fixed params
-        (constants of the generated code): plastic weights and biases, batchnorm running statistics."""
-        entries: list[tuple[str, str, ir.LOp]] = []
-        for p in self.net.paths:
-            for k, op in enumerate(p.ops):
-                attr = self.op_attr.get((p.index, k))
-                if self.plastic_dense.get(p.index) == k:
-                    entries.append((f"{attr}.weight", "weight", op))
-                    if op.args.get("bias", True):
-                        entries.append((f"{attr}.bias", "bias", op))
-                elif op.name == "batchnorm":
-                    entries += [(f"{attr}.running_mean", "mean", op), (f"{attr}.running_var", "var", op),
-                                (f"{attr}.num_batches_tracked", "count", op)]
-        return entries
-
     def emit_init_buffers(self) -> None:
         o = self.out
-        entries = self.buffer_entries()
+        entries = self.program.buffers
         o.line("@staticmethod")
         o.line("def init_buffers(key=None, dtype=None) -> dict:")
         with o.indent():
@@ -419,29 +335,28 @@ class NetworkEmitter:
                 o.blank()
                 return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            n_random = sum(1 for _k, kind, _op in entries if kind in ("weight", "bias"))
+            n_random = sum(1 for t in entries if t.init == "uniform")
             if n_random:
                 o.line("if key is None:")
                 with o.indent():
                     o.line(f'raise ValueError("{self.cls} has plastic weights, drawn at random: pass '
                            'key=jax.random.PRNGKey(...)")')
                 o.line(f"keys = jax.random.split(key, {n_random})")
+            draws = itertools.count()
             o.line("return {")
             with o.indent():
-                r = 0
-                for key, kind, op in entries:
-                    c = (op.in_shape[0],)
-                    if kind in ("weight", "bias"):
-                        o.line(f'"{key}": {_uniform_init(op, kind, r)},')
-                        r += 1
-                    elif kind == "mean":
-                        o.line(f'"{key}": jnp.zeros({c!r}, dtype),')
-                    elif kind == "var":
-                        o.line(f'"{key}": jnp.ones({c!r}, dtype),')
-                    else:
-                        o.line(f'"{key}": jnp.zeros((), int),')
+                for t in entries:
+                    o.line(f'"{t.key}": {self.initial(t, draws)},')
             o.line("}")
         o.blank()
+
+    @staticmethod
+    def initial(t: ir.PTensor, draws: Iterator[int]) -> str:
+        """The initial value of an array of the parameter table (`draws` numbers the random ones)."""
+        if t.init == "uniform":
+            assert t.fan_in is not None
+            return f"_uniform(keys[{next(draws)}], {t.shape!r}, {literal(1 / t.fan_in ** 0.5)}, dtype)"
+        return "jnp.zeros((), int)" if t.init == "count" else f"jnp.{t.init}({t.shape!r}, dtype)"
 
     def emit_neuron_params(self) -> None:
         o = self.out
@@ -480,16 +395,18 @@ class NetworkEmitter:
         if used:
             self.out.line(f"{', '.join(used)} = {', '.join(values[n] for n in used)}")
 
-    def emit_encoding(self, inp: ir.LInput, always: bool = False) -> None:
-        """The local `INPUT_seq` [T, batch, ...]; a `direct` input whose paths are all static gets none
-        (its paths are computed once, on [batch, ...]) unless `always`."""
+    def visit_Encode(self, statement: ir.Encode) -> None:
+        self.emit_encoding(self.inputs[statement.input], statement.sequence)
+
+    def emit_encoding(self, inp: ir.LInput, sequence: bool = True) -> None:
+        """The local `INPUT_seq` [T, batch, ...]; a `direct` input gets none without `sequence`."""
         o = self.out
         x = self.input_arg[inp.name]
         seq = self.v(inp.name, "seq")
         if inp.encoding == "none":
             o.line(f"{seq} = {x}")
         elif inp.encoding == "direct":
-            if always or any(not self.static_path(p) for p in self.net.paths if p.src == inp.name):
+            if sequence:
                 o.line(f"{seq} = jnp.broadcast_to({x}[None], (steps, *{x}.shape))")
         elif inp.encoding == "rate":
             o.line("if key is None:")
@@ -531,7 +448,7 @@ class NetworkEmitter:
             body = self.body()
             self.emit_keys(rate_only=True)
             for inp in self.net.inputs:
-                self.emit_encoding(inp, always=True)
+                self.emit_encoding(inp)
             seqs = [self.v(i.name, "seq") for i in self.net.inputs]
             self.out.line(f"return ({', '.join(seqs)},)")
             self.out = self.outer
@@ -540,12 +457,6 @@ class NetworkEmitter:
         o.blank()
 
     # -- paths
-    def static_path(self, p: ir.LPath) -> bool:
-        """A path from a `direct` input whose ops give the same result every step: computed once."""
-        inputs = {i.name: i for i in self.net.inputs}
-        return (p.src in inputs and inputs[p.src].encoding == "direct"
-                and all(op.name in TIME_INVARIANT for op in p.ops))
-
     def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, ctx_out: OpContext,
                    streaming: bool = False, source: str | None = None, ops: tuple[int, int] | None = None,
                    weight: str | None = None) -> str:
@@ -556,7 +467,7 @@ class NetworkEmitter:
         Statements it needs first go to `ctx_out.pre`; values carried over steps to `ctx_out.carry`.
         """
         inputs = {i.name for i in self.net.inputs}
-        static = self.static_path(p) and not streaming
+        static = p.index in self.program.static_paths and not streaming
         if source is not None:
             value = source
         elif p.src in inputs:
@@ -603,23 +514,6 @@ class NetworkEmitter:
                 o.line(f"{'+ ' if k else ''}{term}", (file, line))
         o.line(")")
 
-    def needed(self, layer: str) -> set[str]:
-        """The variables of `layer` read by paths or outputs."""
-        wanted = {p.src_var for p in self.net.paths if p.src == layer}
-        wanted |= {o.var for o in self.net.outputs if o.layer == layer}
-        return wanted
-
-    def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:
-        """The variables of `layer` that paths inside its group read, sorted."""
-        return sorted({p.src_var for p in self.net.paths if p.src == layer and p.dst in group})
-
-    def carried(self, group: tuple[str, ...]) -> list[tuple[str, str]]:
-        """(layer, var) of `group` that a recurrent path reads: the previous step's value (zero at
-        the first step), carried from step to step."""
-        return sorted({(p.src, p.src_var) for p in self.net.paths
-                       if p.recurrent and p.src in group and p.dst in group},
-                      key=lambda lv: (group.index(lv[0]), lv[1]))
-
     # -- apply
     def emit_apply(self) -> None:
         o = self.out
@@ -655,17 +549,10 @@ class NetworkEmitter:
             body.line(f"layer_params = {self.cls}.neuron_params(params)")
             self.emit_keys()
             self.emit_masks()
-            for inp in self.net.inputs:
-                self.emit_encoding(inp)
-            for group in self.net.groups:
-                if len(group) == 1 and not self.layers[group[0]].step_major:
-                    self.emit_layer_major(group[0])
-                else:
-                    self.emit_step_major(group)
-            fields = []
-            for out in self.net.outputs:
-                seq = self.v(out.layer, out.var)
-                fields.append(f"{self.out_fields(out.name)}={_READOUTS[out.readout].format(seq)}")
+            self.readouts: list[str] = []
+            for statement in self.program.statements:
+                self.visit(statement)
+            fields = self.readouts
             buffers = "new_buffers" if self.has_bn or self.plastic_dense else "{} if buffers is None else buffers"
             body.line(f"return {self.cls}Output({', '.join(fields)}), {buffers}")
             self.out = self.outer
@@ -676,6 +563,10 @@ class NetworkEmitter:
             self.emit_steps_batch(body)
             self.splice(body)
         o.blank()
+
+    def visit_Readout(self, out: ir.Readout) -> None:
+        seq = self.v(out.layer, out.var)
+        self.readouts.append(f"{self.out_fields(out.output)}={_READOUTS[out.readout].format(seq)}")
 
     def emit_buffers(self, o: CodeWriter) -> None:
         """`buffers` where a function reads them: plastic weights must be given; batchnorm statistics
@@ -707,17 +598,18 @@ class NetworkEmitter:
             (o or self.out).line(text, self.src(line))
         ctx.pre.clear()
 
-    def emit_layer_major(self, layer: str) -> None:
+    def visit_LayerRun(self, run: ir.LayerRun) -> None:
         o = self.out
+        layer = run.layer
         la = self.layers[layer]
         neuron = self.neurons[layer]
         attr = self.layer_attr[layer]
-        paths = [p for p in self.net.paths if p.dst == layer]
+        paths = [self.net.paths[i] for i in run.paths]
         o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all steps at once")
-        states = self.needed(layer) - {"spike"}
+        states = run.records
         spike = self.v(layer, "spike")
         rec = self.local(f"{layer}_record") if states else "_"
-        macs = self.per_step_macs(layer, paths)
+        macs = run.per_step_macs
         if macs >= _PER_STEP_MIN_MACS:
             o.line(f"if _per_step(batch * {literal(macs)}):  # a large product per step: inside the scan")
             with o.indent():
@@ -737,29 +629,8 @@ class NetworkEmitter:
         if macs >= _PER_STEP_MIN_MACS:
             o.level -= 1
         fields = state_fields(neuron)
-        for var in sorted(states):
+        for var in states:
             o.line(f"{self.v(layer, var)} = {rec}.{fields[var]}")
-
-    def per_step_macs(self, layer: str, paths: list[ir.LPath]) -> int:
-        """Multiply-adds per sample and step of a layer's paths, if its currents may be computed step
-        by step inside its scan (every path reads a sequence through per-sample ops; the neuron does
-        not read `t`); else 0."""
-        if uses_t(self.neurons[layer]) or not paths:
-            return 0
-        macs = 0
-        for p in paths:
-            if self.static_path(p) or any(op.name not in _PER_STEP_OPS for op in p.ops):
-                return 0
-            for op in p.ops:
-                if op.name == "dense":
-                    macs += op.in_shape[0] * op.out_shape[0]
-                elif op.name in ("conv1d", "conv2d"):
-                    kernel = int(op.args["kernel"]) ** _spatial(op)
-                    spatial = 1
-                    for n in op.out_shape[1:]:
-                        spatial *= n
-                    macs += op.out_shape[0] * spatial * op.in_shape[0] * kernel
-        return macs
 
     def emit_per_step(self, layer: str, paths: list[ir.LPath], target: str, record: bool) -> None:
         """`target = _run_per_step(...)`: the layer's currents computed at each step inside its scan."""
@@ -796,29 +667,26 @@ class NetworkEmitter:
         o.line(f'{target} = _run_per_step({class_name(neuron.name)}, layer_params["{attr}"], {fn}, '
                f"({', '.join(sources)},), dt{', record=True' if record else ''})")
 
-    def emit_step_major(self, group: tuple[str, ...]) -> None:
+    def visit_StepLoop(self, loop: ir.StepLoop) -> None:
         o = self.out
-        members = set(group)
-        plastic = [p for p in self.net.paths if p.learn and p.dst in members]
-        why = ["a recurrent path closes a cycle through them"] if any(
-            p.recurrent and p.dst in members for p in self.net.paths) else []
+        group = tuple(la.layer for la in loop.layers)
+        self.loop_reads = {la.layer: la.now for la in loop.layers}
+        plastic = [self.net.paths[i] for i in loop.plastic]
+        why = ["a recurrent path closes a cycle through them"] if loop.recurrent else []
         why += ["plastic weights change every step"] if plastic else []
         o.line(f"# layers {', '.join(group)}: step by step ({'; '.join(why)})")
         outside: dict[int, str] = {}  # a path from outside the group: its current, or a plastic path's input
         ctx = OpContext(None, True, False, False, self.param, self.local)
-        for layer in group:
-            for p in self.net.paths:
-                if p.dst != layer or p.src in members:
-                    continue
-                dense = self.plastic_dense.get(p.index)
-                if dense == 0 and not self.static_path(p):  # the dense reads the source's sequence itself
-                    outside[p.index] = self.path_value(p, True, False, ctx, ops=(0, 0))
-                    continue
-                name = self.local(f"{p.src}_{layer}_{'current' if dense is None else 'pre'}")
-                value = self.path_value(p, True, False, ctx, ops=None if dense is None else (0, dense))
-                self.emit_pre(ctx)
-                o.line(f"{name} = {value}", self.src(p.line))
-                outside[p.index] = name
+        for p in (self.net.paths[i] for i in loop.outside):
+            dense = self.plastic_dense.get(p.index)
+            if dense == 0 and p.index not in self.program.static_paths:  # the dense reads the sequence itself
+                outside[p.index] = self.path_value(p, True, False, ctx, ops=(0, 0))
+                continue
+            name = self.local(f"{p.src}_{p.dst}_{'current' if dense is None else 'pre'}")
+            value = self.path_value(p, True, False, ctx, ops=None if dense is None else (0, dense))
+            self.emit_pre(ctx)
+            o.line(f"{name} = {value}", self.src(p.line))
+            outside[p.index] = name
         # plastic paths: the rule's params, and the weight and rule state that the scan carries
         learning: dict[int, Plastic] = {}
         for p in plastic:
@@ -830,7 +698,7 @@ class NetworkEmitter:
                                         self.local(f"{attr}_rule_state"))
             given = ", ".join(f'"{py_name(k)}": {literal(v)}' for k, v in p.learn_args.items())
             o.line(f"{learning[p.index].rule} = {rule}.params({{{given}}}, dt=dt)", self.src(p.line))
-        group_t = any(uses_t(self.neurons[la]) for la in group)
+        group_t = loop.reads_t
         # the body first, into its own writer: it decides what the loop carries
         body = o.child()
         body.level += 1
@@ -839,7 +707,7 @@ class NetworkEmitter:
         self.emit_layer_steps(body, group, {i: xs[i] for i in outside}, step_ctx, "t" if group_t else None,
                               learning=learning)
         carried = [(self.local(la + "_state"), self.init_state_expr(la)) for la in group]
-        carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in self.carried(group)]
+        carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in loop.carried]
         carried += step_ctx.carry
         for p in plastic:
             pl = learning[p.index]
@@ -848,11 +716,11 @@ class NetworkEmitter:
             carried.append((pl.state, f"{pl.cls}.init_state({pl.rule}, batch, {op.out_shape[0]}, {op.in_shape[0]}, "
                                       "dtype=dtype)"))
         outputs = []  # (stacked name, per-step value)
-        for la in group:
+        for member in loop.layers:
+            la = member.layer
             fields = state_fields(self.neurons[la])
-            wanted = self.needed(la)
             outputs.append((self.v(la, "spike"), self.v(la, "spike", "_now")))
-            for var in sorted(wanted - {"spike"}):
+            for var in sorted((set(member.now) | set(member.after)) - {"spike"}):
                 outputs.append((self.v(la, var), f"{self.local(la + '_state')}.{fields[var]}"))
         fn = self.local.fresh(f"{'_'.join(group)}_step")
         init = self.local.fresh(f"{'_'.join(group)}_init")
@@ -948,7 +816,7 @@ class NetworkEmitter:
                 self.emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
-            t_arg = f", t={t}" if t and uses_t(neuron) else ""
+            t_arg = f", t={t}" if t and reads_t(neuron) else ""
             o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
                    f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})")
             rules = [p for p in paths if p.index in learning]
@@ -962,7 +830,7 @@ class NetworkEmitter:
                         o.line(f"{pl.state}, {pl.weight} = {pl.cls}.step({pl.rule}, {pl.state}, {pl.weight}, "
                                f"{pre[p.index]}, {spike}{mods}, dt=dt)", self.src(p.line))
             fields = state_fields(neuron)
-            for var in self.needed_in_loop(layer, group):
+            for var in self.loop_reads[layer]:
                 if var != "spike":
                     o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
 
@@ -972,12 +840,15 @@ class NetworkEmitter:
         net = self.net
         self.fresh_scope()
         self.masks = {}
-        everything = tuple(la.name for la in net.layers)
+        streaming = self.program.streaming
+        assert streaming is not None
+        everything = tuple(la.layer for la in streaming.layers)
+        self.loop_reads = {la.layer: la.now for la in streaming.layers}
         body = o.child()
         body.level += 1
         ctx = OpContext(None, False, True, True, self.param, self.local)
         self.emit_layer_steps(body, everything, {}, ctx, "t" if self.any_t else None, streaming=True)
-        previous = self.carried(everything)
+        previous = list(streaming.carried)
         delays = list(ctx.carry)
         step_scope = (self.local, self.var_name)
 

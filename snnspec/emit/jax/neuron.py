@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
-from ..base import uses_t
-from ..names import ModuleNames, Namer, class_name, py_name
+from ...lower.program import reads_t
+from ...names import ModuleNames, Namer, class_name, py_name
 from ..printer import Printer
 from ..writer import CodeWriter, literal
 from .functions import JAX_FUNCTIONS
@@ -38,7 +38,7 @@ class NeuronEmitter:
             self.state_fields.append(("spiked", fields("spiked")))
         self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
         self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
-        self.uses_t = uses_t(n)
+        self.uses_t = reads_t(n)
         local = Namer(_NEURON_LOCALS)
         self.inputs = [(i.var, local(i.var)) for i in n.inputs]
         self.locals = {name: local(name) for name, _ in self.state_fields}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ... import __version__, ir
-from ..names import ModuleNames, class_name, defined_names
+from ...names import ModuleNames, class_name, defined_names
 from ..writer import CodeWriter
 from .helpers import HELPERS
 from .network import NetworkEmitter

@@ -13,7 +13,7 @@ import re
 
 from ... import ir
 from ...lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
-from ..names import ModuleNames, Namer
+from ...names import ModuleNames, Namer
 from ..printer import Printer
 from ..writer import CodeWriter
 

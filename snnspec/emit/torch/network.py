@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ... import ir
-from ...lower.plan import network_modulators, plastic_dense
-from ..base import TIME_INVARIANT, WEIGHTED, UnsupportedOp, state_fields, uses_t
-from ..names import Namer, class_name, py_name
+from ...lower.program import reads_t
+from ...names import Namer, class_name, py_name
+from ..base import ProgramVisitor, UnsupportedOp, state_fields
 from ..writer import CodeWriter, literal
 
 
@@ -122,31 +122,28 @@ def op_module(op: ir.LOp) -> str:
     return f"nn.Parameter(torch.ones({tuple(op.in_shape)!r}))"
 
 
-class NetworkEmitter:
+class NetworkEmitter(ProgramVisitor):
     def __init__(self, net: ir.LNetwork, lowered: ir.LoweredSpec, out: CodeWriter):
         self.net = net
         self.lowered = lowered
         self.out = out
         self.cls = class_name(net.name)
-        attrs = Namer({"steps", "dt"})
-        self.layer_attr = {la.name: attrs(la.name) for la in net.layers}
+        assert net.program is not None
+        self.program = program = net.program
+        self.layer_attr = program.layer_attrs
         # locals of `forward`: the fixed names it prints, then the input arguments, then `scoped` names
         self.local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", "fire", "ticks", "previous"})
         self.input_arg = {i.name: self.local(i.name) for i in net.inputs}
         self.scoped_names: dict[tuple[str, ...], str] = {}
-        self.op_attr: dict[tuple[int, int], str] = {}
-        for p in net.paths:
-            held = [k for k, op in enumerate(p.ops) if op.name in WEIGHTED]
-            for k in held:
-                suffix = "" if len(held) == 1 else f"_{p.ops[k].name}"
-                self.op_attr[(p.index, k)] = attrs.fresh(f"{p.src}_{p.dst}{suffix}")
-        self.rule_attr = {p.index: attrs.fresh(f"{p.src}_{p.dst}_{p.learn}") for p in net.paths if p.learn}
-        self.modulators = network_modulators(net, lowered.rules)
-        self.plastic_dense = plastic_dense(net)
+        self.op_attr = {(slot.path, slot.op): slot.attr for slot in program.op_slots}
+        self.rule_attr = program.rule_attrs
+        self.modulators = program.modulators
+        self.plastic_dense = program.plastic_dense
         self.mod_arg = {m: self.local.fresh(m) for m in self.modulators}  # keywords of forward, never an input's name
         self.plastic_weight: dict[int, str] = {}
         self.current_group: tuple[str, ...] = ()
         self.layers = {la.name: la for la in net.layers}
+        self.inputs = {i.name: i for i in net.inputs}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
         self.out_fields = Namer()
 
@@ -180,14 +177,6 @@ class NetworkEmitter:
             for op in p.ops:
                 if op.name not in OP_PRINTERS:
                     raise UnsupportedOp(op.name, p)
-                if op.name == "batchnorm" and self.per_step(p):
-                    raise UnsupportedOp("batchnorm", p, "normalises over batch and time, so it cannot sit on a "
-                                                        "path computed step by step inside a recurrent group")
-
-    def per_step(self, p: ir.LPath) -> bool:
-        """Whether a path is computed inside a step loop (its source is in its target's group)."""
-        return any(p.src in g and p.dst in g for g in self.net.groups if len(g) > 1 or
-                   self.layers[g[0]].step_major)
 
     def emit_output_tuple(self) -> None:
         o = self.out
@@ -263,13 +252,9 @@ class NetworkEmitter:
             sizes = {"steps": f"{first}.shape[0]" if sequences else "self.steps",
                      "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
             header = len(o.lines)
-            for inp in net.inputs:
-                self.emit_encoding(inp)
-            for group in net.groups:
-                if len(group) == 1 and not self.layers[group[0]].step_major:
-                    self.emit_layer_major(group[0])
-                else:
-                    self.emit_step_major(group)
+            self.readouts: list[str] = []
+            for statement in self.program.statements:
+                self.visit(statement)
             # `steps` and `batch` only where the body reads them (no unused locals)
             body = "\n".join(o.lines[header:])
             used = [name for name in sizes if re.search(rf"\b{name}\b", body)]
@@ -277,22 +262,23 @@ class NetworkEmitter:
                 line = f"{', '.join(used)} = {', '.join(sizes[u] for u in used)}"
                 o.lines.insert(header, o.indent_unit * o.level + line)
                 o.source_map = {k + (k > header): v for k, v in o.source_map.items()}
-            fields = []
-            for out in net.outputs:
-                seq = self.v(out.layer, out.var)
-                value = {"count": f"{seq}.sum(0)", "rate": f"{seq}.mean(0)", "last": f"{seq}[-1]",
-                         "max": f"{seq}.amax(0)", "trace": seq}[out.readout]
-                fields.append(f"{self.out_fields(out.name)}={value}")
-            o.line(f"return {self.cls}Output({', '.join(fields)})")
+            o.line(f"return {self.cls}Output({', '.join(self.readouts)})")
 
-    def emit_encoding(self, inp: ir.LInput) -> None:
+    def visit_Readout(self, out: ir.Readout) -> None:
+        seq = self.v(out.layer, out.var)
+        value = {"count": f"{seq}.sum(0)", "rate": f"{seq}.mean(0)", "last": f"{seq}[-1]",
+                 "max": f"{seq}.amax(0)", "trace": seq}[out.readout]
+        self.readouts.append(f"{self.out_fields(out.output)}={value}")
+
+    def visit_Encode(self, statement: ir.Encode) -> None:
         o = self.out
+        inp = self.inputs[statement.input]
         x = self.input_arg[inp.name]
         seq = self.v(inp.name, "seq")
         if inp.encoding == "none":
             o.line(f"{seq} = {x}")
         elif inp.encoding == "direct":
-            if any(not self.static_path(p) for p in self.net.paths if p.src == inp.name):
+            if statement.sequence:
                 o.line(f"{seq} = {x}.unsqueeze(0).expand(steps, *{x}.shape)")
         elif inp.encoding == "rate":
             o.line(f"{seq} = torch.bernoulli({x}.clamp(0.0, 1.0).unsqueeze(0).expand(steps, *{x}.shape))")
@@ -309,12 +295,6 @@ class NetworkEmitter:
             o.line(f"previous = torch.cat([torch.zeros_like({x}[:1]), {x}[:-1]])")
             o.line(f"{seq} = ({x} - previous > {literal(th)}).to({x}.dtype)")
 
-    def static_path(self, p: ir.LPath) -> bool:
-        """A path from a `direct` input whose ops give the same result every step: computed once."""
-        inputs = {i.name: i for i in self.net.inputs}
-        return (p.src in inputs and inputs[p.src].encoding == "direct"
-                and all(op.name in TIME_INVARIANT for op in p.ops))
-
     def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, setup: list[str] | None = None,
                    ops: tuple[int, int] | None = None, value: str | None = None) -> str:
         """The current a path delivers: over all steps (`time_axis`) or at step i of a loop.
@@ -323,7 +303,7 @@ class NetworkEmitter:
         `ops` prints only ops[start:end], starting from `value`.
         """
         inputs = {i.name for i in self.net.inputs}
-        static = self.static_path(p)
+        static = p.index in self.program.static_paths
         if value is not None:
             pass
         elif p.src in inputs:
@@ -373,17 +353,12 @@ class NetworkEmitter:
                 o.line(f"{'+ ' if k else ''}{term}", (file, line))
         o.line(")")
 
-    def needed(self, layer: str, outside_of: tuple[str, ...] = ()) -> set[str]:
-        """The variables of `layer` that outputs read, or paths to layers not in `outside_of`."""
-        wanted = {p.src_var for p in self.net.paths if p.src == layer and p.dst not in outside_of}
-        wanted |= {o.var for o in self.net.outputs if o.layer == layer}
-        return wanted
-
-    def emit_layer_major(self, layer: str) -> None:
+    def visit_LayerRun(self, run: ir.LayerRun) -> None:
         o = self.out
+        layer = run.layer
         la = self.layers[layer]
         attr = self.layer_attr[layer]
-        paths = [p for p in self.net.paths if p.dst == layer]
+        paths = [self.net.paths[i] for i in run.paths]
         o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all {'steps'} at once")
         currents = self.currents(layer, True, paths)
         names = []
@@ -391,28 +366,29 @@ class NetworkEmitter:
             name = self.scoped(f"{layer}_{inp.var}", "current", layer, inp.var)
             self.emit_sum(o, name, terms, self.net.file)
             names.append(name)
-        states = self.needed(layer) - {"spike"}
+        states = run.records
         record = bool(states)
         spike = self.v(layer, "spike")
         rec = self.scoped(f"{layer}_record", "record", layer) if record else "_"
         o.line(f"{spike}, _, {rec} = self.{attr}.run({', '.join(names)}{', record=True' if record else ''})")
         neuron = self.neurons[layer]
         fields = state_fields(neuron)
-        for var in sorted(states):
+        for var in states:
             o.line(f"{self.v(layer, var)} = {rec}.{fields[var]}")
 
-    def emit_step_major(self, group: tuple[str, ...]) -> None:
+    def visit_StepLoop(self, loop: ir.StepLoop) -> None:
         o = self.out
-        members = set(group)
+        group = tuple(la.layer for la in loop.layers)
+        self.loop_reads = {la.layer: la.now for la in loop.layers}
+        after = {la.layer: la.after for la in loop.layers}
         o.line(f"# layers {', '.join(group)}: step by step (recurrent or plastic paths)")
         outside: dict[int, str] = {}
         self.current_group = group
-        for layer in group:
-            for p in self.net.paths:
-                if p.dst == layer and p.src not in members and not p.learn:
-                    name = self.scoped(f"{p.src}_{layer}_current", "path", str(p.index))
-                    o.line(f"{name} = {self.path_value(p, True, False)}", self.src(p.line))
-                    outside[p.index] = name
+        for p in (self.net.paths[i] for i in loop.outside):
+            if not p.learn:  # a plastic path is computed in the loop, with the weight of the step
+                name = self.scoped(f"{p.src}_{p.dst}_current", "path", str(p.index))
+                o.line(f"{name} = {self.path_value(p, True, False)}", self.src(p.line))
+                outside[p.index] = name
         for layer in group:
             attr = self.layer_attr[layer]
             state = self.scoped(f"{layer}_state", "state", layer)
@@ -420,12 +396,12 @@ class NetworkEmitter:
             o.line(f"{self.scoped(f'{layer}_params', 'params', layer)} = self.{attr}.params()")
             o.line(f"{state} = self.{attr}.init_state(batch)")
             # what paths inside the group read: a recurrent path sees zero at the first step
-            for var in self.needed_in_loop(layer, group):
+            for var in self.loop_reads[layer]:
                 like = f"{state}[0]" if var == "spike" else f"{state}.{fields[var]}"
                 o.line(f"{self.v(layer, var, '_now')} = torch.zeros_like({like})")
             o.line(f"{self.scoped(f'{layer}_history', 'history', layer)} = []")
         setup: list[str] = []
-        plastic = [p for p in self.net.paths if p.learn and p.dst in members]
+        plastic = [self.net.paths[i] for i in loop.plastic]
         for p in plastic:
             dense = self.plastic_dense[p.index]
             attr = self.op_attr[(p.index, dense)]
@@ -437,15 +413,15 @@ class NetworkEmitter:
             op = p.ops[dense]
             o.line(f"{rule_state} = self.{self.rule_attr[p.index]}.init_state(batch, {op.out_shape[0]}, "
                    f"{op.in_shape[0]}, {like})")
-        loop = o.child()
-        loop.level += 1
-        self.emit_step_loop(group, outside, setup, loop)
+        body = o.child()
+        body.level += 1
+        self.emit_step_loop(group, outside, setup, body)
         for line in setup:
             o.line(line)
         o.line("for i in range(steps):")
-        o.lines.extend(loop.lines)
-        for k, source in loop.source_map.items():
-            o.source_map[k + len(o.lines) - len(loop.lines)] = source
+        o.lines.extend(body.lines)
+        for k, source in body.source_map.items():
+            o.source_map[k + len(o.lines) - len(body.lines)] = source
         for p in plastic:
             dense = self.plastic_dense[p.index]
             o.line("if self.training:")
@@ -455,10 +431,11 @@ class NetworkEmitter:
         for layer in group:
             fields = state_fields(self.neurons[layer])
             history = self.scoped(f"{layer}_history", "history", layer)
-            after = self.needed(layer, outside_of=group)
-            if "spike" in after:
+            if "spike" in after[layer]:
                 o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
-            for var in sorted(after - {"spike"}):
+            for var in after[layer]:
+                if var == "spike":
+                    continue
                 o.line(f"{self.v(layer, var)} = torch.stack([h[1].{fields[var]} for h in {history}])")
 
     def emit_step_loop(self, group: tuple[str, ...], outside: dict[int, str], setup: list[str],
@@ -496,7 +473,7 @@ class NetworkEmitter:
                 self.emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
-            t = ", i * self.dt" if uses_t(neuron) else ""
+            t = ", i * self.dt" if reads_t(neuron) else ""
             o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
                    f"{self.scoped(f'{layer}_params', 'params', layer)}, {', '.join(terms_by_input)}, {state}{t})")
             o.line(f"{self.scoped(f'{layer}_history', 'history', layer)}.append(({spike}, {state}))")
@@ -509,7 +486,7 @@ class NetworkEmitter:
                     with o.indent():
                         o.line(f"{rule_state}, {weight} = self.{self.rule_attr[p.index]}.step("
                                f"{rule_state}, {weight}, {pre[p.index]}, {spike}{mods})", self.src(p.line))
-            for var in self.needed_in_loop(layer, group):
+            for var in self.loop_reads[layer]:
                 if var != "spike":
                     o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
 
@@ -519,8 +496,3 @@ class NetworkEmitter:
             return ()
         dense = self.plastic_dense[p.index]
         return (dense, len(p.ops)), pre[p.index]
-
-    def needed_in_loop(self, layer: str, group: tuple[str, ...]) -> list[str]:
-        """The variables of `layer` that paths inside its group read, sorted (generated code is deterministic)."""
-        return sorted({p.src_var for p in self.net.paths if p.src == layer and p.dst in group})
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
-from ..names import ModuleNames, Namer, class_name, py_name
+from ...names import ModuleNames, Namer, class_name, py_name
 from ..printer import PRODUCT, Printer
 from ..writer import CodeWriter, literal
 from .functions import TORCH_FUNCTIONS
