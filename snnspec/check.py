@@ -16,6 +16,7 @@ from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of, expect_dim, uses_units
 from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names
 from .loader import STD_SURROGATES, Program
+from .rule_scope import may_change, scope_of, unreadable
 from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
 
 Decl = Union[ir.Surrogate, ir.Neuron, ir.Rule, ir.Network]
@@ -447,11 +448,9 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
 
 
 def check_rule_scopes(r: ir.Rule, diags: Diagnostics) -> None:
-    """What each statement of a rule may read and change (lower/rule.py): a pre state reads only pre
+    """What each statement of a rule may read and change (rule_scope.py): a pre state reads only pre
     values, a post state only post values; `on pre` never changes a post state, `on post` never a
     pre state."""
-    from .lower.rule import may_change, scope_of, unreadable
-
     scopes = {s.name: s.scope for s in r.states}
 
     def check_reads(var: str, exprs: Iterable[ir.Expr], where: str) -> None:
