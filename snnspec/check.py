@@ -8,10 +8,10 @@ so one run reports every problem it can find.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from graphlib import CycleError, TopologicalSorter
 from typing import Any, Union
 
 from . import ir
+from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of, expect_dim, uses_units
 from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names
@@ -170,22 +170,6 @@ def check_local_names(decls: Iterable[tuple[str, str, ir.Span | None]], diags: D
                 diags.warning(f"{kind} '{name}' shadows the unit '{name}' in this block", span)
             kinds[name] = kind
     return kinds
-
-
-def order_by_dependency(items: Mapping[str, ir.Expr], kind: str, spans: Mapping[str, ir.Span | None],
-                        diags: Diagnostics) -> list[str]:
-    """Names of `items` ordered so each comes after those it uses; a cycle is reported."""
-    graph = {n: {m.id for m in names(e) if m.id in items and m.id != n} for n, e in items.items()}
-    for n, e in items.items():
-        if any(m.id == n for m in names(e)):
-            diags.error(f"{kind} '{n}' is defined in terms of itself", spans.get(n))
-    try:
-        return list(TopologicalSorter(graph).static_order())
-    except CycleError as err:
-        cycle = err.args[1]
-        diags.error(f"{kind}s depend on each other in a cycle: {' -> '.join(cycle)}", spans.get(cycle[0]),
-                    f"a {kind} can only use {kind}s that do not depend on it")
-        return list(items)
 
 
 def _in_cycle(expr: ir.Expr, items: Mapping[str, object], done: Mapping[str, Dim | None]) -> bool:

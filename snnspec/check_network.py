@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import ir
-from .check import BUILTINS, check_local_names, constant, order_by_dependency
+from .check import BUILTINS, check_local_names, constant
+from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of
 from .expr import names
