@@ -8,14 +8,15 @@ so one run reports every problem it can find.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from graphlib import CycleError, TopologicalSorter
 from typing import Any, Union
 
 from . import ir
+from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of, expect_dim, uses_units
 from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names
 from .loader import STD_SURROGATES, Program
+from .rule_scope import may_change, scope_of, unreadable
 from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
 
 Decl = Union[ir.Surrogate, ir.Neuron, ir.Rule, ir.Network]
@@ -169,22 +170,6 @@ def check_local_names(decls: Iterable[tuple[str, str, ir.Span | None]], diags: D
                 diags.warning(f"{kind} '{name}' shadows the unit '{name}' in this block", span)
             kinds[name] = kind
     return kinds
-
-
-def order_by_dependency(items: Mapping[str, ir.Expr], kind: str, spans: Mapping[str, ir.Span | None],
-                        diags: Diagnostics) -> list[str]:
-    """Names of `items` ordered so each comes after those it uses; a cycle is reported."""
-    graph = {n: {m.id for m in names(e) if m.id in items and m.id != n} for n, e in items.items()}
-    for n, e in items.items():
-        if any(m.id == n for m in names(e)):
-            diags.error(f"{kind} '{n}' is defined in terms of itself", spans.get(n))
-    try:
-        return list(TopologicalSorter(graph).static_order())
-    except CycleError as err:
-        cycle = err.args[1]
-        diags.error(f"{kind}s depend on each other in a cycle: {' -> '.join(cycle)}", spans.get(cycle[0]),
-                    f"a {kind} can only use {kind}s that do not depend on it")
-        return list(items)
 
 
 def _in_cycle(expr: ir.Expr, items: Mapping[str, object], done: Mapping[str, Dim | None]) -> bool:
@@ -447,11 +432,9 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
 
 
 def check_rule_scopes(r: ir.Rule, diags: Diagnostics) -> None:
-    """What each statement of a rule may read and change (lower/rule.py): a pre state reads only pre
+    """What each statement of a rule may read and change (rule_scope.py): a pre state reads only pre
     values, a post state only post values; `on pre` never changes a post state, `on post` never a
     pre state."""
-    from .lower.rule import may_change, scope_of, unreadable
-
     scopes = {s.name: s.scope for s in r.states}
 
     def check_reads(var: str, exprs: Iterable[ir.Expr], where: str) -> None:

@@ -1,7 +1,7 @@
 """Network checks (LANGUAGE.md §5): layers, overrides, paths, ops, shapes, outputs, training.
 
-The values a network fixes (dt, overrides, op and encoding arguments, every shape) are
-evaluated here by the same functions the lowering uses, so whatever passes the checks lowers.
+The values a network fixes (dt, overrides, op and encoding arguments, every shape) are evaluated
+here, once: a network whose checks pass carries them to lowering as `ir.NetworkFacts`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import ir
-from .check import BUILTINS, check_local_names, constant, order_by_dependency
+from .check import BUILTINS, check_local_names, constant
+from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of
 from .expr import names
@@ -84,13 +85,15 @@ def param_values(block: ir.Neuron | ir.Rule, overrides: Mapping[str, float], dt:
 
 @dataclass
 class PathInfo:
-    """What the checker learned about one path: evaluated op arguments and the value's dimension."""
+    """What the checker learned about one path: its evaluated op and `learn` arguments."""
 
     ops: list[tuple[str, OpArgs]]
-    dim: Dim
+    learn_args: dict[str, float]
 
 
 def check_network(net: ir.Network, checker: _Checker, diags: Diagnostics) -> ir.Network:
+    """The network with every layer's shape, and its `facts` if its checks pass."""
+    errors = len(diags.errors)
     kinds = check_local_names([*((i.name, "input", i.span) for i in net.inputs),
                                *((la.name, "layer", la.span) for la in net.layers)], diags, reserved=BUILTINS)
     neurons: dict[str, ir.Neuron] = {}
@@ -119,30 +122,38 @@ def check_network(net: ir.Network, checker: _Checker, diags: Diagnostics) -> ir.
     if net.steps is None and any(i.encoding.name not in ("none", "delta") for i in net.inputs):
         diags.error(f"network '{net.name}' needs `steps = N`: how many steps to present its inputs", net.span,
                     "add e.g. `steps = 25`")
-    for inp in net.inputs:
-        _check_input(inp, dt, dt_dim, diags)
+    encodings = {inp.name: _check_input(inp, dt, dt_dim, diags) for inp in net.inputs}
     if not net.inputs:
         diags.error(f"network '{net.name}' has no input", net.span, "add e.g. `input x[784] encode rate`")
 
+    overrides: dict[str, dict[str, float]] = {}
     for layer in net.layers:
         if layer.name in neurons:
-            layer_overrides(layer, neurons[layer.name], dt, diags)
+            overrides[layer.name] = layer_overrides(layer, neurons[layer.name], dt, diags)
         if layer.shape is not None and any(d < 1 for d in layer.shape):
             diags.error(f"layer '{layer.name}' has an empty shape", layer.span)
 
     infos = [_check_path(i, p, net, kinds, neurons, rules.get(i), dt, diags) for i, p in enumerate(net.paths)]
-    shapes = infer_shapes(net, infos, diags)
+    shapes, ops = infer_shapes(net, infos, diags)
     _check_outputs(net, neurons, diags)
-    if net.train is not None:
-        train_settings(net.train, diags)
-    return net.model_copy(update={"layers": tuple(
-        la.model_copy(update={"shape": shapes.get(la.name, la.shape)}) for la in net.layers)})
+    train = train_settings(net.train, diags) if net.train is not None else ir.LTrain()
+    layers = tuple(la.model_copy(update={"shape": shapes.get(la.name, la.shape)}) for la in net.layers)
+    if len(diags.errors) > errors:
+        return net.model_copy(update={"layers": layers})
+    paths = []
+    for i, info in enumerate(infos):
+        assert info is not None  # a path that fails a check reports an error
+        paths.append(ir.PathFacts(ops=ops[i], learn_args=info.learn_args))
+    facts = ir.NetworkFacts(dt=dt, dt_has_unit=dt_is_time, overrides=overrides, encodings=encodings,
+                            paths=tuple(paths), train=train)
+    return net.model_copy(update={"layers": layers, "facts": facts})
 
 
-def _check_input(inp: ir.NetInput, dt: float, dt_dim: Dim, diags: Diagnostics) -> None:
+def _check_input(inp: ir.NetInput, dt: float, dt_dim: Dim, diags: Diagnostics) -> dict[str, float]:
+    """The input's encoding arguments, after checking its shape and them."""
     if any(d < 1 for d in inp.shape):
         diags.error(f"input '{inp.name}' has an empty shape", inp.span)
-    encoding_args(inp.encoding, dt, dt_dim, diags)
+    return encoding_args(inp.encoding, dt, dt_dim, diags)
 
 
 def encoding_args(enc: ir.Encoding, dt: float, dt_dim: Dim, diags: Diagnostics) -> dict[str, float]:
@@ -255,6 +266,7 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
         else:
             target = dst.var or inputs[0]
     ops: list[tuple[str, OpArgs]] = []
+    learn_args: dict[str, float] = {}
     dim = DIMENSIONLESS
     for op in path.ops:
         bound = op_args(op, diags)
@@ -281,7 +293,8 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
                         "remove `frozen`: plastic weights never get gradients")
             ok = False
         if rule is not None:
-            layer_overrides(ir.Layer(name=dst.name, neuron=rule.name), rule, dt, diags, path.learn.args)
+            learn_args = layer_overrides(ir.Layer(name=dst.name, neuron=rule.name), rule, dt, diags,
+                                         path.learn.args)
     if dim_known and target is not None:
         want = next(i.dim for i in neurons[dst.name].inputs if i.name == target)
         src_neuron = neurons.get(path.src.name)
@@ -292,7 +305,7 @@ def _check_path(index: int, path: ir.Path, net: ir.Network, kinds: Mapping[str, 
             diags.error(f"the path into '{dst.name}.{target}' carries {dim_name(dim)} but the input has {want}",
                         path.span, hint)
             ok = False
-    return PathInfo(ops, dim) if ok else None
+    return PathInfo(ops, learn_args) if ok else None
 
 
 def _known(what: str, names: Iterable[str]) -> str | None:
@@ -310,15 +323,11 @@ def _unit_for(dim_text: str) -> str | None:
     return prefixed.get(dim_text)
 
 
-def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnostics | None,
-                 op_shapes: dict[int, list[tuple[tuple[int, ...], tuple[int, ...]]]] | None = None
-                 ) -> dict[str, tuple[int, ...]]:
-    """Shapes of every input and layer, propagating along paths until nothing changes.
-
-    `op_shapes`, if given, receives the (in, out) shape of every op of every path.
-    """
-    quiet = Diagnostics()
-    report = diags or quiet
+def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnostics
+                 ) -> tuple[dict[str, tuple[int, ...]], dict[int, tuple[ir.LOp, ...]]]:
+    """Shapes of every input and layer, propagating along paths until nothing changes; and by path
+    index, the ops of each path whose shapes are known, with their arguments and shapes."""
+    ops: dict[int, tuple[ir.LOp, ...]] = {}
     known: dict[str, tuple[int, ...]] = {i.name: i.shape for i in net.inputs}
     known.update({la.name: la.shape for la in net.layers if la.shape is not None})
     pending = [i for i, info in enumerate(infos) if info is not None]
@@ -332,38 +341,36 @@ def infer_shapes(net: ir.Network, infos: list[PathInfo | None], diags: Diagnosti
             shape = known.get(path.src.name)
             if shape is None:
                 continue
-            result = _run_ops(path, info, shape, known.get(path.dst.name), report)
+            result = _run_ops(path, info, shape, known.get(path.dst.name), diags)
             if result is None:
                 pending.remove(index)
                 failed.add(path.dst.name)
                 continue
             if result == "wait":
                 continue
-            out, per_op = result
+            out, ops[index] = result
             pending.remove(index)
             progress = True
-            if op_shapes is not None:
-                op_shapes[index] = per_op
             have = known.get(path.dst.name)
             if have is None:
                 known[path.dst.name] = out
             elif have != out:
-                report.error(f"this path gives [{', '.join(map(str, out))}] but layer '{path.dst.name}' has "
-                             f"[{', '.join(map(str, have))}]", path.span, "match the layer's shape to what feeds it")
+                diags.error(f"this path gives [{', '.join(map(str, out))}] but layer '{path.dst.name}' has "
+                            f"[{', '.join(map(str, have))}]", path.span, "match the layer's shape to what feeds it")
     blocked = _downstream(net, failed, known)
     for index in pending:
         path = net.paths[index]
         if path.src.name not in known or path.dst.name in blocked:
             continue
-        report.error(f"cannot infer the size of `dense` into '{path.dst.name}'", path.span,
-                     f"give the size, `dense({'N'})`, or the layer's shape: `layer {path.dst.name} = ...[N]`")
+        diags.error(f"cannot infer the size of `dense` into '{path.dst.name}'", path.span,
+                    f"give the size, `dense({'N'})`, or the layer's shape: `layer {path.dst.name} = ...[N]`")
         blocked.add(path.dst.name)
     blocked = _downstream(net, blocked, known)
     for layer in net.layers:
         if layer.name not in known and layer.name not in blocked:
-            report.error(f"cannot infer the shape of layer '{layer.name}'", layer.span,
-                         f"give it a shape: `layer {layer.name} = {layer.neuron}[N]`")
-    return known
+            diags.error(f"cannot infer the shape of layer '{layer.name}'", layer.span,
+                        f"give it a shape: `layer {layer.name} = {layer.neuron}[N]`")
+    return known, ops
 
 
 def _downstream(net: ir.Network, failed: set[str], known: Mapping[str, tuple[int, ...]]) -> set[str]:
@@ -381,23 +388,26 @@ def _downstream(net: ir.Network, failed: set[str], known: Mapping[str, tuple[int
 
 def _run_ops(path: ir.Path, info: PathInfo, shape: tuple[int, ...], dst: tuple[int, ...] | None,
              diags: Diagnostics) -> Any:
+    """The path's output shape and its ops, or "wait" (a `dense` size comes from a layer of unknown
+    shape), or None after reporting why its ops cannot take `shape`."""
     per_op = []
-    for (name, args), op in zip(info.ops, path.ops):
-        if name == "dense" and args["features"] is None:
+    for (name, given), op in zip(info.ops, path.ops):
+        args = {k: v for k, v in given.items() if v is not None}  # a `dense` size to infer is None
+        if name == "dense" and "features" not in args:
             if dst is None:
                 return "wait"
             if len(dst) != 1:
                 diags.error(f"dense feeds flat layers; '{path.dst.name}' has shape [{', '.join(map(str, dst))}]",
                             op.span, "flatten the layer or use a convolution")
                 return None
-            args = {**args, "features": dst[0]}
+            args["features"] = dst[0]
         out = out_shape(name, args, shape)
         if isinstance(out, ShapeError):
             diags.error(out.message, op.span, out.hint)
             return None
-        per_op.append((shape, out))
+        per_op.append(ir.LOp(name=name, args=args, in_shape=shape, out_shape=out))
         shape = out
-    return shape, per_op
+    return shape, tuple(per_op)
 
 
 def _check_outputs(net: ir.Network, neurons: Mapping[str, ir.Neuron], diags: Diagnostics) -> None:

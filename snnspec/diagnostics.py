@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from .ir import Model, Span
+from .stdlib import std_file
 
 Severity = Literal["error", "warning"]
 
@@ -63,9 +64,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 def _source_line(span: Span, sources: Mapping[str, str]) -> str | None:
     text = sources.get(span.file)
     if text is None:
-        from .loader import std_dir
-
-        path = std_dir() / span.file.removeprefix("std/") if span.file.startswith("std/") else Path(span.file)
+        path = std_file(span.file) or Path(span.file)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):

@@ -1,7 +1,8 @@
 """The IR: frozen pydantic models, the contract between the front end and the back ends.
 
 Two layers live here. The *spec IR* (`Spec` and what it holds) is the checked model exactly as
-the user wrote it: expressions keep their units as written, names are resolved and validated.
+the user wrote it: expressions keep their units as written, names are resolved and validated;
+each network that checks clean carries the values its checks evaluated (`NetworkFacts`).
 The *lowered IR* (`LoweredSpec`) is what a backend prints: discrete update equations, derived
 surrogate gradients, the network's execution plan and every shape. Both round-trip through JSON.
 """
@@ -259,6 +260,7 @@ class Network(Node):
     paths: tuple[Path, ...] = ()
     outputs: tuple[Output, ...] = ()
     train: Train | None = None
+    facts: NetworkFacts | None = None  # set by the checker on a network whose checks pass
 
 
 class Spec(Model):
@@ -530,6 +532,34 @@ class LoweredSpec(Model):
     neurons: dict[str, LNeuron] = {}
     rules: dict[str, LRule] = {}
     networks: dict[str, LNetwork] = {}
+
+
+# ---- what checking a network evaluated --------------------------------------------------------
+
+
+class PathFacts(Model):
+    """A path's values as the checker evaluated them: its ops (a `dense` without a size gets the
+    size of the layer it feeds) and its `learn` arguments in SI."""
+
+    ops: tuple[LOp, ...]
+    learn_args: dict[str, float] = {}
+
+
+class NetworkFacts(Model):
+    """The values a network fixes, in SI, as checking it evaluated them: lowering plans the
+    network from these and never evaluates the spec again."""
+
+    dt: float
+    dt_has_unit: bool
+    overrides: dict[str, dict[str, float]] = {}  # layer -> param -> value
+    encodings: dict[str, dict[str, float]] = {}  # input -> argument of its encoding -> value
+    paths: tuple[PathFacts, ...] = ()  # in the order of `Network.paths`
+    train: LTrain = LTrain()
+
+
+# `Network.facts` names the models above, which reuse the lowered `LOp` and `LTrain`
+Network.model_rebuild()
+Spec.model_rebuild()
 
 
 # ---- parsed files (before imports are resolved) -----------------------------------------------

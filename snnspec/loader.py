@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from . import ir
 from .diagnostics import Diagnostics
 from .parse import parse
+from .stdlib import std_dir, std_file
 
 STD_SURROGATES = "std/surrogates.snn"
-
-
-def std_dir() -> Path:
-    """The standard library: `snnspec/_data/std` in the wheel, else the source tree's `specs/std`."""
-    packaged = Path(str(resources.files("snnspec") / "_data" / "std"))
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "specs" / "std"
 
 
 def display_name(path: Path) -> str:
@@ -45,10 +37,8 @@ class Program:
 
 
 def resolve(import_path: str, importer: str) -> Path:
-    if import_path.startswith("std/"):
-        return std_dir() / import_path.removeprefix("std/")
     base = Path(importer).parent if not importer.startswith("std/") else std_dir()
-    return base / import_path
+    return std_file(import_path) or base / import_path
 
 
 def load_program(path: str | Path | None, diags: Diagnostics, text: str | None = None,

@@ -1,12 +1,13 @@
 """Network ops (LANGUAGE.md §5): their arguments and how each transforms a shape.
 
-One table serves the checker (argument and shape diagnostics), the planner (shapes of
-everything) and the emitters (what to print), so an op is described in exactly one place.
+The checker binds and evaluates every op's arguments and infers its shapes with these, once;
+lowering and the emitters read the results (`ir.LOp`), so an op's signature is in exactly one place.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -145,7 +146,8 @@ class ShapeError:
     hint: str | None = None
 
 
-def out_shape(name: str, args: OpArgs, shape: tuple[int, ...]) -> tuple[int, ...] | ShapeError:
+def out_shape(name: str, args: Mapping[str, float | int | bool | None], shape: tuple[int, ...]
+              ) -> tuple[int, ...] | ShapeError:
     """The output shape of an op on a (batch-free) input shape, or a `ShapeError` saying why not."""
     shown = ", ".join(map(str, shape))
     if name == "dense":

@@ -8,7 +8,8 @@ import pytest
 
 import snnspec
 from snnspec import ir
-from snnspec.diagnostics import render
+from snnspec.diagnostics import Diagnostics, render
+from snnspec.lower import lower
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("**/*.snn"))
@@ -44,6 +45,17 @@ def test_lowered_spec_round_trips(path: Path) -> None:
     again = ir.LoweredSpec.model_validate_json(text)
     assert again == lowered
     assert again.model_dump_json() == text
+
+
+@pytest.mark.parametrize("path", [p for p in SPECS if "examples" in p.parts],
+                         ids=[i for i in IDS if i.startswith("examples/")])
+def test_a_spec_read_back_from_json_lowers_the_same(path: Path) -> None:
+    """Lowering needs only the checked IR: the values the checks evaluated travel in it (`NetworkFacts`)."""
+    spec = snnspec.load(path)
+    assert all(net.facts is not None for net in spec.networks.values())
+    diags = Diagnostics()
+    assert lower(ir.Spec.model_validate_json(spec.model_dump_json()), diags) == lower(spec, diags)
+    assert not diags.items
 
 
 def test_loading_is_deterministic() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 import sympy
 
 from .. import ir
-from ..check import order_by_dependency
+from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
 from ..expr import format_expr, from_sympy, names, substitute, to_si, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate

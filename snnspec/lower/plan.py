@@ -7,10 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import ir
-from ..check_network import PathInfo, encoding_args, infer_shapes, layer_overrides, network_dt, train_settings
-from ..diagnostics import Diagnostics
-from ..ops import op_args
-from ..units import DIMENSIONLESS, TIME
 
 
 def step_major_groups(layers: list[str], paths: list[ir.LPath]) -> tuple[tuple[str, ...], ...]:
@@ -34,55 +30,37 @@ def step_major_groups(layers: list[str], paths: list[ir.LPath]) -> tuple[tuple[s
 
 
 def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
-    """Lower a checked network. Its checks passed, so nothing here can fail."""
-    quiet = Diagnostics()
+    """Lower a checked network from the values its checks evaluated (`net.facts`)."""
+    facts = net.facts
+    assert facts is not None, f"network '{net.name}' has not passed the checks"
     neurons: Mapping[str, ir.Neuron] = {la.name: spec.neurons[la.neuron] for la in net.layers}
-    rules = [spec.rules[p.learn.name] if p.learn else None for p in net.paths]
-    units = any(n.uses_units for n in neurons.values()) or any(r.uses_units for r in rules if r)
-    dt, dt_is_time = network_dt(net, units, quiet)
-    dt_dim = TIME if dt_is_time else DIMENSIONLESS
-
-    infos: list[PathInfo | None] = []
-    for path in net.paths:
-        bound = [op_args(op, quiet) for op in path.ops]
-        infos.append(PathInfo([(op.name, b[0]) for op, b in zip(path.ops, bound) if b], DIMENSIONLESS))
-    op_shapes: dict[int, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
-    shapes = infer_shapes(net, infos, None, op_shapes)
-
     order = {la.name: i for i, la in enumerate(net.layers)}
     paths = []
-    for i, (path, info) in enumerate(zip(net.paths, infos)):
-        assert info is not None
-        dst_neuron = neurons[path.dst.name]
-        rule = rules[i]
-        ops = tuple(ir.LOp(name=name, args={k: v for k, v in args.items() if v is not None} | (
-                        {"features": shape_out[0]} if name == "dense" else {}),
-                        in_shape=shape_in, out_shape=shape_out)
-                    for (name, args), (shape_in, shape_out) in zip(info.ops, op_shapes[i]))
+    for i, (path, evaluated) in enumerate(zip(net.paths, facts.paths)):
         paths.append(ir.LPath(
             index=i, src=path.src.name, src_var=path.src.var or ("spike" if path.src.name in order else "value"),
-            dst=path.dst.name, dst_input=path.dst.var or dst_neuron.inputs[0].name, ops=ops,
+            dst=path.dst.name, dst_input=path.dst.var or neurons[path.dst.name].inputs[0].name, ops=evaluated.ops,
             recurrent=path.src.name in order and order[path.src.name] >= order[path.dst.name],
-            frozen=path.frozen, learn=rule.name if rule else None,
-            learn_args=layer_overrides(ir.Layer(name=path.dst.name, neuron=rule.name), rule, dt, quiet,
-                                       path.learn.args) if rule and path.learn else {},
+            frozen=path.frozen, learn=path.learn.name if path.learn else None, learn_args=evaluated.learn_args,
             line=path.span.line if path.span else None))
 
-    layers = [ir.LLayer(name=la.name, neuron=la.neuron, shape=shapes[la.name],
-                        overrides=layer_overrides(la, neurons[la.name], dt, quiet),
-                        line=la.span.line if la.span else None) for la in net.layers]
+    layers = []
+    for la in net.layers:
+        assert la.shape is not None  # the checks inferred every shape
+        layers.append(ir.LLayer(name=la.name, neuron=la.neuron, shape=la.shape, overrides=facts.overrides[la.name],
+                                line=la.span.line if la.span else None))
     groups = step_major_groups([la.name for la in layers], paths)
     in_cycle = {name for g in groups for name in g if len(g) > 1}
     in_cycle |= {p.dst for p in paths if p.recurrent or p.learn}  # plastic weights change every step
     layers = [la.model_copy(update={"step_major": la.name in in_cycle}) for la in layers]
     return ir.LNetwork(
-        name=net.name, file=net.span.file if net.span else spec.file, dt=dt, dt_has_unit=dt_is_time,
+        name=net.name, file=net.span.file if net.span else spec.file, dt=facts.dt, dt_has_unit=facts.dt_has_unit,
         steps=net.steps, inputs=tuple(ir.LInput(name=i.name, shape=i.shape, encoding=i.encoding.name,
-                                                args=encoding_args(i.encoding, dt, dt_dim, quiet),
+                                                args=facts.encodings[i.name],
                                                 line=i.span.line if i.span else None) for i in net.inputs),
         layers=tuple(layers), paths=tuple(paths), groups=groups,
         outputs=tuple(ir.LOutput(name=o.name, layer=o.layer, var=o.var, readout=o.readout) for o in net.outputs),
-        train=train_settings(net.train, quiet) if net.train else ir.LTrain(),
+        train=facts.train,
     )
 
 

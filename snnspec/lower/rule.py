@@ -1,60 +1,25 @@
-"""Plasticity rules (LANGUAGE.md §4), backend-neutral: where each name of a rule lives, what a
-value may read, and one step of a rule as the assignments every backend prints.
+"""Plasticity rules (LANGUAGE.md §4), backend-neutral: one step of a rule as the assignments every
+backend prints, and how a value of one scope broadcasts against values of another.
 
-Scopes: a `pre state` holds one value per presynaptic neuron ([batch, pre]), a `post state` one
-per postsynaptic neuron ([batch, post]), a `syn state` one per synapse ([batch, post, pre]); `w`
-is the weight [post, pre], shared by the batch. Params, modulators and `dt` have no scope: they
-broadcast everywhere (a modulator is a scalar or one value per batch item).
-
-- A value reads what broadcasts to its own shape: a pre value reads pre values, a post value post
-  values, a syn state or `w` anything (pre values broadcast along its rows, post values along its
-  columns). The same holds for the bounds of a `clip`.
-- `on pre` runs where a presynaptic neuron spiked: it may change pre and syn states and `w`, never a
-  post state (which neuron's entry would change?); `on post` conversely.
-
-The checker reports a spec that breaks these (`check.check_rule`, with spans); `rule_step`
-raises `UnsupportedRule` for a lowered rule that breaks them (IR from another front end).
+What each name's scope is and what a value may read and change is `rule_scope.py`; `rule_step`
+raises `UnsupportedRule` for a lowered rule that breaks those rules (IR from another front end).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .. import ir
 from ..expr import names
+from ..rule_scope import may_change, scope_of, unreadable
 from .adjoint import reset_blend
 
-EVERYTHING = frozenset({"pre", "post", "syn", "w"})
-READS: dict[str, frozenset[str]] = {"pre": frozenset({"pre"}), "post": frozenset({"post"}), "syn": EVERYTHING,
-                                    "w": EVERYTHING}
 SHAPES = {"pre": "[batch, pre]", "post": "[batch, post]", "syn": "[batch, post, pre]", "w": "[post, pre]"}
 GATE = "gate'"
 
 
 class UnsupportedRule(Exception):
     """A lowered rule whose statements cannot broadcast (e.g. a post state changed `on pre`)."""
-
-
-def scope_of(name: str, scopes: Mapping[str, str]) -> str:
-    """`pre`, `post`, `syn`, `w`, or "" for a name without scope (param, modulator, `dt`)."""
-    return "w" if name == "w" else scopes.get(name, "")
-
-
-def unreadable(scope: str, read: Iterable[str], scopes: Mapping[str, str]) -> list[str]:
-    """The names in `read` that a value of `scope` cannot read, in order (each once)."""
-    allowed = READS.get(scope, EVERYTHING)
-    out: list[str] = []
-    for name in read:
-        other = scope_of(name, scopes)
-        if other and other not in allowed and name not in out:
-            out.append(name)
-    return out
-
-
-def may_change(event: str, scope: str) -> bool:
-    """Whether `on EVENT` may change a value of `scope`: not the other side's states."""
-    return not (event == "pre" and scope == "post" or event == "post" and scope == "pre")
 
 
 def broadcast(scope: str, context: str) -> str:
