@@ -110,7 +110,8 @@ def format_lowered(lowered: ir.LoweredSpec) -> str:
 
 @app.command()
 def build(file: FileArg,
-          target: Annotated[str, typer.Option("--target", "-t", help="torch or jax")] = "torch",
+          target: Annotated[str, typer.Option("--target", "-t",
+                                              help="torch, jax, or summary (a table of each network)")] = "torch",
           output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
           ) -> None:
     """Generate code for a spec: a self-contained Python module."""

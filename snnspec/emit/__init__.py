@@ -6,7 +6,7 @@ from .. import ir
 from ..diagnostics import Diagnostic, SpecError
 from ..names import ModuleNames
 
-BACKENDS = ("torch", "jax")
+BACKENDS = ("torch", "jax", "summary")  # summary: a table of each network, not code
 
 
 class BackendError(SpecError):
@@ -22,6 +22,8 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
 
     if backend == "jax":
         from .jax import MODULE_NAMES, emit_module
+    elif backend == "summary":
+        from .summary import MODULE_NAMES, emit_module
     else:
         from .torch import MODULE_NAMES, emit_module
     names = ModuleNames(MODULE_NAMES)
