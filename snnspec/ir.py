@@ -13,6 +13,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+GATE = "gate'"  # in a lowered reset or rule block: the spike gate (no spec can write this name)
+
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -333,8 +335,29 @@ class LNeuron(Model):
     output: str | None = None  # what a step returns: "spike", or for a non-spiking neuron a state
 
 
+class LRuleAssignment(Model):
+    """`var = value` for every sample of a rule step. For `w` (shared by the batch) the new weight is
+    the batch mean: `w + mean(value)` / `w - mean(value)` when `op` is "+" / "-" (`value` is then the
+    change), else `mean(value)`. In an `on` block, `var'` is the value before the block and `gate'` the
+    gate (the spikes of that side)."""
+
+    var: str
+    scope: str
+    value: Expr
+    line: int | None = None
+    op: Literal["+", "-"] | None = None
+
+
+class LRuleBlock(Model):
+    """Simultaneous assignments: the rule's own updates (`event` None), or `on pre` / `on post`."""
+
+    event: Literal["pre", "post"] | None = None
+    assignments: tuple[LRuleAssignment, ...]
+
+
 class LRule(Model):
-    """A lowered rule. `on_pre`/`on_post` updates are sequential, like `on spike`."""
+    """A lowered rule. `on_pre`/`on_post` updates are sequential, like `on spike`; `blocks` is one step
+    as a backend prints it (updates, then `on pre`, then `on post`), checked against the scope rules."""
 
     name: str
     file: str
@@ -348,6 +371,7 @@ class LRule(Model):
     on_pre: tuple[Update, ...] = ()
     on_post: tuple[Update, ...] = ()
     clips: tuple[Clip, ...] = ()
+    blocks: tuple[LRuleBlock, ...] = ()
 
 
 class LOp(Model):

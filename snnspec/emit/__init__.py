@@ -17,7 +17,6 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     if backend not in BACKENDS:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
                                        hint=f"use one of: {', '.join(BACKENDS)}")])
-    from ..lower.rule import UnsupportedRule
     from .base import UnsupportedOp
 
     if backend == "jax":
@@ -40,6 +39,4 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         line = e.path.line or 1
         span = ir.Span(file=net.file, line=line, column=1, end_line=line, end_column=2)
         raise BackendError([Diagnostic(message=f"{e} (network '{net.name}')", span=span)]) from None
-    except UnsupportedRule as e:
-        raise BackendError([Diagnostic(message=str(e))]) from None
 

@@ -1,10 +1,10 @@
 """What the backends print alike for a plasticity rule (LANGUAGE.md §4).
 
-`lower/rule.py` says what one step of a rule does (`rule_step`: blocks of assignments, checked
+The lowering says what one step of a rule does (`LRule.blocks`: blocks of assignments, checked
 against the scope rules); `RuleEmitter` prints it: the state tuple, each block as one simultaneous
 assignment with every name broadcast to the shape of the value it is read in, `w` as the batch
 mean of its per-sample values (`w + _batch_mean(D)`), and the clips. The indexing is the same text
-in torch and jax.numpy, so a backend (`torch_rule.py`, `jax_rule.py`) only gives its function
+in torch and jax.numpy, so a backend (`torch/rule.py`, `jax/rule.py`) only gives its function
 table, its clamp and the class around the step.
 """
 
@@ -15,10 +15,32 @@ from collections.abc import Callable, Mapping
 
 from .. import ir
 from ..expr import names
-from ..lower.rule import GATE, SHAPES, broadcast, gate, modulator_index, rule_step, scope_of
 from ..names import Namer, py_name
+from ..rule_scope import scope_of
 from .printer import Printer
 from .writer import CodeWriter
+
+SHAPES = {"pre": "[batch, pre]", "post": "[batch, post]", "syn": "[batch, post, pre]", "w": "[post, pre]"}
+
+
+def broadcast(scope: str, context: str) -> str:
+    """The index that makes a value of `scope` broadcast against values of `context`: a pre value
+    [batch, pre] read per synapse is `x[:, None, :]`, a post value `x[:, :, None]`; otherwise none.
+    (The same text in torch and jax.numpy.)"""
+    if context in ("syn", "w"):
+        return {"pre": "[:, None, :]", "post": "[:, :, None]"}.get(scope, "")
+    return ""
+
+
+def modulator_index(context: str) -> str:
+    """A modulator, flattened to [batch] (or [1]), read by a value of `context`."""
+    return "[:, None]" if context in ("pre", "post") else "[:, None, None]"
+
+
+def gate(event: str, scope: str) -> str:
+    """The gate of `on EVENT` for a value of `scope`: this step's spikes of that side, broadcast."""
+    return event + broadcast(event, scope)
+
 
 # locals of the generated rule functions that a state or modulator must not take
 _RULE_LOCALS = {"p", "params", "values", "state", "w", "pre", "post", "gate", "batch", "dt", "dtype", "self", "like"}
@@ -40,7 +62,6 @@ class RuleEmitter(ABC):
         self.local = {s.var: local(s.var) for s in rule.states}
         self.mods = {m: local(m) for m in rule.modulators}
         self.params = {p.name: py_name(p.name) for p in rule.params}
-        self.step_plan = rule_step(rule)  # checks the scopes: raises UnsupportedRule
 
     def scope_of(self, name: str) -> str:
         return scope_of(name, self.rule.scopes)
@@ -93,12 +114,12 @@ class RuleEmitter(ABC):
         fields = [self.local[s.var] for s in r.states]
         if fields:
             o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
-        for block in self.step_plan.blocks:
+        for block in self.rule.blocks:
             values = []
             for a in block.assignments:
                 extra = None
                 if block.event is not None:
-                    extra = {f"{a.var}'": self.local.get(a.var, "w"), GATE: gate(block.event, a.scope)}
+                    extra = {f"{a.var}'": self.local.get(a.var, "w"), ir.GATE: gate(block.event, a.scope)}
                 printer = self.printer(a.scope, extra)
                 target = self.local.get(a.var, "w")
                 # a value of numbers and params only is the same for every sample: no batch mean, and
@@ -116,7 +137,7 @@ class RuleEmitter(ABC):
             if block.event is not None:
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
             self.emit_assignments(o, values)
-        for c in self.step_plan.clips:
+        for c in self.rule.clips:
             p = self.printer(self.scope_of(c.var))
             var = self.local.get(c.var, "w")
             o.line(f"{var} = {self.clamp(var, p(c.low), p(c.high), p.is_array(c.low) or p.is_array(c.high))}")

@@ -11,6 +11,7 @@ from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
 from ..expr import format_expr, from_sympy, names, substitute, to_si, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
+from .rule import plan_rule
 from .surrogate import NotDifferentiable, surrogate_grad
 
 
@@ -198,7 +199,7 @@ def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
         if value is not None:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
     events = {ev.event: ev for ev in r.on_events}
-    return ir.LRule(
+    return plan_rule(ir.LRule(
         name=r.name, file=r.span.file if r.span else "", method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None, params=lower_params(r.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in r.states),
@@ -206,4 +207,4 @@ def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
         on_pre=_sequential(events["pre"].body, {}, local) if "pre" in events else (),
         on_post=_sequential(events["post"].body, {}, local) if "post" in events else (),
         clips=tuple(ir.Clip(var=c.var, low=to_si(c.low, local), high=to_si(c.high, local)) for c in r.clips),
-    )
+    ), diags, r.span)

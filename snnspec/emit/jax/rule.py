@@ -10,9 +10,9 @@ gives it jax.numpy's functions and the class around it.
 
 from __future__ import annotations
 
-from ...lower.rule import SHAPES
 from ...names import Namer
 from ..printer import Printer
+from ..rule import SHAPES
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import CodeWriter
 from .functions import JAX_FUNCTIONS
