@@ -16,13 +16,13 @@ import types
 from pathlib import Path
 
 from . import ir
+from ._version import __version__
 from .check import check_program
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .loader import load_program
 from .lower import lower as _lower
 
-__all__ = ["Diagnostic", "SpecError", "check", "compile", "generate", "load", "load_lowered", "ir"]
-__version__ = "0.1.0"
+__all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "generate", "load", "load_lowered", "ir"]
 
 
 def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics) -> ir.Spec:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from ... import __version__, ir
+from ... import ir
+from ..._version import __version__
 from ...names import ModuleNames, class_name, defined_names
 from ..writer import CodeWriter
 from .helpers import HELPERS
