@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
-from ...lower.program import reads_t
-from ...names import ModuleNames, Namer, class_name, py_name
+from ...names import ModuleNames, Namer, py_name
+from ..neuron import NeuronSkeleton
 from ..printer import Printer
 from ..writer import CodeWriter, literal
 from .functions import JAX_FUNCTIONS
@@ -21,76 +21,41 @@ _NEURON_LOCALS = {"p", "state", "t", "dt", "spike", "gate", "active", "zeros", "
                   "refractory_steps", "jax", "jnp", "lax", "math"}
 
 
-class NeuronEmitter:
+class NeuronEmitter(NeuronSkeleton):
     """Prints one lowered neuron: its state and params tuples, spike function and namespace."""
 
+    functions = JAX_FUNCTIONS
+    array_type = "jax.Array"
+    array_word = "array"
+    reserved_locals = _NEURON_LOCALS
+    where = "jnp.where"
+
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
-        self.n = n
-        self.out = out
-        self.cls = class_name(n.name)
+        super().__init__(n, out, module_names)
         if n.spike is not None:
             self.spike_fn = module_names.internal(f"_{self.cls}_spike")
             self.spike_jvp = module_names.internal(f"_{self.cls}_spike_jvp")
-        fields = Namer()
-        self.state_fields = [(s.var, fields(s.var)) for s in n.states]
-        self.uses_spiked = any(x.id == "spiked" for e in self._all_exprs() for x in names(e))
-        if self.uses_spiked:
-            self.state_fields.append(("spiked", fields("spiked")))
-        self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
-        self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
-        self.uses_t = reads_t(n)
-        local = Namer(_NEURON_LOCALS)
-        self.inputs = [(i.var, local(i.var)) for i in n.inputs]
-        self.locals = {name: local(name) for name, _ in self.state_fields}
-        self.locals.update({spec: code for spec, code in self.inputs})
-        self.locals.update({x.var: local(x.var) for x in n.lets})
-        self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
+
+    def step_printer(self) -> Printer:
         # `t` may be traced (inside `lax.scan`), so it is printed as an array, never with `math`
-        self.printer = Printer(JAX_FUNCTIONS, {**self.locals, "dt": "dt", "t": "t"}, arrays={*self.locals, "t"})
+        return Printer(JAX_FUNCTIONS, {**self.locals, "dt": "dt", "t": "t"}, arrays={*self.locals, "t"})
 
-    def _all_exprs(self) -> list[ir.Expr]:
-        n = self.n
-        exprs = [u.value for u in (*n.updates, *n.lets)]
-        if n.spike:
-            exprs += [n.spike.x, n.spike.grad]
-        if n.reset:
-            exprs += [u.value for u in n.reset.updates]
-        return exprs
+    def spike_call(self, args: str) -> str:
+        return f"{self.spike_fn}({args})"
 
-    def src(self, line: int | None) -> tuple[str, int | None]:
-        return (self.n.file, line)
+    def detached(self, value: str) -> str:
+        return f"lax.stop_gradient({value})"
+
+    def refractory_count(self) -> str:
+        if self.n.reset is None:
+            self.out.line("gate = lax.stop_gradient(spike)")
+        return f"jnp.where(gate > 0, {self.refractory_steps()}, refractory_left - 1)"
 
     def emit(self) -> None:
         self.emit_tuples()
         if self.n.spike is not None:
             self.emit_spike_function()
         self.emit_namespace()
-
-    def emit_tuples(self) -> None:
-        o = self.out
-        o.line(f"class {self.cls}State(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The state of a `{self.cls}` layer, one array of shape [batch, *shape] each.")
-            for _spec, code in self.state_fields:
-                o.line(f"{code}: jax.Array")
-            if self.refrac_field:
-                o.line(f"{self.refrac_field}: jax.Array")
-            if not self.state_fields and not self.refrac_field:
-                o.line("pass")
-        o.blank(2)
-        o.line(f"class {self.cls}Params(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The params of a `{self.cls}` layer in SI units, clamped to their ranges.")
-            for _spec, code in self.param_fields:
-                o.line(f"{code}: jax.Array")
-            if not self.param_fields:
-                o.line("pass")
-        o.blank(2)
-
-    def spike_extra(self) -> list[str]:
-        spike = self.n.spike
-        assert spike is not None
-        return sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
 
     def emit_spike_function(self) -> None:
         spike = self.n.spike
@@ -142,15 +107,6 @@ class NeuronEmitter:
             self.emit_step()
             self.emit_run()
         o.blank(2)
-
-    def live_params(self) -> set[str]:
-        """Derived params that depend on a learnable one: recomputed from it, as in torch."""
-        learnable = {p.name for p in self.n.params if p.learnable}
-        live: set[str] = set()
-        for p in self.n.params:  # dependency order
-            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
-                live.add(p.name)
-        return live
 
     def emit_init(self) -> None:
         n, o = self.n, self.out
@@ -226,18 +182,11 @@ class NeuronEmitter:
                 self.resolve_line()
             o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
             o.line("zeros = jnp.zeros((batch, *shape), jnp.result_type(float) if dtype is None else dtype)")
-            values = []
-            for spec, _code in self.state_fields:
-                init = next((s.value for s in n.states if s.var == spec), ir.Num(value=0.0))
-                text = self.printer(init)
-                values.append("zeros" if text == "0" else f"zeros + {text}")
-            if self.refrac_field:
-                values.append("zeros")
-            o.line(f"return {self.cls}State({', '.join(values)})")
+            o.line(f"return {self.cls}State({', '.join(self.state_inits())})")
         o.blank()
 
     def emit_step(self) -> None:
-        n, o = self.n, self.out
+        o = self.out
         args = ", ".join(code for _s, code in self.inputs)
         o.line("@staticmethod")
         o.line(f"def step(params, {args}, state: {self.cls}State, *, dt=None, t=0.0)"
@@ -247,24 +196,7 @@ class NeuronEmitter:
                         + f"; `params` is a dict of values or a `{self.cls}Params`.")
             o.line(f"dt = {self.cls}.dt if dt is None else dt")
             self.resolve_line()
-            fields = [self.locals[s] for s, _c in self.state_fields]
-            if self.refrac_field:
-                fields.append("refractory_left")
-            if fields:
-                o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
-            for let in n.lets:
-                o.line(f"{self.locals[let.var]} = {self.printer(let.value)}", self.src(let.line))
-            updates = list(n.updates)
-            if len(updates) == 1:
-                u = updates[0]
-                o.line(f"{self.locals[u.var]} = {self.printer(u.value)}", self.src(u.line))
-            elif updates:
-                o.line(f"{', '.join(self.locals[u.var] for u in updates)} = (")
-                with o.indent():
-                    for u in updates:
-                        o.line(f"{self.printer(u.value)},", self.src(u.line))
-                o.line(")")
-            self.emit_spike_and_reset(updates)
+            self.emit_step_body()
         o.blank()
 
     def refractory_steps(self) -> str:
@@ -274,59 +206,6 @@ class NeuronEmitter:
         if self.printer.is_array(self.n.refractory):
             return f"jnp.round(({value}) / dt)"
         return f"float(round({value} / dt))"
-
-    def emit_spike_and_reset(self, updates: list[ir.Update]) -> None:
-        n, o = self.n, self.out
-        held = [u.var for u in n.reset.updates] if n.reset else []
-        if self.refrac_field:
-            o.line("active = refractory_left <= 0")
-            old = {s.var for s in updates}
-            for var in held:
-                if var in old:  # the state tuple still holds the value before this step
-                    o.line(f"{self.locals[var]} = jnp.where(active, {self.locals[var]}, "
-                           f"state.{dict(self.state_fields)[var]})")
-        result = []
-        if n.spike is None:
-            spike_code = self.locals[n.output] if n.output else "None"
-        else:
-            spike = n.spike
-            extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in self.spike_extra())
-            o.line(f"spike = {self.spike_fn}({self.printer(spike.x)}{extra_args})", self.src(spike.line))
-            if self.refrac_field:
-                o.line("spike = spike * active")
-            spike_code = "spike"
-            if n.reset is not None:
-                o.line(f"gate = {'spike' if n.reset.with_gradient else 'lax.stop_gradient(spike)'}")
-                self.emit_reset(n.reset)
-            elif self.refrac_field:
-                o.line("gate = lax.stop_gradient(spike)")
-        for spec, _code in self.state_fields:
-            result.append("spike" if spec == "spiked" else self.locals[spec])
-        if self.refrac_field:
-            o.line(f"refractory_left = jnp.where(gate > 0, {self.refractory_steps()}, refractory_left - 1)")
-            result.append("refractory_left")
-        o.line(f"return {spike_code}, {self.cls}State({', '.join(result)})")
-
-    def emit_reset(self, reset: ir.LReset) -> None:
-        o = self.out
-        values = []
-        for u in reset.updates:
-            var = self.locals[u.var]
-            v = u.value
-            if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
-                right, prec = self.printer.print(v.right)
-                values.append((var, f"{var} {v.op} gate * {right if prec > 2 else '(' + right + ')'}", u.line))
-            else:
-                values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
-        if len(values) == 1:
-            var, text, line = values[0]
-            o.line(f"{var} = {text}", self.src(line))
-        else:
-            o.line(f"{', '.join(v for v, _t, _l in values)} = (")
-            with o.indent():
-                for _v, text, line in values:
-                    o.line(f"{text},", self.src(line))
-            o.line(")")
 
     def emit_run(self) -> None:
         o = self.out

@@ -8,52 +8,41 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
-from ...names import ModuleNames, Namer, class_name, py_name
-from ..printer import PRODUCT, Printer
+from ...names import ModuleNames, py_name
+from ..neuron import NeuronSkeleton
+from ..printer import Printer
 from ..writer import CodeWriter, literal
 from .functions import TORCH_FUNCTIONS
 from .fused import FusedEmitter
 
 
-class NeuronEmitter:
-    """Prints one lowered neuron: its state and params tuples, spike function and module."""
+class NeuronEmitter(NeuronSkeleton):
+    """Prints one lowered neuron: its state and params tuples, spike function, fused kernels and module."""
+
+    functions = TORCH_FUNCTIONS
+    array_type = "torch.Tensor"
+    array_word = "tensor"
+    # the fixed locals of step() and run(), so that no input, state or let takes their names
+    reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
+                       "final", "stacked"}
+    where = "torch.where"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
-        self.n = n
-        self.out = out
-        self.module_names = module_names
-        self.cls = class_name(n.name)
-        fields = Namer()
-        self.state_fields = [(s.var, fields(s.var)) for s in n.states]
-        self.uses_spiked = any(x.id == "spiked" for e in self._all_exprs() for x in names(e))
-        if self.uses_spiked:
-            self.state_fields.append(("spiked", fields("spiked")))
-        self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
-        self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
-        self.uses_t = any(x.id == "t" for e in self._all_exprs() for x in names(e))
-        # the fixed locals of step() and run(), so that no input, state or let takes their names
-        local = Namer({"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
-                       "final", "stacked"})
-        self.inputs = [(i.var, local(i.var)) for i in n.inputs]
-        self.locals = {name: local(name) for name, _ in self.state_fields}
-        self.locals.update({spec: code for spec, code in self.inputs})
-        self.locals.update({x.var: local(x.var) for x in n.lets})
-        self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
-        self.printer = Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"},
-                               arrays=set(self.locals))
+        super().__init__(n, out, module_names)
         self.fused = self.make_fused()
 
-    def _all_exprs(self) -> list[ir.Expr]:
-        n = self.n
-        exprs = [u.value for u in (*n.updates, *n.lets)]
-        if n.spike:
-            exprs += [n.spike.x, n.spike.grad]
-        if n.reset:
-            exprs += [u.value for u in n.reset.updates]
-        return exprs
+    def step_printer(self) -> Printer:
+        return Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"}, arrays=set(self.locals))
 
-    def src(self, line: int | None) -> tuple[str, int | None]:
-        return (self.n.file, line)
+    def spike_call(self, args: str) -> str:
+        return f"{self.cls}Spike.apply({args})"
+
+    def detached(self, value: str) -> str:
+        return f"{value}.detach()"
+
+    def refractory_count(self) -> str:
+        fired = "gate" if self.n.reset is not None else "spike.detach()"
+        return f"torch.where({fired} > 0, float(self.refractory_steps), refractory_left - 1)"
 
     # -- the pieces
     def emit(self) -> None:
@@ -79,32 +68,11 @@ class NeuronEmitter:
         fused.name_kernels(self.module_names)
         return fused
 
-    def emit_tuples(self) -> None:
-        o = self.out
-        o.line(f"class {self.cls}State(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The state of a `{self.cls}` layer, one tensor of shape [batch, *shape] each.")
-            for _spec, code in self.state_fields:
-                o.line(f"{code}: torch.Tensor")
-            if self.refrac_field:
-                o.line(f"{self.refrac_field}: torch.Tensor")
-            if not self.state_fields and not self.refrac_field:
-                o.line("pass")
-        o.blank(2)
-        o.line(f"class {self.cls}Params(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The params of a `{self.cls}` layer in SI units, clamped to their ranges.")
-            for _spec, code in self.param_fields:
-                o.line(f"{code}: torch.Tensor")
-            if not self.param_fields:
-                o.line("pass")
-        o.blank(2)
-
     def emit_spike_function(self) -> None:
         spike = self.n.spike
         assert spike is not None
         o = self.out
-        extra = sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
+        extra = self.spike_extra()
         grad_names = {spike.grad_var: "x", **{p: f"p_{py_name(p)}" for p in extra}}
         printer = Printer(TORCH_FUNCTIONS, {**grad_names, "dt": "dt"}, arrays=set(grad_names))
         o.line(f"class {self.cls}Spike(torch.autograd.Function):")
@@ -183,15 +151,6 @@ class NeuronEmitter:
                 o.line(f"self.refractory_steps = round(float({init_printer(n.refractory)}) / dt)")
         o.blank()
 
-    def live_params(self) -> set[str]:
-        """Derived params that depend on a learnable one: recomputed on every forward."""
-        learnable = {p.name for p in self.n.params if p.learnable}
-        live: set[str] = set()
-        for p in self.n.params:  # dependency order
-            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
-                live.add(p.name)
-        return live
-
     def emit_params(self) -> None:
         n, o = self.n, self.out
         o.line(f"def params(self) -> {self.cls}Params:")
@@ -228,97 +187,18 @@ class NeuronEmitter:
             if any(x.id in dict(self.param_fields) for e in inits for x in names(e)):
                 o.line("p = self.params()")
             o.line(f"zeros = torch.zeros((batch, *self.shape), dtype={ref}.dtype, device={ref}.device)")
-            values = []
-            for spec, _code in self.state_fields:
-                init = next((s.value for s in n.states if s.var == spec), ir.Num(value=0.0))
-                text = self.printer(init)
-                values.append("zeros" if text == "0" else f"zeros + {text}")
-            if self.refrac_field:
-                values.append("zeros")
-            o.line(f"return {self.cls}State({', '.join(values)})")
+            o.line(f"return {self.cls}State({', '.join(self.state_inits())})")
         o.blank()
 
     def emit_step(self) -> None:
-        n, o = self.n, self.out
+        o = self.out
         args = ", ".join(code for _s, code in self.inputs)
         o.line(f"def step(self, p: {self.cls}Params, {args}, state: {self.cls}State, t: float = 0.0)"
                f" -> tuple[torch.Tensor, {self.cls}State]:")
         with o.indent():
             o.docstring("One step from `state` with inputs " + ", ".join(f"`{c}`" for _s, c in self.inputs) + ".")
-            fields = [self.locals[s] for s, _c in self.state_fields]
-            if self.refrac_field:
-                fields.append("refractory_left")
-            if fields:
-                o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
-            for let in n.lets:
-                o.line(f"{self.locals[let.var]} = {self.printer(let.value)}", self.src(let.line))
-            updates = list(n.updates)
-            if len(updates) == 1:
-                u = updates[0]
-                o.line(f"{self.locals[u.var]} = {self.printer(u.value)}", self.src(u.line))
-            elif updates:
-                o.line(f"{', '.join(self.locals[u.var] for u in updates)} = (")
-                with o.indent():
-                    for u in updates:
-                        o.line(f"{self.printer(u.value)},", self.src(u.line))
-                o.line(")")
-            self.emit_spike_and_reset(updates)
+            self.emit_step_body()
         o.blank()
-
-    def emit_spike_and_reset(self, updates: list[ir.Update]) -> None:
-        n, o = self.n, self.out
-        held = [u.var for u in n.reset.updates] if n.reset else []
-        if self.refrac_field:
-            o.line("active = refractory_left <= 0")
-            old = {s.var for s in updates}
-            for var in held:
-                if var in old:
-                    # the state tuple still holds the value before this step
-                    before = f"state.{dict(self.state_fields)[var]}"
-                    o.line(f"{self.locals[var]} = torch.where(active, {self.locals[var]}, {before})")
-        result = []
-        if n.spike is None:
-            spike_code = self.locals[n.output] if n.output else "None"
-        else:
-            spike = n.spike
-            extra = sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
-            extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in extra)
-            o.line(f"spike = {self.cls}Spike.apply({self.printer(spike.x)}{extra_args})", self.src(spike.line))
-            if self.refrac_field:
-                o.line("spike = spike * active")
-            spike_code = "spike"
-            if n.reset is not None:
-                o.line(f"gate = {'spike' if n.reset.with_gradient else 'spike.detach()'}")
-                self.emit_reset(n.reset)
-        for spec, _code in self.state_fields:
-            result.append("spike" if spec == "spiked" else self.locals[spec])
-        if self.refrac_field:
-            fired = "gate" if n.reset is not None else "spike.detach()"
-            o.line(f"refractory_left = torch.where({fired} > 0, float(self.refractory_steps), refractory_left - 1)")
-            result.append("refractory_left")
-        o.line(f"return {spike_code}, {self.cls}State({', '.join(result)})")
-
-    def emit_reset(self, reset: ir.LReset) -> None:
-        o = self.out
-        values = []
-        for u in reset.updates:
-            var = self.locals[u.var]
-            v = u.value
-            if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
-                right, prec = self.printer.print(v.right)
-                right = right if prec > PRODUCT else f"({right})"
-                values.append((var, f"{var} {v.op} gate * {right}", u.line))
-            else:
-                values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
-        if len(values) == 1:
-            var, text, line = values[0]
-            o.line(f"{var} = {text}", self.src(line))
-        else:
-            o.line(f"{', '.join(v for v, _t, _l in values)} = (")
-            with o.indent():
-                for _v, text, line in values:
-                    o.line(f"{text},", self.src(line))
-            o.line(")")
 
     def emit_forward(self) -> None:
         o = self.out

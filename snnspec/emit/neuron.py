@@ -1,0 +1,185 @@
+"""The skeleton both code backends print a neuron with: the names of its state and params fields
+and of a step's locals, the two `NamedTuple`s, and the body of one step (lets, updates, the
+refractory hold, the spike, the reset blend, the new state). A backend subclass gives its
+function table, array type, reserved locals and the few lines that differ (`spike_call`,
+`detached`, `refractory_count`), and prints the class around the step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+
+from .. import ir
+from ..expr import names
+from ..lower.program import reads_t
+from ..names import ModuleNames, Namer, class_name, py_name
+from .printer import PRODUCT, Printer
+from .writer import CodeWriter
+
+
+class NeuronSkeleton(ABC):
+    functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
+    array_type: str  # the annotation of a state or param array
+    array_word: str  # what the docstrings call one ("tensor", "array")
+    reserved_locals: set[str]  # the fixed locals of the generated step and run
+    dt_text: str  # how a step reads `dt`
+    where: str  # the backend's elementwise select
+
+    def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
+        self.n = n
+        self.out = out
+        self.module_names = module_names
+        self.cls = class_name(n.name)
+        fields = Namer()
+        self.state_fields = [(s.var, fields(s.var)) for s in n.states]
+        self.uses_spiked = any(x.id == "spiked" for e in self.step_exprs() for x in names(e))
+        if self.uses_spiked:
+            self.state_fields.append(("spiked", fields("spiked")))
+        self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
+        self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
+        self.uses_t = reads_t(n)
+        local = Namer(self.reserved_locals)
+        self.inputs = [(i.var, local(i.var)) for i in n.inputs]
+        self.locals = {name: local(name) for name, _ in self.state_fields}
+        self.locals.update({spec: code for spec, code in self.inputs})
+        self.locals.update({x.var: local(x.var) for x in n.lets})
+        self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
+        self.printer = self.step_printer()
+
+    @abstractmethod
+    def step_printer(self) -> Printer:
+        """The printer of a step's expressions, names as `self.locals` gives them."""
+
+    @abstractmethod
+    def spike_call(self, args: str) -> str:
+        """The call that makes the spike from `x` and the surrogate's extra arguments."""
+
+    @abstractmethod
+    def detached(self, value: str) -> str:
+        """`value` without gradient."""
+
+    @abstractmethod
+    def refractory_count(self) -> str:
+        """The new `refractory_left`: the refractory steps where the neuron fired, else one less."""
+
+    def step_exprs(self) -> list[ir.Expr]:
+        n = self.n
+        exprs = [u.value for u in (*n.updates, *n.lets)]
+        if n.spike:
+            exprs += [n.spike.x, n.spike.grad]
+        if n.reset:
+            exprs += [u.value for u in n.reset.updates]
+        return exprs
+
+    def src(self, line: int | None) -> tuple[str, int | None]:
+        return (self.n.file, line)
+
+    def spike_extra(self) -> list[str]:
+        """The names the surrogate gradient reads besides `x`: passed to the spike function."""
+        spike = self.n.spike
+        assert spike is not None
+        return sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
+
+    def live_params(self) -> set[str]:
+        """Derived params that depend on a learnable one: recomputed from it on every forward."""
+        learnable = {p.name for p in self.n.params if p.learnable}
+        live: set[str] = set()
+        for p in self.n.params:  # dependency order
+            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
+                live.add(p.name)
+        return live
+
+    def emit_tuples(self) -> None:
+        o = self.out
+        o.line(f"class {self.cls}State(NamedTuple):")
+        with o.indent():
+            o.docstring(f"The state of a `{self.cls}` layer, one {self.array_word} of shape [batch, *shape] each.")
+            for _spec, code in self.state_fields:
+                o.line(f"{code}: {self.array_type}")
+            if self.refrac_field:
+                o.line(f"{self.refrac_field}: {self.array_type}")
+            if not self.state_fields and not self.refrac_field:
+                o.line("pass")
+        o.blank(2)
+        o.line(f"class {self.cls}Params(NamedTuple):")
+        with o.indent():
+            o.docstring(f"The params of a `{self.cls}` layer in SI units, clamped to their ranges.")
+            for _spec, code in self.param_fields:
+                o.line(f"{code}: {self.array_type}")
+            if not self.param_fields:
+                o.line("pass")
+        o.blank(2)
+
+    def state_inits(self) -> list[str]:
+        """Each field's value at the start, from the local `zeros` [batch, *shape]."""
+        values = []
+        for spec, _code in self.state_fields:
+            init = next((s.value for s in self.n.states if s.var == spec), ir.Num(value=0.0))
+            text = self.printer(init)
+            values.append("zeros" if text == "0" else f"zeros + {text}")
+        return values + (["zeros"] if self.refrac_field else [])
+
+    def emit_step_body(self) -> None:
+        """From the state's fields to `return spike, State(...)`."""
+        n, o = self.n, self.out
+        fields = [self.locals[s] for s, _c in self.state_fields]
+        if self.refrac_field:
+            fields.append("refractory_left")
+        if fields:
+            o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
+        for let in n.lets:
+            o.line(f"{self.locals[let.var]} = {self.printer(let.value)}", self.src(let.line))
+        updates = list(n.updates)
+        self.emit_assignments([(self.locals[u.var], self.printer(u.value), u.line) for u in updates])
+        if self.refrac_field:
+            o.line("active = refractory_left <= 0")
+            old = {s.var for s in updates}
+            for var in (u.var for u in n.reset.updates) if n.reset else ():
+                if var in old:  # the state tuple still holds the value before this step
+                    o.line(f"{self.locals[var]} = {self.where}(active, {self.locals[var]}, "
+                           f"state.{dict(self.state_fields)[var]})")
+        if n.spike is None:
+            spike_code = self.locals[n.output] if n.output else "None"
+        else:
+            extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in self.spike_extra())
+            o.line(f"spike = {self.spike_call(self.printer(n.spike.x) + extra_args)}", self.src(n.spike.line))
+            if self.refrac_field:
+                o.line("spike = spike * active")
+            spike_code = "spike"
+            if n.reset is not None:
+                o.line(f"gate = {'spike' if n.reset.with_gradient else self.detached('spike')}")
+                self.emit_reset(n.reset)
+        result = ["spike" if spec == "spiked" else self.locals[spec] for spec, _code in self.state_fields]
+        if self.refrac_field:
+            o.line(f"refractory_left = {self.refractory_count()}")
+            result.append("refractory_left")
+        o.line(f"return {spike_code}, {self.cls}State({', '.join(result)})")
+
+    def emit_reset(self, reset: ir.LReset) -> None:
+        """Each reset state blended to its value where the neuron spiked: `v - gate * (v - value)`, or
+        `v - gate * c` for `v -= c`."""
+        values = []
+        for u in reset.updates:
+            var = self.locals[u.var]
+            v = u.value
+            if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
+                right, prec = self.printer.print(v.right)
+                right = right if prec > PRODUCT else f"({right})"
+                values.append((var, f"{var} {v.op} gate * {right}", u.line))
+            else:
+                values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
+        self.emit_assignments(values)
+
+    def emit_assignments(self, values: list[tuple[str, str, int | None]]) -> None:
+        """`a = x` for one, `a, b = (x, y)` for several (simultaneous), each value traced to its line."""
+        o = self.out
+        if len(values) == 1:
+            var, text, line = values[0]
+            o.line(f"{var} = {text}", self.src(line))
+        elif values:
+            o.line(f"{', '.join(v for v, _t, _l in values)} = (")
+            with o.indent():
+                for _v, text, line in values:
+                    o.line(f"{text},", self.src(line))
+            o.line(")")
