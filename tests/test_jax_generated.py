@@ -101,8 +101,8 @@ def test_generated_code_imports_only_jax_math_typing(path):
 
 def test_the_backends_print_the_same_ops():
     """Every op the torch backend prints, the JAX backend prints too (new ops go into both tables)."""
-    from snnspec.emit.jax import network as jax_network
-    from snnspec.emit.torch import network as torch_network
+    from snnspec.emit.jax import ops as jax_network
+    from snnspec.emit.torch import ops as torch_network
 
     assert set(torch_network.OP_PRINTERS) <= set(jax_network.OP_PRINTERS)
 

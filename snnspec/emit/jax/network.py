@@ -15,114 +15,17 @@ the final weight is returned in the buffers, as torch writes its buffer back.
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ... import ir
 from ...lower.program import reads_t
 from ...names import Namer, class_name, py_name
-from ..base import ProgramVisitor, UnsupportedOp, state_fields
+from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, plan_lines, state_fields
 from ..writer import CodeWriter, literal
+from .ops import OP_PRINTERS, OpContext
+from .params import ParamsPrinter
 
-
-@dataclass
-class OpContext:
-    """What an op printer needs to know about where it is printed."""
-
-    attr: str | None  # the torch attribute name of this op's weights (the params key prefix)
-    time_axis: bool  # arrays are [T, batch, ...]; else [batch, ...] (one step, or a static input)
-    at_step: bool  # inside a step function: values that live across steps are loop-carried
-    streaming: bool  # the network's `step`: no dropout, batchnorm from running statistics
-    param: Callable[[str], str]  # params key -> the code reading it (frozen weights without gradient)
-    local: Namer
-    pre: list[tuple[str, int | None]] = field(default_factory=list)  # statements (and spec lines) to run first
-    carry: list[tuple[str, str]] = field(default_factory=list)  # (name, initial value) carried over steps
-    mask: str | None = None  # the dropout mask of this op, if any
-    line: int | None = None  # the spec line of the path
-    weight: str | None = None  # a plastic dense inside a scan: the local carrying its weight
-
-
-def _spatial(op: ir.LOp) -> int:
-    return len(op.in_shape) - 1
-
-
-def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    bias = f", {ctx.param(f'{ctx.attr}.bias')}" if op.args.get("bias", True) else ""
-    weight = ctx.weight or ctx.param(f"{ctx.attr}.weight")
-    return f"_dense({value}, {weight}{bias})"
-
-
-def _conv(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    bias = ctx.param(f"{ctx.attr}.bias") if op.args.get("bias", True) else "None"
-    args = (f"{ctx.param(f'{ctx.attr}.weight')}, {bias}, {literal(int(op.args['stride']))}, "
-            f"{literal(int(op.args['padding']))}")
-    return f"_fold_time(_conv, {value}, {args})" if ctx.time_axis else f"_conv({value}, {args})"
-
-
-def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    k = int(op.args["kernel"])
-    fn = "_maxpool" if op.name == "maxpool" else "_avgpool"
-    text = f"{fn}({value}, {literal(k)}, {_spatial(op)})"
-    return f"{text} * {literal(k ** _spatial(op))}" if op.name == "sumpool" else text
-
-
-def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    a = ctx.attr
-    keys = [f'"{a}.running_mean"', f'"{a}.running_var"', f'"{a}.num_batches_tracked"']
-    stats = f"({', '.join(f'buffers[{k}]' for k in keys)})"
-    out = ctx.local.fresh(f"{a}_out")
-    axis = 2 if ctx.time_axis else 1
-    args = (f"{value}, {ctx.param(f'{a}.weight')}, {ctx.param(f'{a}.bias')}, {stats}, {axis}, "
-            f"{'False' if ctx.streaming else 'train'}, {literal(float(op.args['momentum']))}, "
-            f"{literal(float(op.args['eps']))}")
-    target = "_" if ctx.streaming else f"({', '.join(f'new_buffers[{k}]' for k in keys)})"
-    ctx.pre.append((f"{out}, {target} = _batchnorm({args})", ctx.line))
-    return out
-
-
-def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    if ctx.streaming or ctx.mask is None:
-        return value
-    return f"_dropout({value}, {ctx.mask})"
-
-
-def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value} * {literal(float(op.args['value']))}"
-
-
-def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value} * {ctx.param(str(ctx.attr))}"
-
-
-def _flatten(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"lax.collapse({value}, {2 if ctx.time_axis else 1})"
-
-
-def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    steps = int(op.args["steps"])
-    if ctx.at_step:
-        buffer = ctx.local.fresh("delay_buffer")
-        out = ctx.local.fresh("delayed")
-        shape = ", ".join(["batch", *map(str, op.in_shape)])
-        ctx.carry.append((buffer, f"jnp.zeros(({literal(steps)}, {shape}), dtype)"))
-        ctx.pre.append((f"{out}, {buffer} = _delayed({buffer}, {value})", ctx.line))
-        return out
-    return f"_shift({value}, {literal(steps)})"
-
-
-def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"_lateral({value}, {literal(float(op.args['w']))}, {2 if ctx.time_axis else 1})"
-
-
-OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
-    "dense": _dense, "conv1d": _conv, "conv2d": _conv, "maxpool": _pool, "avgpool": _pool, "sumpool": _pool,
-    "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
-    "flatten": _flatten, "delay": _delay, "lateral": _lateral,
-}
-
-# a layer whose currents may be computed inside its scan (`_per_step`) gets the choice printed from this size
 _PER_STEP_MIN_MACS = 2 ** 14  # per sample: below, no batch up to 1024 reaches the generated `PER_STEP_MACS`
 
 _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-1]", "max": "jnp.max({}, 0)",
@@ -146,7 +49,7 @@ class Plastic:
     state: str
 
 
-class NetworkEmitter(ProgramVisitor):
+class NetworkEmitter(ParamsPrinter, ProgramVisitor):
     def __init__(self, net: ir.LNetwork, lowered: ir.LoweredSpec, out: CodeWriter):
         self.net = net
         self.lowered = lowered
@@ -184,9 +87,6 @@ class NetworkEmitter(ProgramVisitor):
         self.local = Namer(self.reserved)
         self.var_name: dict[tuple[str, str], str] = {}
 
-    def src(self, line: int | None) -> tuple[str, int | None]:
-        return (self.net.file, line)
-
     def v(self, layer: str, var: str, suffix: str = "") -> str:
         key = (layer, var + suffix)
         if key not in self.var_name:
@@ -222,8 +122,8 @@ class NetworkEmitter(ProgramVisitor):
 
     # -- structure
     def emit(self) -> None:
-        self.check_supported()
-        self.emit_output_tuple()
+        check_supported(self.net, OP_PRINTERS, "jax")
+        emit_output_tuple(self.out, self.net, self.cls, self.out_fields, "jax.Array", f"{self.cls}.apply")
         o = self.out
         o.line(f"class {self.cls}:")
         with o.indent():
@@ -240,37 +140,12 @@ class NetworkEmitter(ProgramVisitor):
             self.emit_apply()
         o.blank(2)
 
-    def check_supported(self) -> None:
-        for p in self.net.paths:
-            for op in p.ops:
-                if op.name not in OP_PRINTERS:
-                    raise UnsupportedOp(op.name, p, "is not supported by the jax backend yet")
-
-    def emit_output_tuple(self) -> None:
-        o = self.out
-        o.line(f"class {self.cls}Output(NamedTuple):")
-        with o.indent():
-            o.docstring(f"What `{self.cls}.apply` returns: one field per `output` line of the spec.")
-            for out in self.net.outputs:
-                shape = "[T, batch, ...]" if out.readout == "trace" else "[batch, ...]"
-                o.line(f"{self.out_fields(out.name)}: jax.Array  # {out.layer}.{out.var} {out.readout}, {shape}")
-        o.blank(2)
-
     def args(self) -> str:
         return ", ".join(self.input_arg[i.name] for i in self.net.inputs)
 
     def emit_docstring(self) -> None:
         net = self.net
-        dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
-        lines = [f"Network `{net.name}` ({self.out.source(net.file)}): dt = {dt}, {net.steps or 'T'} steps.", ""]
-        for inp in net.inputs:
-            lines.append(f"    input {inp.name}{list(inp.shape)} encode {inp.encoding}")
-        for la in net.layers:
-            mode = "step-major" if la.step_major else "layer-major"
-            lines.append(f"    layer {la.name} = {la.neuron}{list(la.shape)}  ({mode})")
-        for p in net.paths:
-            ops = " -> ".join(op.name for op in p.ops)
-            lines.append(f"    {p.src} -> {ops} -> {p.dst}.{p.dst_input}{'  (recurrent)' if p.recurrent else ''}")
+        lines = plan_lines(net, self.out)
         args = self.args()
         lines += ["", f"`apply(params, {args}, key=None)` takes " + "; ".join(
             f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
@@ -280,105 +155,6 @@ class NetworkEmitter(ProgramVisitor):
             "running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,",
             "`init_state(params, batch)` and `step(params, state, *inputs_t) -> (state, outputs_t)`."]
         self.out.docstring("\n".join(lines))
-
-    # -- params
-    def emit_init(self) -> None:
-        o = self.out
-        entries = self.program.params
-        o.line("@staticmethod")
-        o.line("def init(key, dtype=None) -> dict:")
-        with o.indent():
-            o.docstring("Fresh params, as torch initialises the same module: dense and conv weights and biases\n"
-                        "uniform on +-1/sqrt(fan_in), batchnorm weight 1 and bias 0, one_to_one weights 1,\n"
-                        "learnable neuron params at their values.")
-            if not entries:
-                o.line("return {}")
-                o.blank()
-                return
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            if any(t.init == "neuron" for t in entries):
-                o.line(f"dt = {self.cls}.dt")
-            n_random = sum(1 for t in entries if t.init == "uniform")
-            if n_random:
-                o.line(f"keys = jax.random.split(key, {n_random})")
-            local = Namer(self.reserved)
-            inits: dict[str, str] = {}
-            for t in entries:
-                layer = t.layer
-                if t.init == "neuron" and layer is not None and layer not in inits:
-                    la = self.layers[layer]
-                    neuron = self.neurons[layer]
-                    kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in la.overrides.items())
-                    inits[layer] = local(f"{layer}_init")
-                    o.line(f"{inits[layer]} = {class_name(neuron.name)}.init({tuple(la.shape)!r}, dt=dt, "
-                           f"dtype=dtype{kw})", self.src(la.line))
-            draws = itertools.count()
-            o.line("return {")
-            with o.indent():
-                for t in entries:
-                    value = f'{inits[t.layer]}["{t.key.split(".", 1)[1]}"]' if t.layer is not None else None
-                    o.line(f'"{t.key}": {value or self.initial(t, draws)},')
-            o.line("}")
-        o.blank()
-
-    def emit_init_buffers(self) -> None:
-        o = self.out
-        entries = self.program.buffers
-        o.line("@staticmethod")
-        o.line("def init_buffers(key=None, dtype=None) -> dict:")
-        with o.indent():
-            o.docstring("The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule\n"
-                        "params, constants here): plastic weights and biases drawn from `key` as torch draws them\n"
-                        "(uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.")
-            if not entries:
-                o.line("return {}")
-                o.blank()
-                return
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            n_random = sum(1 for t in entries if t.init == "uniform")
-            if n_random:
-                o.line("if key is None:")
-                with o.indent():
-                    o.line(f'raise ValueError("{self.cls} has plastic weights, drawn at random: pass '
-                           'key=jax.random.PRNGKey(...)")')
-                o.line(f"keys = jax.random.split(key, {n_random})")
-            draws = itertools.count()
-            o.line("return {")
-            with o.indent():
-                for t in entries:
-                    o.line(f'"{t.key}": {self.initial(t, draws)},')
-            o.line("}")
-        o.blank()
-
-    @staticmethod
-    def initial(t: ir.PTensor, draws: Iterator[int]) -> str:
-        """The initial value of an array of the parameter table (`draws` numbers the random ones)."""
-        if t.init == "uniform":
-            assert t.fan_in is not None
-            return f"_uniform(keys[{next(draws)}], {t.shape!r}, {literal(1 / t.fan_in ** 0.5)}, dtype)"
-        return "jnp.zeros((), int)" if t.init == "count" else f"jnp.{t.init}({t.shape!r}, dtype)"
-
-    def emit_neuron_params(self) -> None:
-        o = self.out
-        o.line("@staticmethod")
-        o.line("def neuron_params(params) -> dict:")
-        with o.indent():
-            o.docstring("Each layer's neuron params as its steps use them: the layer's overrides, learnable values\n"
-                        "from `params`, ranges applied.")
-            o.line(f"dt = {self.cls}.dt")
-            o.line("return {")
-            with o.indent():
-                for la in self.net.layers:
-                    neuron = self.neurons[la.name]
-                    attr = self.layer_attr[la.name]
-                    values = {py_name(k): literal(v) for k, v in la.overrides.items()}
-                    for prm in neuron.params:
-                        if prm.learnable:
-                            values[py_name(prm.name)] = f'params["{attr}.{py_name(prm.name)}"]'
-                    given = ", ".join(f'"{k}": {v}' for k, v in values.items())
-                    o.line(f'"{attr}": {class_name(neuron.name)}.params({{{given}}}, dt=dt),', self.src(la.line))
-            o.line("}")
-        o.blank()
 
     # -- encodings
     def emit_keys(self, rate_only: bool = False) -> None:
@@ -503,17 +279,6 @@ class NetworkEmitter(ProgramVisitor):
             out.append(terms)
         return out
 
-    def emit_sum(self, o: CodeWriter, target: str, terms: list[tuple[str, int | None]], file: str) -> None:
-        """`target = a + b + ...`: one term per line, each with its spec line, when there are several."""
-        if len(terms) == 1:
-            o.line(f"{target} = {terms[0][0]}", (file, terms[0][1]))
-            return
-        o.line(f"{target} = (")
-        with o.indent():
-            for k, (term, line) in enumerate(terms):
-                o.line(f"{'+ ' if k else ''}{term}", (file, line))
-        o.line(")")
-
     # -- apply
     def emit_apply(self) -> None:
         o = self.out
@@ -622,7 +387,7 @@ class NetworkEmitter(ProgramVisitor):
         names = []
         for inp, terms in zip(neuron.inputs, currents, strict=True):
             name = self.local(f"{layer}_{inp.var}")
-            self.emit_sum(o, name, terms, self.net.file)
+            emit_sum(o, name, terms, self.net.file)
             names.append(name)
         o.line(f'{spike}, _, {rec} = {class_name(neuron.name)}.run(layer_params["{attr}"], {", ".join(names)}, '
                f"dt=dt{', record=True' if states else ''})")
@@ -661,7 +426,7 @@ class NetworkEmitter(ProgramVisitor):
                     terms.insert(0, (self.zeros(layer, False), None))
                 self.emit_pre(ctx)
                 name = self.local.fresh(f"{layer}_{inp.var}_t")
-                self.emit_sum(o, name, terms, self.net.file)
+                emit_sum(o, name, terms, self.net.file)
                 values.append(name)
             o.line(f"return ({', '.join(values)}{',' if len(values) == 1 else ''})")
         o.line(f'{target} = _run_per_step({class_name(neuron.name)}, layer_params["{attr}"], {fn}, '
@@ -813,7 +578,7 @@ class NetworkEmitter(ProgramVisitor):
                     continue
                 # a path computed in the step: its current gets a line of its own, traced to the spec
                 name = self.local(f"{layer}_{inp.var}_now")
-                self.emit_sum(o, name, terms, self.net.file)
+                emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
             t_arg = f", t={t}" if t and reads_t(neuron) else ""

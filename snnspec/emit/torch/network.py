@@ -9,117 +9,13 @@ closed by a recurrent path run step-major, in one loop over time. Ops are printe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from ... import ir
 from ...lower.program import reads_t
 from ...names import Namer, class_name, py_name
-from ..base import ProgramVisitor, UnsupportedOp, state_fields
+from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, plan_lines, state_fields
 from ..writer import CodeWriter, literal
-
-
-@dataclass
-class OpContext:
-    """What an op printer needs to know about where it is printed."""
-
-    attr: str | None  # the module attribute holding this op's weights, if it has one
-    time_axis: bool  # tensors are [T, batch, ...]; else [batch, ...] (one step, or a static input)
-    at_step: bool  # inside a step loop: state that lives across steps goes into `setup`
-    setup: list[str]  # lines to run once before the step loop
-    local: Namer
-    like: str  # a tensor whose dtype and device new tensors take
-    weight: str | None = None  # a plastic dense: the local holding this step's weight
-
-
-def _spatial(op: ir.LOp) -> int:
-    return len(op.in_shape) - 1
-
-
-def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    if ctx.weight is not None:  # plastic: the weight of this step, not the module's
-        return f"nn.functional.linear({value}, {ctx.weight}, self.{ctx.attr}.bias)"
-    return f"self.{ctx.attr}({value})"
-
-
-def _per_sample(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    """Convolution and normalisation see [T*batch, C, ...] in one call when there is a time axis."""
-    return f"_fold_time(self.{ctx.attr}, {value})" if ctx.time_axis else f"self.{ctx.attr}({value})"
-
-
-def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    kind = "max" if op.name == "maxpool" else "avg"
-    fn = f"nn.functional.{kind}_pool{_spatial(op)}d"
-    k = int(op.args["kernel"])
-    text = f"_fold_time({fn}, {value}, {k})" if ctx.time_axis else f"{fn}({value}, {k})"
-    return f"({text} * {literal(k ** _spatial(op))})" if op.name == "sumpool" else text
-
-
-def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return _per_sample(op, value, ctx)
-
-
-def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    if ctx.at_step:  # one mask per sequence: drawn before the loop
-        mask = ctx.local.fresh(f"{ctx.attr}_mask")
-        shape = ", ".join(["batch", *map(str, op.in_shape)])
-        ctx.setup.append(f"{mask} = self.{ctx.attr}.draw(({shape}), {ctx.like})")
-        return f"self.{ctx.attr}({value}, mask={mask})"
-    return f"self.{ctx.attr}({value}, time_axis={ctx.time_axis})"
-
-
-def _scale(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    factor = float(op.args["value"])
-    return value if factor == 1 else f"{value} * {literal(factor)}"  # `scale(1)`: an identity shortcut
-
-
-def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value} * self.{ctx.attr}"
-
-
-def _flatten(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value}.flatten({2 if ctx.time_axis else 1})"
-
-
-def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    steps = int(op.args["steps"])
-    if ctx.at_step:
-        buffer = ctx.local.fresh("delay_buffer")
-        ctx.setup.append(f"{buffer} = []")
-        return f"_delayed({buffer}, {value}, {steps})"
-    return f"_shift({value}, {steps})"
-
-
-def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"_lateral({value}, {literal(float(op.args['w']))}, {2 if ctx.time_axis else 1})"
-
-
-OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
-    "dense": _dense, "conv1d": _per_sample, "conv2d": _per_sample, "maxpool": _pool, "avgpool": _pool,
-    "sumpool": _pool, "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
-    "flatten": _flatten, "delay": _delay, "lateral": _lateral,
-}
-
-
-
-def op_module(op: ir.LOp) -> str:
-    """The constructor of the module (or parameter) an op holds."""
-    a = op.args
-    if op.name == "dense":
-        bias = "" if a.get("bias", True) else ", bias=False"
-        return f"nn.Linear({literal(op.in_shape[0])}, {literal(op.out_shape[0])}{bias})"
-    if op.name in ("conv1d", "conv2d"):
-        bias = "" if a.get("bias", True) else ", bias=False"
-        return (f"nn.Conv{op.name[-2:]}({literal(op.in_shape[0])}, {literal(int(a['channels']))}, "
-                f"kernel_size={literal(int(a['kernel']))}, stride={literal(int(a['stride']))}, "
-                f"padding={literal(int(a['padding']))}{bias})")
-    if op.name == "batchnorm":
-        kind = "2d" if len(op.in_shape) == 3 else "1d"
-        return (f"nn.BatchNorm{kind}({literal(op.in_shape[0])}, momentum={literal(float(a['momentum']))}, "
-                f"eps={literal(float(a['eps']))})")
-    if op.name == "dropout":
-        return f"SequenceDropout({literal(float(a['p']))})"
-    return f"nn.Parameter(torch.ones({tuple(op.in_shape)!r}))"
+from .ops import OP_PRINTERS, OpContext, op_module
 
 
 class NetworkEmitter(ProgramVisitor):
@@ -161,8 +57,8 @@ class NetworkEmitter(ProgramVisitor):
         return self.scoped(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
 
     def emit(self) -> None:
-        self.check_supported()
-        self.emit_output_tuple()
+        check_supported(self.net, OP_PRINTERS, "torch")
+        emit_output_tuple(self.out, self.net, self.cls, self.out_fields, "torch.Tensor", f"{self.cls}")
         o = self.out
         o.line(f"class {self.cls}(nn.Module):")
         with o.indent():
@@ -172,34 +68,9 @@ class NetworkEmitter(ProgramVisitor):
             self.emit_forward()
         o.blank(2)
 
-    def check_supported(self) -> None:
-        for p in self.net.paths:
-            for op in p.ops:
-                if op.name not in OP_PRINTERS:
-                    raise UnsupportedOp(op.name, p)
-
-    def emit_output_tuple(self) -> None:
-        o = self.out
-        o.line(f"class {self.cls}Output(NamedTuple):")
-        with o.indent():
-            o.docstring(f"What `{self.cls}` returns: one field per `output` line of the spec.")
-            for out in self.net.outputs:
-                shape = "[T, batch, ...]" if out.readout == "trace" else "[batch, ...]"
-                o.line(f"{self.out_fields(out.name)}: torch.Tensor  # {out.layer}.{out.var} {out.readout}, {shape}")
-        o.blank(2)
-
     def emit_docstring(self) -> None:
         net = self.net
-        dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
-        lines = [f"Network `{net.name}` ({self.out.source(net.file)}): dt = {dt}, {net.steps or 'T'} steps.", ""]
-        for inp in net.inputs:
-            lines.append(f"    input {inp.name}{list(inp.shape)} encode {inp.encoding}")
-        for la in net.layers:
-            mode = "step-major" if la.step_major else "layer-major"
-            lines.append(f"    layer {la.name} = {la.neuron}{list(la.shape)}  ({mode})")
-        for p in net.paths:
-            ops = " -> ".join(op.name for op in p.ops)
-            lines.append(f"    {p.src} -> {ops} -> {p.dst}.{p.dst_input}{'  (recurrent)' if p.recurrent else ''}")
+        lines = plan_lines(net, self.out)
         args = ", ".join(self.input_arg[i.name] for i in net.inputs)
         lines += ["", f"`forward({args})` takes " + "; ".join(
             f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
@@ -342,17 +213,6 @@ class NetworkEmitter(ProgramVisitor):
             out.append(terms)
         return out
 
-    def emit_sum(self, o: CodeWriter, target: str, terms: list[tuple[str, int | None]], file: str) -> None:
-        """`target = a + b + ...`: one term per line, each with its spec line, when there are several."""
-        if len(terms) == 1:
-            o.line(f"{target} = {terms[0][0]}", (file, terms[0][1]))
-            return
-        o.line(f"{target} = (")
-        with o.indent():
-            for k, (term, line) in enumerate(terms):
-                o.line(f"{'+ ' if k else ''}{term}", (file, line))
-        o.line(")")
-
     def visit_LayerRun(self, run: ir.LayerRun) -> None:
         o = self.out
         layer = run.layer
@@ -364,7 +224,7 @@ class NetworkEmitter(ProgramVisitor):
         names = []
         for inp, terms in zip(self.neurons[layer].inputs, currents, strict=True):
             name = self.scoped(f"{layer}_{inp.var}", "current", layer, inp.var)
-            self.emit_sum(o, name, terms, self.net.file)
+            emit_sum(o, name, terms, self.net.file)
             names.append(name)
         states = run.records
         record = bool(states)
@@ -470,7 +330,7 @@ class NetworkEmitter(ProgramVisitor):
                     continue
                 # a path computed in the loop: its current gets a line of its own, traced to the spec
                 name = self.scoped(f"{layer}_{inp.var}_now", "current_now", layer, inp.var)
-                self.emit_sum(o, name, terms, self.net.file)
+                emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
             t = ", i * self.dt" if reads_t(neuron) else ""
