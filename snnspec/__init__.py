@@ -22,7 +22,8 @@ from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .loader import load_program
 from .lower import lower as _lower
 
-__all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "generate", "load", "load_lowered", "ir"]
+__all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "compile_lowered", "generate", "load",
+           "load_lowered", "ir"]
 
 
 def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics) -> ir.Spec:
@@ -75,7 +76,21 @@ def compile(path: str | Path | None = None, backend: str = "torch", *, text: str
     compiled kernels between runs. Where that folder is not writable the source runs from memory.
     """
     source = generate(path, backend, text=text, name=name)
-    stem = "".join(c if c.isalnum() else "_" for c in Path(name or path or "spec").stem)
+    return _import_source(source, Path(name or path or "spec").stem, backend)
+
+
+def compile_lowered(lowered: ir.LoweredSpec, backend: str = "torch", *, tag: str = "") -> types.ModuleType:
+    """`compile` for a spec already lowered (and perhaps adjusted, as `snnspec simulate` records more
+    variables); `tag` goes into the module's name. Raises `snnspec.emit.BackendError` for what the
+    backend cannot build."""
+    from .emit import generate as emit
+
+    return _import_source(emit(lowered, backend), Path(lowered.file).stem + tag, backend)
+
+
+def _import_source(source: str, stem: str, backend: str) -> types.ModuleType:
+    """Import generated source as a module, from the cache folder where it is writable (see `compile`)."""
+    stem = "".join(c if c.isalnum() else "_" for c in stem)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     module_name = f"snnspec_generated_{stem}_{backend}_{digest}"
     file = _cache_file(module_name, source)

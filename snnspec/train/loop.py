@@ -39,7 +39,7 @@ from torch import nn
 from .. import ir
 from .data import DataError, Layout, RawData, Tensors, fit, load_source, prepare
 from .losses import Objective, make_objective
-from .model import SetupError, compile_lowered, select_network, single_input
+from .model import SetupError, select_network, single_input
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -131,7 +131,7 @@ class _Dist:
 def setup(config: TrainConfig) -> _Setup:
     """Load the spec, choose the network, bind the loss, read and fit the data, build the class.
     Raises `SpecError`/`BackendError` (diagnostics) or `SetupError`/`DataError`/`LossError`."""
-    from .. import load_lowered
+    from .. import compile_lowered, load_lowered
     from ..names import class_name
 
     lowered = load_lowered(config.spec)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
-import sys
-import types
 from pathlib import Path
 
 from .. import ir
+from ..diagnostics import Diagnostics
+from ..lower.program import build_program
 
 
 class SetupError(ValueError):
@@ -32,22 +31,11 @@ def select_network(lowered: ir.LoweredSpec, name: str | None) -> ir.LNetwork:
 
 
 def with_network(lowered: ir.LoweredSpec, net: ir.LNetwork) -> ir.LoweredSpec:
-    """The lowered spec with `net` in place of the network of the same name."""
+    """The lowered spec with `net` (a lowered network with other outputs or steps) in place of the
+    network of the same name, its program planned anew for them."""
+    program = build_program(net, lowered.neurons, lowered.rules, Diagnostics())
+    net = net.model_copy(update={"program": program})
     return lowered.model_copy(update={"networks": {**lowered.networks, net.name: net}})
-
-
-def compile_lowered(lowered: ir.LoweredSpec, tag: str = "") -> types.ModuleType:
-    """Generate torch code for a lowered spec and execute it as a module (as `snnspec.compile`).
-    Raises `snnspec.emit.BackendError` for what the backend cannot build yet."""
-    from ..emit import generate
-
-    source = generate(lowered, "torch")
-    stem = Path(lowered.file).stem + tag
-    module = types.ModuleType(f"snnspec_generated_{stem}")
-    module.__file__ = f"<snnspec {stem}.py>"
-    sys.modules[module.__name__] = module
-    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)
-    return module
 
 
 def single_input(net: ir.LNetwork, command: str) -> ir.LInput:

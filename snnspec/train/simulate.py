@@ -18,7 +18,7 @@ import torch
 
 from .. import ir
 from .data import BUILTIN, DataError, fit, load_source
-from .model import SetupError, compile_lowered, select_network, single_input, with_network
+from .model import SetupError, select_network, single_input, with_network
 
 RANDOM = "random"
 
@@ -102,7 +102,7 @@ def _fits_digits(inp: ir.LInput) -> bool:
 def simulate(spec: Path, network: str | None = None, steps: int | None = None, source: str | None = None,
              index: int = 0, checkpoint: Path | None = None, seed: int = 0) -> Simulation:
     """Run the network on one sample and record every layer's spikes and membrane."""
-    from .. import load_lowered
+    from .. import compile_lowered, load_lowered
     from ..names import class_name
 
     lowered = load_lowered(spec)
