@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ... import ir
 from ...expr import format_expr, names
+from ...lower.kernel import live_params
 from ..names import ModuleNames, Namer, class_name, py_name
 from ..printer import PRODUCT, Printer
 from ..writer import CodeWriter, literal
@@ -69,13 +70,11 @@ class NeuronEmitter:
         self.emit_module()
 
     def make_fused(self) -> FusedEmitter | None:
-        """The fused (numba) recurrence for this neuron, if its step allows one."""
-        grad = {p.name for p in self.n.params if p.learnable} | self.live_params()
-        fused = FusedEmitter(self.n, self.cls, [*self.state_fields, *(
-            [("refractory_left", self.refrac_field)] if self.refrac_field else [])], self.refrac_field,
-            self.inputs, self.param_fields, grad)
-        if not fused.eligible:
+        """The fused (numba) recurrence for this neuron, if lowering gave it one."""
+        if self.n.kernel is None:
             return None
+        fused = FusedEmitter(self.n.kernel, self.n, self.cls, [*self.state_fields, *(
+            [("refractory_left", self.refrac_field)] if self.refrac_field else [])])
         fused.name_kernels(self.module_names)
         return fused
 
@@ -185,12 +184,7 @@ class NeuronEmitter:
 
     def live_params(self) -> set[str]:
         """Derived params that depend on a learnable one: recomputed on every forward."""
-        learnable = {p.name for p in self.n.params if p.learnable}
-        live: set[str] = set()
-        for p in self.n.params:  # dependency order
-            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
-                live.add(p.name)
-        return live
+        return live_params(self.n)
 
     def emit_params(self) -> None:
         n, o = self.n, self.out
