@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from .. import ir
 from ..expr import names
+from ..lower.kernel import live_params
 from ..lower.program import reads_t
 from ..names import ModuleNames, Namer, class_name, py_name
 from .printer import PRODUCT, Printer
@@ -83,12 +84,7 @@ class NeuronSkeleton(ABC):
 
     def live_params(self) -> set[str]:
         """Derived params that depend on a learnable one: recomputed from it on every forward."""
-        learnable = {p.name for p in self.n.params if p.learnable}
-        live: set[str] = set()
-        for p in self.n.params:  # dependency order
-            if not p.learnable and any(d in learnable or d in live for d in p.depends_on):
-                live.add(p.name)
-        return live
+        return live_params(self.n)
 
     def emit_tuples(self) -> None:
         o = self.out

@@ -11,6 +11,7 @@ from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
 from ..expr import format_expr, from_sympy, names, substitute, to_si, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
+from .kernel import with_kernel
 from .rule import plan_rule
 from .surrogate import NotDifferentiable, surrogate_grad
 
@@ -101,7 +102,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         if n.on_spike is not None:
             reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
                               with_gradient=n.on_spike.with_gradient)
-    return ir.LNeuron(
+    return with_kernel(ir.LNeuron(
         name=n.name, file=n.span.file if n.span else "", method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None,
         params=lower_params(n.params, local, diags),
@@ -111,7 +112,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         lets=lets, updates=tuple(updates), spike=spike, reset=reset,
         refractory=to_si(n.refractory, local) if n.refractory is not None else None,
         uses_units=n.uses_units, equations=tuple(_equation_text(n)), output=_output(n),
-    )
+    ))
 
 
 MEMBRANE_NAMES = ("v", "mem", "u", "V")

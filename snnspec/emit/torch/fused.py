@@ -1,10 +1,9 @@
 """Fused neuron recurrences: all T steps of a layer as one autograd node.
 
-The forward loops over time without an autograd graph and saves only each step's updated
-(pre-reset) state values; the backward walks the steps in reverse with the partial derivatives
-`lower/adjoint.py` derives, recomputing spikes and resets from the saved values. Both loops are
-printed as scalar kernels that numba compiles on first use. Without numba (or off the CPU) the
-neuron runs its plain step loop under autograd, which gives the same numbers.
+Prints a neuron's kernel IR (`ir.LKernel`, built in `lower/kernel.py`, which decides what each
+kernel computes and saves) as two scalar kernels that numba compiles on first use, and the
+`autograd.Function` that runs them. Without numba (or off the CPU) the neuron runs its plain
+step loop under autograd, which gives the same numbers.
 """
 
 from __future__ import annotations
@@ -12,83 +11,80 @@ from __future__ import annotations
 import re
 
 from ... import ir
-from ...lower.adjoint import GATE, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
 from ...names import ModuleNames, Namer
 from ..printer import Printer
 from ..writer import CodeWriter
 
-_KERNEL_NAMES = {"T", "M", "N", "b", "t", "m", "n", "free", "counter", "dt", "steps", "record", "math", "numba",
-                 "torch", "out", "saved",
-                 "rec", "active", "now", "gate", "spike", "x", "gx", "gs", "tau_steps",
-                 "g_out", "g_rec"}
-
-
-_ASSIGN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) = ")
-
-
-def _fill_empty_blocks(lines: list[str]) -> list[str]:
-    """Put `pass` into a block that pruning left empty."""
-    out: list[str] = []
-    for k, line in enumerate(lines):
-        out.append(line)
-        if line.rstrip().endswith(":"):
-            depth = len(line) - len(line.lstrip())
-            following = lines[k + 1] if k + 1 < len(lines) else ""
-            if len(following) - len(following.lstrip()) <= depth:
-                out.append(" " * (depth + 4) + "pass")
-    return out
-
-
-def _times(weight: str, factor: str) -> str:
-    """`weight * (factor)`, without the multiplication when the factor is 1."""
-    if factor == "1":
-        return weight
-    if factor == "-1":
-        return f"-{weight}"
-    return f"{weight} * ({factor})"
+LIMIT = 120  # the longest generated line
+_FIXED = {"T", "M", "N", "b", "t", "m", "n", "dt", "steps", "math", "numba", "counter", "out", "saved", "rec",
+          "active", "g_out", "g_rec"}
+_INDEX = {"t": "t", "t-1": "t - 1", "m": "m", "n": "n"}
+# the locals of the autograd Function's methods, which no spec name may take
+_FUNCTION_LOCALS = {"ctx", "dt", "steps", "record", "T", "M", "N", "shape", "dtype", "inputs", "start", "params",
+                    "out", "saved", "rec", "active", "initial", "final", "records", "g_out", "grads", "g_final",
+                    "g_recs", "g_rec", "zeros", "g_inputs", "g_params", "param_shapes", "torch", "x", "s", "p", "g",
+                    "k", "_compiled", "_sum_to"}
 
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)).lstrip("_")
 
 
-class FusedEmitter:
-    """Prints the fused kernels and the autograd Function for one neuron."""
+def _wrapped(o: CodeWriter, text: str, source: tuple[str, int | None] | None = None) -> None:
+    """`text` as one line, or broken inside brackets: an assignment's value before its operators,
+    else the arguments of its last call after their commas."""
+    width = LIMIT - len(o.indent_unit) * o.level - (len(f"  # {o.source(source[0])}:{source[1]}") if source else 0)
+    if len(text) <= width:
+        o.line(text, source)
+        return
+    m = re.match(r"([^(\[]*?) (\+?=) (.*)\Z", text)
+    if m and not (m[3][0] in "([" and _opener(m[3], len(m[3]) - 1) == 0):
+        head, pieces = f"{m[1]} {m[2]} (", [*re.split(r"(?= [-+*/] )|(?<=, )", m[3]), ")"]
+    else:
+        close = max(text.rindex(c) for c in ")]" if c in text)
+        cut = _opener(text, close)
+        head, pieces = text[:cut + 1], [*re.split(r"(?<=, )", text[cut + 1:close]), text[close:]]
+    o.line(head, source)
+    with o.indent():
+        line = ""
+        for piece in pieces[:-1]:
+            if line and len(line) + len(piece) > width - len(o.indent_unit):
+                o.line(line.strip())
+                line = ""
+            line += piece
+        o.line(line.strip())
+    o.line(pieces[-1])
 
-    def __init__(self, n: ir.LNeuron, cls: str, state_fields: list[tuple[str, str]], refractory: str | None,
-                 inputs: list[tuple[str, str]], params: list[tuple[str, str]], grad_params: set[str]):
-        self.n = n
-        self.cls = cls
+
+def _opener(text: str, close: int) -> int:
+    """Where the bracket closed at `close` opens."""
+    depth, cut = 0, close
+    while True:
+        depth += 1 if text[cut] in ")]" else -1 if text[cut] in "([" else 0
+        if depth == 0:
+            return cut
+        cut -= 1
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+class FusedEmitter:
+    """Prints the fused kernels and the autograd Function for one neuron's `ir.LKernel`."""
+
+    def __init__(self, k: ir.LKernel, n: ir.LNeuron, cls: str, fields: list[tuple[str, str]]):
+        self.k, self.n, self.cls = k, n, cls
+        self.fields = fields  # (spec name, State field): real states, spiked if read, refractory counter
         self.forward_name = self.backward_name = ""
-        self.adj: LAdjoint = derive(n, grad_params)
-        self.states = [s.var for s in n.states]  # real states (spiked and the refractory counter aside)
-        self.fields = state_fields  # the State tuple: real states, spiked if used, refractory counter
-        self.refractory = refractory
-        self.inputs = [spec for spec, _code in inputs]
-        self.params = [spec for spec, _code in params]
-        self.grad_params = [p for p in self.params if p in self.adj.params]
-        self.uses_spiked = any(spec == "spiked" for spec, _ in state_fields)
-        self.reset_vars = [u.var for u in n.reset.updates] if n.reset else []
-        self.updated = {u.var for u in n.updates}
-        self.uses_t = "t" in self.adj.uses or any(
-            x.id == "t" for e in self.step_exprs() for x in _names(e))
-        names = Namer(_KERNEL_NAMES)
-        self.v = {s: names(s) for s in self.states}
-        self.v.update({new(s): names.fresh(f"{s}_new") for s in self.states})
-        self.v.update({i: names(i) for i in self.inputs})
-        self.v.update({p: names(p) for p in self.params})
-        self.v.update({x.var: names(x.var) for x in n.lets})
-        self.v["spiked"] = names("spiked")
-        self.v[GATE] = "gate"
-        self.v["t"] = "now"
+        names = Namer(_FIXED)
+        self.v = {}
+        for local, base in k.locals:  # `spike` and `gate` are fine in a kernel (not at class level)
+            self.v[local] = base if base in ("spike", "gate") and base not in names.taken else names.fresh(base)
+            names.taken.add(self.v[local])
         self.v["dt"] = "dt"
-        self.lam = {s: names.fresh(f"lam_{s}") for s in [*self.states, "spiked"]}
-        self.arr = {s: names.fresh(f"st_{s}") for s in [*self.states, "spiked"]}
-        self.arr.update({i: names.fresh(f"in_{i}") for i in self.inputs})
-        self.arr.update({p: names.fresh(f"pa_{p}") for p in self.params})
-        self.garr = {p: names.fresh(f"g_{p}") for p in [*self.inputs, *self.grad_params]}
-        self.gu = {s: names.fresh(f"gu_{s}") for s in self.states}
-        self.names = names
+        self.arr = {a: names.fresh(base) for a, base in k.arrays}
+        self.arr.update({a: a for a in _FIXED})
         self.scalar = Printer({}, self.v, arrays=set())
 
     def name_kernels(self, module_names: ModuleNames) -> None:
@@ -97,374 +93,182 @@ class FusedEmitter:
         self.forward_name = module_names.internal(f"_{snake}_forward")
         self.backward_name = module_names.internal(f"_{snake}_backward")
 
-    def step_exprs(self) -> list[ir.Expr]:
-        n = self.n
-        exprs = [u.value for u in (*n.lets, *n.updates)]
-        if n.spike:
-            exprs += [n.spike.x, n.spike.grad]
-        if n.reset:
-            exprs += [u.value for u in n.reset.updates]
-        return exprs
+    # ---- the kernels: a visitor of kernel statements ----------------------------------------------
+    def elem(self, e: ir.KElem) -> str:
+        return f"{self.arr[e.array]}[{', '.join(_INDEX[i] if isinstance(i, str) else str(i) for i in e.index)}]"
 
-    @property
-    def eligible(self) -> bool:
-        """Whether this neuron's recurrence can be fused (the spike and resets read only updated values)."""
-        return not reads_old_state(self.adj)
+    def value(self, v: str | float) -> str:
+        return self.v[v] if isinstance(v, str) else repr(float(v))
 
-    @property
-    def saves_inputs(self) -> bool:
-        uses = set(self.adj.uses)
-        if self.n.spike is not None:
-            uses |= {x.id for x in _names(self.n.spike.x)} | {x.id for x in _names(self.n.spike.grad)}
-        if self.n.reset is not None:
-            uses |= {x.id for u in self.n.reset.updates for x in _names(u.value)}
-        return bool(uses & set(self.inputs))
+    def statements(self, o: CodeWriter, block: tuple[ir.KStatement, ...]) -> None:
+        if not block:
+            o.line("pass")
+        for s in block:
+            self.statement(o, s)
 
-    # ---- pieces of a step, printed for scalars --------------------------------------------------
-    def load_params(self, o: CodeWriter) -> None:
-        for p in self.params:
-            o.line(f"{self.v[p]} = {self.arr[p]}[n]")
-
-    def post(self, o: CodeWriter, active: str | None) -> None:
-        """From the updated values: x, the spike, the gate; then the post-reset states."""
-        n = self.n
-        if n.spike is None:
-            return
-        spike = n.spike
-        o.line(f"x = {self.scalar(updated_values(spike.x, tuple(self.states)))}")
-        cmp = ">=" if spike.inclusive else ">"
-        o.line(f"spike = 1.0 if x {cmp} 0.0 else 0.0" if active is None
-               else f"spike = 1.0 if (x {cmp} 0.0 and {active}) else 0.0")
-        o.line("gate = spike")
-
-    def reset_values(self) -> list[tuple[str, str]]:
-        """(state, its post-reset value) for each state, printed on updated values."""
-        out = []
-        states = tuple(self.states)
-        for s in self.states:
-            if s in self.reset_vars and self.n.reset is not None:
-                value = next(u.value for u in self.n.reset.updates if u.var == s)
-                out.append((s, self.scalar(reset_blend(s, value, states))))
-            else:
-                out.append((s, self.v[new(s)]))
-        return out
-
-    def updates(self, o: CodeWriter) -> None:
-        for let in self.n.lets:
-            o.line(f"{self.v[let.var]} = {self.scalar(let.value)}", (self.n.file, let.line))
-        for u in self.n.updates:
-            o.line(f"{self.v[new(u.var)]} = {self.scalar(u.value)}", (self.n.file, u.line))
-        for s in self.states:
-            if s not in self.updated:
-                o.line(f"{self.v[new(s)]} = {self.v[s]}")
-
-    # ---- the kernels ------------------------------------------------------------------------------
-    def emit_forward(self, o: CodeWriter) -> None:
-        args = [self.arr[i] for i in self.inputs] + [self.arr[s] for s in self.states]
-        if self.uses_spiked:
-            args.append(self.arr["spiked"])
-        if self.refractory:
-            args.append("counter")
-        args += [self.arr[p] for p in self.params] + ["N", "dt", "steps", "out", "saved", "rec", "active"]
-        o.line(f"def {self.forward_name}({', '.join(args)}):")
-        with o.indent():
-            o.docstring(f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
-                        "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
-                        "Writes the output of each step to `out`, the updated pre-reset states to `saved`,\n"
-                        "with `rec` of nonzero length every state after the step, and `active` the\n"
-                        "refractory mask.")
-            o.line("T, M = out.shape")
-            o.line("for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps")
+    def statement(self, o: CodeWriter, s: ir.KStatement) -> None:
+        v = self.v
+        if isinstance(s, ir.KAssign):
+            _wrapped(o, f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line) if s.line else None)
+        elif isinstance(s, ir.KLoad):
+            o.line(f"{v[s.target]} = {self.elem(s.src)}")
+        elif isinstance(s, ir.KStore):
+            value = self.scalar(s.value) if s.value is not None else self.elem(s.src) if s.src else "0.0"
+            if s.optional and s.src is not None:
+                value = f"{value} if {self.arr[s.src.array]}.shape[0] > 0 else 0.0"
+            _wrapped(o, f"{self.elem(s.dst)} {'+=' if s.add else '='} {value}")
+        elif isinstance(s, ir.KTest):
+            o.line(f"{v[s.target]} = {self.elem(s.src)} {s.op} {s.value if s.op == '<=' else int(s.value)}")
+        elif isinstance(s, ir.KSpike):
+            cond = f"{v[s.x]} {'>=' if s.inclusive else '>'} 0.0"
+            o.line(f"{v[s.target]} = 1.0 if {cond if s.mask is None else f'({cond} and {v[s.mask]})'} else 0.0")
+        elif isinstance(s, ir.KSelect):
+            o.line(f"{v[s.target]} = {self.value(s.then)} if {v[s.mask]} else {self.value(s.other)}")
+        elif isinstance(s, ir.KFlag):
+            o.line(f"{self.elem(s.dst)} = 1 if {v[s.mask]} else 0")
+        elif isinstance(s, ir.KCountdown):
+            o.line(f"{self.elem(s.dst)} = steps if {v[s.gate]} > 0.0 else {self.elem(s.dst)} - 1.0")
+        elif isinstance(s, ir.KTime):
+            o.line(f"{v[s.target]} = t * dt")
+        else:
+            o.line("if t == 0:" if s.cond == "first_step" else "if rec.shape[0] > 0:")
             with o.indent():
-                o.line("for t in range(T):")
+                self.statements(o, s.body)
+            if s.orelse:
+                o.line("else:")
                 with o.indent():
-                    if self.uses_t:
-                        o.line("now = t * dt")
-                    o.line("for n in range(N):")
-                    with o.indent():
-                        o.line("m = b * N + n")
-                        self.pruned(o, self.forward_body)
+                    self.statements(o, s.orelse)
 
-    def pruned(self, o: CodeWriter, body) -> None:  # type: ignore[no-untyped-def]
-        """Print `body` into `o` without the plain assignments nothing reads (a param a step does
-        not use, a gate without a reset), so the kernels stay lint-clean and minimal."""
-        inner = o.child()
-        body(inner)
-        lines = list(inner.lines)
-        while True:
-            text = "\n".join(lines)
-            targets: dict[str, int] = {}
-            for line in lines:
-                if m := _ASSIGN.match(line):
-                    targets[m.group(1)] = targets.get(m.group(1), 0) + 1
-            dead = {name for name, n in targets.items() if len(re.findall(rf"\b{name}\b", text)) == n}
-            if not dead:
-                break
-            lines = [line for line in lines if not ((m := _ASSIGN.match(line)) and m.group(1) in dead)]
-        lines = _fill_empty_blocks(lines)
-        offset = len(o.lines)
-        o.lines.extend(lines)
-        kept = {line: k for k, line in enumerate(lines)}
-        for k, source in inner.source_map.items():
-            line = inner.lines[k - 1]
-            if line in kept:
-                o.source_map[offset + kept[line] + 1] = source
-
-    def forward_body(self, o: CodeWriter) -> None:
-        """One element of one step of the forward kernel."""
-        self.load_params(o)
-        for s in self.states:
-            o.line(f"{self.v[s]} = {self.arr[s]}[m]")
-        if self.uses_spiked:
-            o.line(f"{self.v['spiked']} = {self.arr['spiked']}[m]")
-        for i in self.inputs:
-            o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
-        self.updates(o)
-        active = None
-        if self.refractory:
-            o.line("free = counter[m] <= 0.0")
-            o.line("active[t, m] = 1 if free else 0")
-            for s in self.reset_vars:
-                o.line(f"{self.v[new(s)]} = {self.v[new(s)]} if free else {self.v[s]}")
-            active = "free"
-        for k, s in enumerate(self.states):
-            o.line(f"saved[t, {k}, m] = {self.v[new(s)]}")
-        self.post(o, active)
-        for s, value in self.reset_values():
-            o.line(f"{self.arr[s]}[m] = {value}")
-        if self.uses_spiked:
-            o.line(f"{self.arr['spiked']}[m] = spike")
-        if self.refractory:
-            o.line("counter[m] = steps if gate > 0.0 else counter[m] - 1.0")
-        first = self.arr[self.n.output] if self.n.output and self.n.spike is None else "0.0"
-        o.line(f"out[t, m] = {'spike' if self.n.spike is not None else first + '[m]'}")
-        o.line("if rec.shape[0] > 0:")
+    def emit_kernel(self, o: CodeWriter, name: str, p: ir.KPass, doc: str) -> None:
+        _wrapped(o, f"def {name}({', '.join(self.arr[a] for a in p.args)}):")
         with o.indent():
-            fields = [self.arr[s] for s in self.states]
-            if self.uses_spiked:
-                fields.append(self.arr["spiked"])
-            if self.refractory:
-                fields.append("counter")
-            for k, name in enumerate(fields):
-                o.line(f"rec[t, {k}, m] = {name}[m]")
+            o.docstring(doc)
+            o.line(f"T, M = {'g_out' if p.reverse else 'out'}.shape")
+            o.line("for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps")
+            with o.indent():
+                o.line("for n in range(N):")
+                with o.indent():
+                    o.line("m = b * N + n")
+                    for s in p.invariants:
+                        self.statement(o, s)
+                    o.line("for t in range(T - 1, -1, -1):" if p.reverse else "for t in range(T):")
+                    with o.indent():
+                        self.statements(o, p.step)
+
+    def emit_forward(self, o: CodeWriter) -> None:
+        self.emit_kernel(o, self.forward_name, self.k.forward, (
+            f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
+            "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
+            "Writes the output of each step to `out`, the updated pre-reset states the backward\n"
+            "reads to `saved`, with `rec` of nonzero length every state after the step, and the\n"
+            "refractory mask to `active`."))
 
     def emit_backward(self, o: CodeWriter) -> None:
-        """The reverse loop: adjoints `lam_*` of the states after each step walk back to the start."""
-        ins = [self.arr[i] for i in self.inputs] if self.saves_inputs else []
-        start = [self.arr[s] for s in self.states] + ([self.arr["spiked"]] if self.uses_spiked else [])
-        lams = [self.lam[s] for s in self.states] + ([self.lam["spiked"]] if self.uses_spiked else [])
-        args = ins + start + [self.arr[p] for p in self.params] + ["N", "dt", "saved", "active", "g_out", "g_rec"]
-        args += lams + [self.garr[i] for i in self.inputs] + [self.garr[p] for p in self.grad_params]
-        o.line(f"def {self.backward_name}({', '.join(args)}):")
-        with o.indent():
-            o.docstring(f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
-                        "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
-                        "the final states and leave as that of the initial ones. Gradients of the inputs\n"
-                        "go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).")
-            o.line("T, M = g_out.shape")
-            o.line("for b in numba.prange(M // N):  # batch rows in parallel")
-            with o.indent():
-                o.line("for t in range(T - 1, -1, -1):")
-                with o.indent():
-                    if self.uses_t:
-                        o.line("now = t * dt")
-                    o.line("for n in range(N):")
-                    with o.indent():
-                        o.line("m = b * N + n")
-                        self.pruned(o, self.backward_body)
-
-    def backward_body(self, o: CodeWriter) -> None:
-        """One element of one step of the backward kernel, in reverse time."""
-        self.load_params(o)
-        self.emit_old_values(o)
-        for k, s in enumerate(self.states):
-            o.line(f"{self.v[new(s)]} = saved[t, {k}, m]")
-        if self.saves_inputs:
-            for i in self.inputs:
-                o.line(f"{self.v[i]} = {self.arr[i]}[t, m]")
-        free = None
-        if self.refractory:
-            o.line("free = active[t, m] == 1")
-            free = "free"
-        self.post(o, free)
-        self.emit_adjoint_step(o)
-
-    def emit_old_values(self, o: CodeWriter) -> None:
-        """The states before step t: the start values, or recomputed from the saved step t - 1."""
-        old = self.states + (["spiked"] if self.uses_spiked else [])
-        if not (set(self.adj.uses) & set(old)):
-            return
-        o.line("if t == 0:")
-        with o.indent():
-            for s in old:
-                o.line(f"{self.v[s]} = {self.arr[s]}[m]")
-        o.line("else:")
-        with o.indent():
-            for k, s in enumerate(self.states):
-                o.line(f"{self.v[new(s)]} = saved[t - 1, {k}, m]")
-            if self.saves_inputs:
-                for i in self.inputs:
-                    o.line(f"{self.v[i]} = {self.arr[i]}[t - 1, m]")
-            free = None
-            if self.refractory:
-                o.line("free = active[t - 1, m] == 1")
-                free = "free"
-            self.post(o, free)
-            for s, value in self.reset_values():
-                o.line(f"{self.v[s]} = {value}")
-            if self.uses_spiked:
-                o.line(f"{self.v['spiked']} = spike")
-
-    def emit_adjoint_step(self, o: CodeWriter) -> None:
-        n, p = self.n, self.scalar
-        fields = list(self.states) + (["spiked"] if self.uses_spiked else [])
-        for k, s in enumerate(fields):
-            o.line(f"{self.lam[s]}[m] += g_rec[t, {k}, m] if g_rec.shape[0] > 0 else 0.0")
-        lam = {s: f"{self.lam[s]}[m]" for s in fields}
-        if n.spike is None:
-            assert n.output is not None  # a neuron without spikes outputs one of its states
-            o.line(f"{lam[n.output]} += g_out[t, m]")
-        gi: dict[str, list[str]] = {i: [] for i in self.inputs}  # terms of each input's gradient
-        gp: dict[str, list[str]] = {q: [] for q in self.grad_params}
-        if n.spike is not None:
-            terms = ["g_out[t, m]"] + ([lam["spiked"]] if self.uses_spiked else [])
-            if n.reset is not None and n.reset.with_gradient:
-                terms += [_times(lam[d.of], p(d.value)) for d in self.adj.dR if d.wrt == GATE]
-            o.line(f"gs = {' + '.join(terms)}")
-            o.line(f"gx = gs * ({self._grad(n.spike)})" + (" * (1.0 if free else 0.0)" if self.refractory else ""))
-        for s in self.states:
-            terms = [] if s in self.reset_vars else [lam[s]]
-            terms += [_times(lam[d.of], p(d.value)) for d in self.adj.dR if d.wrt == new(s)]
-            terms += [_times("gx", p(d.value)) for d in self.adj.dX if d.wrt == new(s)]
-            o.line(f"{self.gu[s]} = {' + '.join(terms) or '0.0'}")
-        for d in (*self.adj.dR, *self.adj.dX):
-            weight = lam[d.of] if d.of != "x" else "gx"
-            if d.wrt in gi:
-                gi[d.wrt].append(_times(weight, p(d.value)))
-            elif d.wrt in gp:
-                gp[d.wrt].append(_times(weight, p(d.value)))
-        # the refractory hold, and states without dynamics, pass U's gradient to the old value
-        carry: dict[str, list[str]] = {s: [] for s in fields}
-        for s in self.states:
-            if s not in self.updated:
-                carry[s].append(f"{self.gu[s]}")
-            elif self.refractory and s in self.reset_vars:  # held at its old value while refractory
-                held = self.names.fresh(f"held_{s}")
-                o.line(f"{held} = 0.0 if free else {self.gu[s]}")
-                o.line(f"{self.gu[s]} = {self.gu[s]} if free else 0.0")
-                carry[s].append(held)
-        for d in self.adj.dF:
-            term = _times(self.gu[d.of], p(d.value))
-            if d.wrt in carry:
-                carry[d.wrt].append(term)
-            elif d.wrt in gi:
-                gi[d.wrt].append(term)
-            elif d.wrt in gp:
-                gp[d.wrt].append(term)
-        for i in self.inputs:
-            o.line(f"{self.garr[i]}[t, m] = {' + '.join(gi[i]) or '0.0'}")
-        for q in self.grad_params:
-            if gp[q]:
-                o.line(f"{self.garr[q]}[m] += {' + '.join(gp[q])}")
-        for s in fields:
-            o.line(f"{lam[s]} = {' + '.join(carry[s]) or '0.0'}")
-
-    def _grad(self, spike: ir.LSpike) -> str:
-        mapping = {**self.v, spike.grad_var: "x"}
-        return Printer({}, mapping, arrays=set())(spike.grad)
+        self.emit_kernel(o, self.backward_name, self.k.backward, (
+            f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
+            "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
+            "the final states and leave as that of the initial ones. Gradients of the inputs\n"
+            "go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later)."))
 
     # ---- the autograd Function ------------------------------------------------------------------
     def emit_function(self, o: CodeWriter) -> None:
-        cls = self.cls
-        real = len(self.states)
-        n_fields = len(self.fields)
+        k, cls = self.k, self.cls
+        names = Namer(_FUNCTION_LOCALS)
+        ins = [names(i) for i in k.inputs]
+        sts = [names(code) for _spec, code in self.fields]
+        pas = {p: names(p) for p in k.params}
+        read = {a for p in (k.forward, k.backward) for a in p.args}
+        used = [p for p in k.params if f"pa:{p}" in read]
+        spec_fields = [spec for spec, _code in self.fields]
         o.line(f"class {cls}Run(torch.autograd.Function):")
         with o.indent():
             o.docstring(f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
                         f"`{self.backward_name}`).")
-            ins = ", ".join(self.inputs_code())
-            sts = ", ".join(f"s{k}" for k in range(n_fields))
-            pas = ", ".join(f"p{k}" for k in range(len(self.params)))
             o.line("@staticmethod")
-            o.line(f"def forward(ctx, dt, steps, record, {ins}, {sts}{', ' if pas else ''}{pas}):")
+            _wrapped(o, f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])}):")
             with o.indent():
-                first = self.inputs_code()[0]
-                o.line(f"T, shape = {first}.shape[0], {first}.shape[1:]")
-                o.line("flat = [x.detach().reshape(T, -1).contiguous() for x in (" + ins + ",)]")
-                o.line(f"start = [s.detach().reshape(-1).clone() for s in ({sts},)]")
-                o.line("params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() "
-                       f"for p in ({pas}{',' if pas else ''})]")
-                o.line("out = torch.empty_like(flat[0])")
-                o.line(f"saved = torch.empty((T, {real}, flat[0].shape[1]), dtype=out.dtype)")
-                o.line(f"rec = torch.empty((T if record else 0, {n_fields}, flat[0].shape[1]), dtype=out.dtype)")
-                size = "(T, flat[0].shape[1])" if self.refractory else "(0, 0)"  # the refractory mask, if any
-                o.line(f"active = torch.empty({size}, dtype=torch.uint8)")
-                o.line(f"kernel = _compiled({self.forward_name})")
-                o.line("initial = [s.clone() for s in start]")
-                o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), "
-                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), "
-                       "saved.numpy(), "
-                       "rec.numpy(), active.numpy())")
-                keep = "*flat, " if self.saves_inputs else ""
-                o.line(f"ctx.save_for_backward({keep}*initial, *params, saved, active)")
-                o.line("ctx.meta = (dt, T, shape)")
-                o.line(f"ctx.param_shapes = [p.shape for p in ({pas}{',' if pas else ''})]")
+                o.line(f"T, shape = {ins[0]}.shape[0], {ins[0]}.shape[1:]")
+                o.line(f"inputs = [x.detach().reshape(T, -1).contiguous() for x in {_tuple(ins)}]")
+                _wrapped(o, f"start = [s.detach().reshape(-1).clone() for s in {_tuple(sts)}]")
+                if used:
+                    _wrapped(o, f"params = {_tuple([pas[p] for p in used])}")
+                    o.line("params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]")
+                o.line("M = inputs[0].shape[1]")
+                o.line("out = torch.empty_like(inputs[0])")
+                if k.saved:
+                    o.line(f"saved = torch.empty((T, {len(k.saved)}, M), dtype=out.dtype)")
+                o.line(f"rec = torch.empty((T if record else 0, {len(self.fields)}, M), dtype=out.dtype)")
+                if k.refractory:
+                    o.line("active = torch.empty((T, M), dtype=torch.uint8)")
+                if k.saved_start:
+                    clones = ", ".join(f"start[{spec_fields.index(f)}].clone()" for f in k.saved_start)
+                    _wrapped(o, f"initial = [{clones}]")
+                code = {"steps": "float(steps)", **{f"pa:{p}": f"params[{j}].numpy()" for j, p in enumerate(used)},
+                        **{f"in:{i}": f"inputs[{j}].numpy()" for j, i in enumerate(k.inputs)},
+                        **{f"st:{f}": f"start[{j}].numpy()" for j, f in enumerate(spec_fields)}}
+                if k.refractory:
+                    code["counter"] = f"start[{len(spec_fields) - 1}].numpy()"
+                self.call(o, self.forward_name, k.forward, code)
+                kept = (["*inputs"] if k.saves_inputs else []) + (["*initial"] if k.saved_start else [])
+                kept += ["*params"] if used and list(k.saved_params) == used else [f"params[{used.index(p)}]"
+                                                                         for p in k.saved_params]
+                kept += (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
+                _wrapped(o, f"ctx.save_for_backward({', '.join(kept)})")
+                shapes = ", ".join(f"{pas[p]}.shape" for p in k.grad_params)
+                o.line(f"ctx.meta = (dt, T, shape, out.dtype{', (' + shapes + ',)' if shapes else ''})")
                 o.line("final = [s.reshape(shape) for s in start]")
                 o.line("records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []")
                 o.line("return (out.reshape(T, *shape), *final, *records)")
             o.blank()
-            o.line("@staticmethod")
-            o.line("def backward(ctx, g_out, *grads):")
-            with o.indent():
-                o.line("dt, T, shape = ctx.meta")
-                o.line("tensors = list(ctx.saved_tensors)")
-                k_in = len(self.inputs) if self.saves_inputs else 0
-                o.line(f"flat = tensors[:{k_in}]")
-                o.line(f"initial = tensors[{k_in}:{k_in + n_fields}]")
-                o.line(f"params = tensors[{k_in + n_fields}:{k_in + n_fields + len(self.params)}]")
-                o.line("saved, active = tensors[-2], tensors[-1]")
-                o.line("M = saved.shape[2]")
-                o.line(f"g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) "
-                       f"for g in grads[:{n_fields}]]")
-                o.line(f"g_recs = grads[{n_fields}:]")
-                o.line("if any(g is not None for g in g_recs):")
-                with o.indent():
-                    o.line("g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, "
-                           "dtype=saved.dtype) for g in g_recs], 1).contiguous()")
-                o.line("else:")
-                with o.indent():
-                    o.line(f"g_rec = torch.zeros((0, {n_fields}, M), dtype=saved.dtype)")
-                o.line("g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype))"
-                       ".reshape(T, -1).contiguous()")
-                o.line(f"g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range({len(self.inputs)})]")
-                o.line(f"g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range({len(self.grad_params)})]")
-                o.line(f"lams = g_final[:{real + (1 if self.uses_spiked else 0)}]")
-                o.line(f"kernel = _compiled({self.backward_name})")
-                o.line("kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), "
-                       "*(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), "
-                       "g_out.numpy(), "
-                       "g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), "
-                       "*(g.numpy() for g in g_params))")
-                o.line("g_start = [lam.reshape(shape) for lam in lams] + [None] * "
-                       f"{n_fields - real - (1 if self.uses_spiked else 0)}")
-                index = {p: k for k, p in enumerate(self.grad_params)}
-                parts = []
-                for k, q in enumerate(self.params):
-                    if q in index:
-                        parts.append(f"_sum_to(g_params[{index[q]}].reshape(shape), ctx.param_shapes[{k}])")
-                    else:
-                        parts.append("None")
-                o.line(f"g_params_out = [{', '.join(parts)}]")
-                o.line("return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, "
-                       "*g_params_out)")
+            self.emit_function_backward(o, names, pas)
         o.blank(2)
 
-    def inputs_code(self) -> list[str]:
-        return [f"i{k}" for k in range(len(self.inputs))]
+    def emit_function_backward(self, o: CodeWriter, names: Namer, pas: dict[str, str]) -> None:
+        k = self.k
+        n_fields = len(self.fields)
+        adjoints = len(k.states) + (1 if k.reads_spiked else 0)
+        ins = [names.fresh(f"{i}_all") for i in k.inputs] if k.saves_inputs else []
+        initial = [names.fresh(f"{f}_start") for f in k.saved_start]
+        params = [names.fresh(f"{p}_value") for p in k.saved_params]
+        o.line("@staticmethod")
+        o.line("def backward(ctx, g_out, *grads):")
+        with o.indent():
+            o.line(f"dt, T, shape, dtype{', param_shapes' if k.grad_params else ''} = ctx.meta")
+            kept = [*ins, *initial, *params] + (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
+            if kept:
+                _wrapped(o, f"{_tuple(kept)} = ctx.saved_tensors")
+            o.line("M = shape.numel()")
+            _wrapped(o, "g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) "
+                     f"for g in grads[:{adjoints}]]")
+            o.line(f"g_recs = grads[{n_fields}:]")
+            o.line("if any(g is not None for g in g_recs):")
+            with o.indent():
+                o.line("zeros = torch.zeros(T, M, dtype=dtype)")
+                o.line("g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)")
+            o.line("else:")
+            with o.indent():
+                o.line(f"g_rec = torch.zeros((0, {n_fields}, M), dtype=dtype)")
+            o.line("g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)")
+            o.line(f"g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range({len(k.inputs)})]")
+            if k.grad_params:
+                o.line(f"g_params = [torch.zeros(M, dtype=dtype) for _ in range({len(k.grad_params)})]")
+            spec_fields = [spec for spec, _code in self.fields]
+            code = {"g_out": "g_out.contiguous().numpy()", "g_rec": "g_rec.contiguous().numpy()",
+                    **{f"in:{i}": f"{x}.numpy()" for i, x in zip(k.inputs, ins)},
+                    **{f"st:{f}": f"{x}.numpy()" for f, x in zip(k.saved_start, initial)},
+                    **{f"pa:{p}": f"{x}.numpy()" for p, x in zip(k.saved_params, params)},
+                    **{f"lam:{f}": f"g_final[{j}].numpy()" for j, f in enumerate(spec_fields[:adjoints])},
+                    **{f"g:{i}": f"g_inputs[{j}].numpy()" for j, i in enumerate(k.inputs)},
+                    **{f"g:{p}": f"g_params[{j}].numpy()" for j, p in enumerate(k.grad_params)}}
+            self.call(o, self.backward_name, k.backward, code)
+            returned = ["None", "None", "None", "*(g.reshape(T, *shape) for g in g_inputs)",
+                        f"*(g.reshape(shape) for g in g_final[:{adjoints}])"] + ["None"] * (n_fields - adjoints)
+            index = {p: j for j, p in enumerate(k.grad_params)}
+            returned += [f"_sum_to(g_params[{index[p]}].reshape(shape), param_shapes[{index[p]}])" if p in index
+                         else "None" for p in k.params]
+            _wrapped(o, f"return ({', '.join(returned)})")
 
-
-def _names(expr: ir.Expr) -> list[ir.Name]:
-    from ...expr import names
-
-    return names(expr)
-
+    def call(self, o: CodeWriter, kernel: str, p: ir.KPass, code: dict[str, str]) -> None:
+        """The call of a kernel, each argument as `code` gives it (arrays as numpy views)."""
+        code = {**{a: f"{a}.numpy()" for a in _FIXED}, "N": "shape[1:].numel()", "dt": "float(dt)", **code}
+        _wrapped(o, f"_compiled({kernel})({', '.join(code[a] for a in p.args)})")

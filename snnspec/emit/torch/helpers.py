@@ -26,8 +26,8 @@ def _compiled(kernel):
         except RuntimeError:  # no file to cache next to (source executed from a string)
             _KERNELS[kernel] = numba.njit(parallel=True)(kernel)
     return _KERNELS[kernel]
-
-
+''',
+    "_sum_to": '''
 def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
     """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
     return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)

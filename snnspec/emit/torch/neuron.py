@@ -58,13 +58,11 @@ class NeuronEmitter(NeuronSkeleton):
         self.emit_module()
 
     def make_fused(self) -> FusedEmitter | None:
-        """The fused (numba) recurrence for this neuron, if its step allows one."""
-        grad = {p.name for p in self.n.params if p.learnable} | self.live_params()
-        fused = FusedEmitter(self.n, self.cls, [*self.state_fields, *(
-            [("refractory_left", self.refrac_field)] if self.refrac_field else [])], self.refrac_field,
-            self.inputs, self.param_fields, grad)
-        if not fused.eligible:
+        """The fused (numba) recurrence for this neuron, if lowering gave it one."""
+        if self.n.kernel is None:
             return None
+        fused = FusedEmitter(self.n.kernel, self.n, self.cls, [*self.state_fields, *(
+            [("refractory_left", self.refrac_field)] if self.refrac_field else [])])
         fused.name_kernels(self.module_names)
         return fused
 

@@ -39,11 +39,6 @@ def _compiled(kernel):
     return _KERNELS[kernel]
 
 
-def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
-    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
-    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
-
-
 def _tensor(value) -> torch.Tensor:
     """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
     if isinstance(value, torch.Tensor):
@@ -87,45 +82,54 @@ class CobaLIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # cobalif.snn:39
 
 
-def _coba_l_i_f_forward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active):
+def _coba_l_i_f_forward(
+    in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i,
+    pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active
+):
     """`CobaLIF` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                C = pa_C[n]
-                g_L = pa_g_L[n]
-                E_L = pa_E_L[n]
-                E_e = pa_E_e[n]
-                E_i = pa_E_i[n]
-                tau_e = pa_tau_e[n]
-                tau_i = pa_tau_i[n]
-                V_th = pa_V_th[n]
-                V_reset = pa_V_reset[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            C = pa_C[n]
+            g_L = pa_g_L[n]
+            E_L = pa_E_L[n]
+            E_e = pa_E_e[n]
+            E_i = pa_E_i[n]
+            tau_e = pa_tau_e[n]
+            tau_i = pa_tau_i[n]
+            V_th = pa_V_th[n]
+            V_reset = pa_V_reset[n]
+            c0 = math.exp(-dt / tau_e)
+            c1 = math.exp(-dt / tau_i)
+            c2 = E_L * g_L
+            c3 = V_th / 0.001
+            for t in range(T):
                 v = st_v[m]
                 g_e = st_g_e[m]
                 g_i = st_g_i[m]
                 ge_in = in_ge_in[t, m]
                 gi_in = in_gi_in[t, m]
-                ge = g_e * math.exp(-dt / tau_e) + ge_in  # cobalif.snn:31
-                gi = g_i * math.exp(-dt / tau_i) + gi_in  # cobalif.snn:32
+                ge = g_e * c0 + ge_in  # cobalif.snn:31
+                gi = g_i * c1 + gi_in  # cobalif.snn:32
                 g_e_new = ge  # cobalif.snn:33
                 g_i_new = gi  # cobalif.snn:34
-                v_new = (v - (E_L * g_L + E_e * ge + E_i * gi) / (g_L + ge + gi)) * math.exp(-dt * (g_L + ge + gi) / C) + (E_L * g_L + E_e * ge + E_i * gi) / (g_L + ge + gi)  # cobalif.snn:37
+                e9 = g_L + ge + gi
+                e10 = (c2 + E_e * ge + E_i * gi) / e9
+                v_new = (v - e10) * math.exp(-dt * e9 / C) + e10  # cobalif.snn:37
                 free = counter[m] <= 0.0
                 active[t, m] = 1 if free else 0
                 v_new = v_new if free else v
                 saved[t, 0, m] = v_new
                 saved[t, 1, m] = g_e_new
                 saved[t, 2, m] = g_i_new
-                x = v_new / 0.001 - V_th / 0.001
+                x = v_new / 0.001 - c3
                 spike = 1.0 if (x > 0.0 and free) else 0.0
                 gate = spike
                 st_v[m] = v_new - gate * (v_new - V_reset)
@@ -140,7 +144,10 @@ def _coba_l_i_f_forward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C,
                     rec[t, 3, m] = counter[m]
 
 
-def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in):
+def _coba_l_i_f_backward(
+    in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i, pa_V_th,
+    pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in
+):
     """The gradient of `CobaLIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -148,19 +155,28 @@ def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L,
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                C = pa_C[n]
-                g_L = pa_g_L[n]
-                E_L = pa_E_L[n]
-                E_e = pa_E_e[n]
-                E_i = pa_E_i[n]
-                tau_e = pa_tau_e[n]
-                tau_i = pa_tau_i[n]
-                V_th = pa_V_th[n]
-                V_reset = pa_V_reset[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            C = pa_C[n]
+            g_L = pa_g_L[n]
+            E_L = pa_E_L[n]
+            E_e = pa_E_e[n]
+            E_i = pa_E_i[n]
+            tau_e = pa_tau_e[n]
+            tau_i = pa_tau_i[n]
+            V_th = pa_V_th[n]
+            V_reset = pa_V_reset[n]
+            c11 = V_th / 0.001
+            c12 = math.pi ** 2
+            e51 = math.exp(-dt / tau_e)
+            c13 = e51
+            e54 = math.exp(-dt / tau_i)
+            c14 = e54
+            c15 = E_L * g_L
+            c16 = E_e * e51
+            c17 = E_i * e54
+            for t in range(T - 1, -1, -1):
                 if t == 0:
                     v = st_v[m]
                     g_e = st_g_e[m]
@@ -169,39 +185,54 @@ def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L,
                     v_new = saved[t - 1, 0, m]
                     g_e_new = saved[t - 1, 1, m]
                     g_i_new = saved[t - 1, 2, m]
-                    ge_in = in_ge_in[t - 1, m]
-                    gi_in = in_gi_in[t - 1, m]
                     free = active[t - 1, m] == 1
-                    x = v_new / 0.001 - V_th / 0.001
+                    x = v_new / 0.001 - c11
                     spike = 1.0 if (x > 0.0 and free) else 0.0
                     gate = spike
                     v = v_new - gate * (v_new - V_reset)
                     g_e = g_e_new
                     g_i = g_i_new
                 v_new = saved[t, 0, m]
-                g_e_new = saved[t, 1, m]
-                g_i_new = saved[t, 2, m]
                 ge_in = in_ge_in[t, m]
                 gi_in = in_gi_in[t, m]
                 free = active[t, m] == 1
-                x = v_new / 0.001 - V_th / 0.001
+                x = v_new / 0.001 - c11
                 spike = 1.0 if (x > 0.0 and free) else 0.0
                 gate = spike
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_g_e[m] += g_rec[t, 1, m] if g_rec.shape[0] > 0 else 0.0
                 lam_g_i[m] += g_rec[t, 2, m] if g_rec.shape[0] > 0 else 0.0
+                adj_v = lam_v[m]
+                adj_g_e = lam_g_e[m]
+                adj_g_i = lam_g_i[m]
                 gs = g_out[t, m]
-                gx = gs * (1 / (math.pi ** 2 * x ** 2 + 1)) * (1.0 if free else 0.0)
-                gu_v = lam_v[m] * (1 - gate) + gx * (1000)
-                gu_g_e = lam_g_e[m]
-                gu_g_i = lam_g_i[m]
+                on = 1.0 if free else 0.0
+                gx = gs * (1 / (c12 * x ** 2 + 1)) * on
+                gu_v = adj_v * (1 - gate) + gx * 1000
+                gu_g_e = adj_g_e
+                gu_g_i = adj_g_i
                 held_v = 0.0 if free else gu_v
                 gu_v = gu_v if free else 0.0
-                g_ge_in[t, m] = gu_g_e + gu_v * (E_e / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (-E_e / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2 - dt * (v - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in)) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) / C)
-                g_gi_in[t, m] = gu_g_i + gu_v * (E_i / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (-E_i / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2 - dt * (v - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in)) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) / C)
-                lam_v[m] = held_v + gu_v * (math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C))
-                lam_g_e[m] = gu_g_e * (math.exp(-dt / tau_e)) + gu_v * (E_e * math.exp(-dt / tau_e) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (-E_e * math.exp(-dt / tau_e) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) * math.exp(-dt / tau_e) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) * math.exp(-dt / tau_e) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2 - dt * (v - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in)) * math.exp(-dt / tau_e) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) / C)
-                lam_g_i[m] = gu_g_i * (math.exp(-dt / tau_i)) + gu_v * (E_i * math.exp(-dt / tau_i) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (-E_i * math.exp(-dt / tau_i) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) + (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) * math.exp(-dt / tau_i) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) * math.exp(-dt / tau_i) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) ** 2 - dt * (v - (E_L * g_L + E_e * (g_e * math.exp(-dt / tau_e) + ge_in) + E_i * (g_i * math.exp(-dt / tau_i) + gi_in)) / (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in)) * math.exp(-dt / tau_i) * math.exp(-dt * (g_L + g_e * math.exp(-dt / tau_e) + g_i * math.exp(-dt / tau_i) + ge_in + gi_in) / C) / C)
+                e18 = g_e * c13
+                e20 = g_i * c14
+                e23 = g_L + e18 + e20 + ge_in + gi_in
+                e24 = E_e / e23
+                e30 = c15 + E_e * (e18 + ge_in) + E_i * (e20 + gi_in)
+                e31 = e23 ** 2
+                e32 = e30 / e31
+                e36 = math.exp(-dt * e23 / C)
+                e39 = dt * (v - e30 / e23)
+                e41 = e39 * e36 / C
+                g_ge_in[t, m] = gu_g_e + gu_v * (e24 + (-e24 + e32) * e36 - e32 - e41)
+                e42 = E_i / e23
+                g_gi_in[t, m] = gu_g_i + gu_v * (e42 + (-e42 + e32) * e36 - e32 - e41)
+                lam_v[m] = held_v + gu_v * e36
+                e43 = c16 / e23
+                e45 = e30 * c13 / e31
+                lam_g_e[m] = gu_g_e * c13 + gu_v * (e43 + (-e43 + e45) * e36 - e45 - e39 * c13 * e36 / C)
+                e46 = c17 / e23
+                e48 = e30 * c14 / e31
+                lam_g_i[m] = gu_g_i * c14 + gu_v * (e46 + (-e46 + e48) * e36 - e48 - e39 * c14 * e36 / C)
 
 
 class CobaLIFRun(torch.autograd.Function):
@@ -209,49 +240,61 @@ class CobaLIFRun(torch.autograd.Function):
     `_coba_l_i_f_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, i1, s0, s1, s2, s3, p0, p1, p2, p3, p4, p5, p6, p7, p8):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0, i1,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0, s1, s2, s3,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1, p2, p3, p4, p5, p6, p7, p8,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 3, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 4, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((T, flat[0].shape[1]), dtype=torch.uint8)
-        kernel = _compiled(_coba_l_i_f_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*flat, *initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1, p2, p3, p4, p5, p6, p7, p8,)]
+    def forward(
+        ctx, dt, steps, record, ge_in, gi_in, v, g_e, g_i, refractory_left, C, g_L, E_L, E_e, E_i, tau_e, tau_i, V_th,
+        V_reset
+    ):
+        T, shape = ge_in.shape[0], ge_in.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (ge_in, gi_in)]
+        start = [s.detach().reshape(-1).clone() for s in (v, g_e, g_i, refractory_left)]
+        params = (C, g_L, E_L, E_e, E_i, tau_e, tau_i, V_th, V_reset)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        saved = torch.empty((T, 3, M), dtype=out.dtype)
+        rec = torch.empty((T if record else 0, 4, M), dtype=out.dtype)
+        active = torch.empty((T, M), dtype=torch.uint8)
+        initial = [start[0].clone(), start[1].clone(), start[2].clone()]
+        _compiled(_coba_l_i_f_forward)(
+            inputs[0].numpy(), inputs[1].numpy(), start[0].numpy(), start[1].numpy(), start[2].numpy(),
+            start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(), params[3].numpy(),
+            params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(), params[8].numpy(),
+            shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy()
+        )
+        ctx.save_for_backward(*inputs, *initial, *params, saved, active)
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:2]
-        initial = tensors[2:6]
-        params = tensors[6:15]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:4]]
+        dt, T, shape, dtype = ctx.meta
+        (
+            ge_in_all, gi_in_all, v_start, g_e_start, g_i_start, C_value, g_L_value, E_L_value, E_e_value, E_i_value,
+            tau_e_value, tau_i_value, V_th_value, V_reset_value, saved, active
+        ) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:3]]
         g_recs = grads[4:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 4, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(2)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:3]
-        kernel = _compiled(_coba_l_i_f_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 1
-        g_params_out = [None, None, None, None, None, None, None, None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 4, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(2)]
+        _compiled(_coba_l_i_f_backward)(
+            ge_in_all.numpy(), gi_in_all.numpy(), v_start.numpy(), g_e_start.numpy(), g_i_start.numpy(),
+            C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(), E_i_value.numpy(),
+            tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(), shape[1:].numel(),
+            float(dt), saved.numpy(), active.numpy(), g_out.contiguous().numpy(), g_rec.contiguous().numpy(),
+            g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(), g_inputs[0].numpy(), g_inputs[1].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:3]),
+            None, None, None, None, None, None, None, None, None, None
+        )
 
 
 class CobaLIF(nn.Module):
@@ -374,33 +417,34 @@ class LIParams(NamedTuple):
     v_leak: torch.Tensor
 
 
-def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, steps, out, saved, rec, active):
+def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
     """`LI` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
-                v_leak = pa_v_leak[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            v_leak = pa_v_leak[n]
+            c0 = math.exp(-dt / tau)
+            for t in range(T):
                 v = st_v[m]
                 I = in_I[t, m]
-                v_new = I * r + v_leak + (-I * r + v - v_leak) * math.exp(-dt / tau)  # std/neurons.snn:190
-                saved[t, 0, m] = v_new
+                e1 = I * r
+                v_new = e1 + v_leak + (-e1 + v - v_leak) * c0  # std/neurons.snn:190
                 st_v[m] = v_new
                 out[t, m] = st_v[m]
                 if rec.shape[0] > 0:
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_rec, lam_v, g_I):
+def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
     """The gradient of `LI` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -408,17 +452,21 @@ def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            e6 = math.exp(-dt / tau)
+            c2 = r - r * e6
+            c3 = e6
+            for t in range(T - 1, -1, -1):
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
-                gu_v = lam_v[m]
-                g_I[t, m] = gu_v * (r - r * math.exp(-dt / tau))
-                lam_v[m] = gu_v * (math.exp(-dt / tau))
+                adj_v = lam_v[m]
+                gu_v = adj_v
+                g_I[t, m] = gu_v * c2
+                lam_v[m] = gu_v * c3
 
 
 class LIRun(torch.autograd.Function):
@@ -426,49 +474,47 @@ class LIRun(torch.autograd.Function):
     `_l_i_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, s0, p0, p1, p2):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1, p2,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 1, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 1, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((0, 0), dtype=torch.uint8)
-        kernel = _compiled(_l_i_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1, p2,)]
+    def forward(ctx, dt, steps, record, I, v, tau, r, v_leak):
+        T, shape = I.shape[0], I.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).clone() for s in (v,)]
+        params = (tau, r, v_leak)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
+        _compiled(_l_i_forward)(
+            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
+            shape[1:].numel(), float(dt), out.numpy(), rec.numpy()
+        )
+        ctx.save_for_backward(params[0], params[1])
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:0]
-        initial = tensors[0:1]
-        params = tensors[1:4]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:1]]
+        dt, T, shape, dtype = ctx.meta
+        (tau_value, r_value) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:1]]
         g_recs = grads[1:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 1, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(1)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:1]
-        kernel = _compiled(_l_i_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 0
-        g_params_out = [None, None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 1, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
+        _compiled(_l_i_backward)(
+            tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.contiguous().numpy(),
+            g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None
+        )
 
 
 class LI(nn.Module):

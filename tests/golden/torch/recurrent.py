@@ -39,11 +39,6 @@ def _compiled(kernel):
     return _KERNELS[kernel]
 
 
-def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
-    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
-    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
-
-
 def _tensor(value) -> torch.Tensor:
     """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
     if isinstance(value, torch.Tensor):
@@ -80,27 +75,29 @@ class LIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # std/neurons.snn:142
 
 
-def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N, dt, steps, out, saved, rec, active):
+def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N, dt, out, saved, rec):
     """`LIF` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
-                v_leak = pa_v_leak[n]
-                v_threshold = pa_v_threshold[n]
-                v_reset = pa_v_reset[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            v_leak = pa_v_leak[n]
+            v_threshold = pa_v_threshold[n]
+            v_reset = pa_v_reset[n]
+            c0 = math.exp(-dt / tau)
+            for t in range(T):
                 v = st_v[m]
                 I = in_I[t, m]
-                v_new = I * r + v_leak + (-I * r + v - v_leak) * math.exp(-dt / tau)  # std/neurons.snn:141
+                e1 = I * r
+                v_new = e1 + v_leak + (-e1 + v - v_leak) * c0  # std/neurons.snn:141
                 saved[t, 0, m] = v_new
                 x = v_new - v_threshold
                 spike = 1.0 if x > 0.0 else 0.0
@@ -111,7 +108,7 @@ def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_res
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_f_backward(st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N, dt, saved, active, g_out, g_rec, lam_v, g_I):
+def _l_i_f_backward(pa_tau, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, g_I):
     """The gradient of `LIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -119,23 +116,28 @@ def _l_i_f_backward(st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
-                v_threshold = pa_v_threshold[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            v_threshold = pa_v_threshold[n]
+            c2 = math.pi ** 2
+            e7 = math.exp(-dt / tau)
+            c3 = r - r * e7
+            c4 = e7
+            for t in range(T - 1, -1, -1):
                 v_new = saved[t, 0, m]
                 x = v_new - v_threshold
                 spike = 1.0 if x > 0.0 else 0.0
                 gate = spike
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
+                adj_v = lam_v[m]
                 gs = g_out[t, m]
-                gx = gs * (1 / (math.pi ** 2 * x ** 2 + 1))
-                gu_v = lam_v[m] * (1 - gate) + gx
-                g_I[t, m] = gu_v * (r - r * math.exp(-dt / tau))
-                lam_v[m] = gu_v * (math.exp(-dt / tau))
+                gx = gs * (1 / (c2 * x ** 2 + 1))
+                gu_v = adj_v * (1 - gate) + gx
+                g_I[t, m] = gu_v * c3
+                lam_v[m] = gu_v * c4
 
 
 class LIFRun(torch.autograd.Function):
@@ -143,49 +145,48 @@ class LIFRun(torch.autograd.Function):
     `_l_i_f_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, s0, p0, p1, p2, p3, p4):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1, p2, p3, p4,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 1, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 1, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((0, 0), dtype=torch.uint8)
-        kernel = _compiled(_l_i_f_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1, p2, p3, p4,)]
+    def forward(ctx, dt, steps, record, I, v, tau, r, v_leak, v_threshold, v_reset):
+        T, shape = I.shape[0], I.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).clone() for s in (v,)]
+        params = (tau, r, v_leak, v_threshold, v_reset)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        saved = torch.empty((T, 1, M), dtype=out.dtype)
+        rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
+        _compiled(_l_i_f_forward)(
+            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
+            params[3].numpy(), params[4].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy()
+        )
+        ctx.save_for_backward(params[0], params[1], params[3], saved)
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:0]
-        initial = tensors[0:1]
-        params = tensors[1:6]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:1]]
+        dt, T, shape, dtype = ctx.meta
+        (tau_value, r_value, v_threshold_value, saved) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:1]]
         g_recs = grads[1:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 1, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(1)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:1]
-        kernel = _compiled(_l_i_f_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 0
-        g_params_out = [None, None, None, None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 1, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
+        _compiled(_l_i_f_backward)(
+            tau_value.numpy(), r_value.numpy(), v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(),
+            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None, None, None
+        )
 
 
 class LIF(nn.Module):
@@ -279,33 +280,34 @@ class LIParams(NamedTuple):
     v_leak: torch.Tensor
 
 
-def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, steps, out, saved, rec, active):
+def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
     """`LI` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
-                v_leak = pa_v_leak[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            v_leak = pa_v_leak[n]
+            c0 = math.exp(-dt / tau)
+            for t in range(T):
                 v = st_v[m]
                 I = in_I[t, m]
-                v_new = I * r + v_leak + (-I * r + v - v_leak) * math.exp(-dt / tau)  # std/neurons.snn:190
-                saved[t, 0, m] = v_new
+                e1 = I * r
+                v_new = e1 + v_leak + (-e1 + v - v_leak) * c0  # std/neurons.snn:190
                 st_v[m] = v_new
                 out[t, m] = st_v[m]
                 if rec.shape[0] > 0:
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_rec, lam_v, g_I):
+def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
     """The gradient of `LI` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -313,17 +315,21 @@ def _l_i_backward(st_v, pa_tau, pa_r, pa_v_leak, N, dt, saved, active, g_out, g_
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                tau = pa_tau[n]
-                r = pa_r[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau = pa_tau[n]
+            r = pa_r[n]
+            e6 = math.exp(-dt / tau)
+            c2 = r - r * e6
+            c3 = e6
+            for t in range(T - 1, -1, -1):
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
-                gu_v = lam_v[m]
-                g_I[t, m] = gu_v * (r - r * math.exp(-dt / tau))
-                lam_v[m] = gu_v * (math.exp(-dt / tau))
+                adj_v = lam_v[m]
+                gu_v = adj_v
+                g_I[t, m] = gu_v * c2
+                lam_v[m] = gu_v * c3
 
 
 class LIRun(torch.autograd.Function):
@@ -331,49 +337,47 @@ class LIRun(torch.autograd.Function):
     `_l_i_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, s0, p0, p1, p2):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1, p2,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 1, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 1, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((0, 0), dtype=torch.uint8)
-        kernel = _compiled(_l_i_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1, p2,)]
+    def forward(ctx, dt, steps, record, I, v, tau, r, v_leak):
+        T, shape = I.shape[0], I.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).clone() for s in (v,)]
+        params = (tau, r, v_leak)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
+        _compiled(_l_i_forward)(
+            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
+            shape[1:].numel(), float(dt), out.numpy(), rec.numpy()
+        )
+        ctx.save_for_backward(params[0], params[1])
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:0]
-        initial = tensors[0:1]
-        params = tensors[1:4]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:1]]
+        dt, T, shape, dtype = ctx.meta
+        (tau_value, r_value) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:1]]
         g_recs = grads[1:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 1, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(1)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:1]
-        kernel = _compiled(_l_i_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 0
-        g_params_out = [None, None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 1, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
+        _compiled(_l_i_backward)(
+            tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.contiguous().numpy(),
+            g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None
+        )
 
 
 class LI(nn.Module):

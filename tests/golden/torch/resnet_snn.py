@@ -39,11 +39,6 @@ def _compiled(kernel):
     return _KERNELS[kernel]
 
 
-def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
-    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
-    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
-
-
 def _tensor(value) -> torch.Tensor:
     """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
     if isinstance(value, torch.Tensor):
@@ -83,21 +78,21 @@ class LeakySpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # std/neurons.snn:40
 
 
-def _leaky_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, dt, steps, out, saved, rec, active):
+def _leaky_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec):
     """`Leaky` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                beta = pa_beta[n]
-                threshold = pa_threshold[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            beta = pa_beta[n]
+            threshold = pa_threshold[n]
+            for t in range(T):
                 mem = st_mem[m]
                 spiked = st_spiked[m]
                 I = in_I[t, m]
@@ -113,7 +108,7 @@ def _leaky_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, dt, steps,
                     rec[t, 1, m] = st_spiked[m]
 
 
-def _leaky_backward(st_mem, st_spiked, pa_beta, pa_threshold, N, dt, saved, active, g_out, g_rec, lam_mem, lam_spiked, g_I):
+def _leaky_backward(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I):
     """The gradient of `Leaky` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -121,22 +116,26 @@ def _leaky_backward(st_mem, st_spiked, pa_beta, pa_threshold, N, dt, saved, acti
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                beta = pa_beta[n]
-                threshold = pa_threshold[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            beta = pa_beta[n]
+            threshold = pa_threshold[n]
+            c0 = math.pi ** 2
+            for t in range(T - 1, -1, -1):
                 mem_new = saved[t, 0, m]
                 x = mem_new - threshold
                 lam_mem[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_spiked[m] += g_rec[t, 1, m] if g_rec.shape[0] > 0 else 0.0
-                gs = g_out[t, m] + lam_spiked[m]
-                gx = gs * (1 / (math.pi ** 2 * x ** 2 + 1))
-                gu_mem = lam_mem[m] + gx
+                adj_mem = lam_mem[m]
+                adj_spiked = lam_spiked[m]
+                g = g_out[t, m]
+                gs = g + adj_spiked
+                gx = gs * (1 / (c0 * x ** 2 + 1))
+                gu_mem = adj_mem + gx
                 g_I[t, m] = gu_mem
-                lam_mem[m] = gu_mem * (beta)
-                lam_spiked[m] = 0.0
+                lam_mem[m] = gu_mem * beta
+                lam_spiked[m] = 0
 
 
 class LeakyRun(torch.autograd.Function):
@@ -144,49 +143,48 @@ class LeakyRun(torch.autograd.Function):
     `_leaky_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, s0, s1, p0, p1):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0, s1,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 1, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 2, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((0, 0), dtype=torch.uint8)
-        kernel = _compiled(_leaky_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1,)]
+    def forward(ctx, dt, steps, record, I, mem, spiked, beta, threshold):
+        T, shape = I.shape[0], I.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).clone() for s in (mem, spiked)]
+        params = (beta, threshold)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        saved = torch.empty((T, 1, M), dtype=out.dtype)
+        rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
+        _compiled(_leaky_forward)(
+            inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(), params[1].numpy(),
+            shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy()
+        )
+        ctx.save_for_backward(*params, saved)
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:0]
-        initial = tensors[0:2]
-        params = tensors[2:4]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:2]]
+        dt, T, shape, dtype = ctx.meta
+        (beta_value, threshold_value, saved) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:2]]
         g_recs = grads[2:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 2, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(1)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:2]
-        kernel = _compiled(_leaky_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 0
-        g_params_out = [None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 2, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
+        _compiled(_leaky_backward)(
+            beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(), saved.numpy(), g_out.contiguous().numpy(),
+            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
+            None, None
+        )
 
 
 class Leaky(nn.Module):

@@ -39,11 +39,6 @@ def _compiled(kernel):
     return _KERNELS[kernel]
 
 
-def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
-    """A per-element gradient summed to a param's shape (a scalar param gets the total)."""
-    return grad.sum() if len(shape) == 0 else grad.sum_to_size(shape)
-
-
 def _tensor(value) -> torch.Tensor:
     """A param value as a tensor of the default float dtype (or its own, if already a tensor)."""
     if isinstance(value, torch.Tensor):
@@ -101,31 +96,37 @@ class ALIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # std/neurons.snn:238
 
 
-def _a_l_i_f_forward(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, pa_theta_plus, N, dt, steps, out, saved, rec, active):
+def _a_l_i_f_forward(
+    in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, pa_theta_plus, N, dt,
+    out, saved, rec
+):
     """`ALIF` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
-    Writes the output of each step to `out`, the updated pre-reset states to `saved`,
-    with `rec` of nonzero length every state after the step, and `active` the
-    refractory mask.
+    Writes the output of each step to `out`, the updated pre-reset states the backward
+    reads to `saved`, with `rec` of nonzero length every state after the step, and the
+    refractory mask to `active`.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each runs its own steps
-        for t in range(T):
-            for n in range(N):
-                m = b * N + n
-                tau_mem = pa_tau_mem[n]
-                tau_theta = pa_tau_theta[n]
-                r = pa_r[n]
-                v_leak = pa_v_leak[n]
-                v_threshold = pa_v_threshold[n]
-                v_reset = pa_v_reset[n]
-                theta_plus = pa_theta_plus[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau_mem = pa_tau_mem[n]
+            tau_theta = pa_tau_theta[n]
+            r = pa_r[n]
+            v_leak = pa_v_leak[n]
+            v_threshold = pa_v_threshold[n]
+            v_reset = pa_v_reset[n]
+            theta_plus = pa_theta_plus[n]
+            c0 = math.exp(-dt / tau_mem)
+            c1 = math.exp(-dt / tau_theta)
+            for t in range(T):
                 v = st_v[m]
                 theta = st_theta[m]
                 I = in_I[t, m]
-                v_new = I * r + v_leak + (-I * r + v - v_leak) * math.exp(-dt / tau_mem)  # std/neurons.snn:236
-                theta_new = theta * math.exp(-dt / tau_theta)  # std/neurons.snn:237
+                e2 = I * r
+                v_new = e2 + v_leak + (-e2 + v - v_leak) * c0  # std/neurons.snn:236
+                theta_new = theta * c1  # std/neurons.snn:237
                 saved[t, 0, m] = v_new
                 saved[t, 1, m] = theta_new
                 x = v_new - (v_threshold + theta_new)
@@ -139,7 +140,9 @@ def _a_l_i_f_forward(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_
                     rec[t, 1, m] = st_theta[m]
 
 
-def _a_l_i_f_backward(st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, pa_theta_plus, N, dt, saved, active, g_out, g_rec, lam_v, lam_theta, g_I):
+def _a_l_i_f_backward(
+    pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, lam_theta, g_I
+):
     """The gradient of `ALIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -147,14 +150,19 @@ def _a_l_i_f_backward(st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak,
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel
-        for t in range(T - 1, -1, -1):
-            for n in range(N):
-                m = b * N + n
-                tau_mem = pa_tau_mem[n]
-                tau_theta = pa_tau_theta[n]
-                r = pa_r[n]
-                v_threshold = pa_v_threshold[n]
+    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
+        for n in range(N):
+            m = b * N + n
+            tau_mem = pa_tau_mem[n]
+            tau_theta = pa_tau_theta[n]
+            r = pa_r[n]
+            v_threshold = pa_v_threshold[n]
+            c3 = math.pi ** 2
+            e9 = math.exp(-dt / tau_mem)
+            c4 = r - r * e9
+            c5 = e9
+            c6 = math.exp(-dt / tau_theta)
+            for t in range(T - 1, -1, -1):
                 v_new = saved[t, 0, m]
                 theta_new = saved[t, 1, m]
                 x = v_new - (v_threshold + theta_new)
@@ -162,13 +170,15 @@ def _a_l_i_f_backward(st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak,
                 gate = spike
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_theta[m] += g_rec[t, 1, m] if g_rec.shape[0] > 0 else 0.0
+                adj_v = lam_v[m]
+                adj_theta = lam_theta[m]
                 gs = g_out[t, m]
-                gx = gs * (1 / (math.pi ** 2 * x ** 2 + 1))
-                gu_v = lam_v[m] * (1 - gate) + gx
-                gu_theta = lam_theta[m] + -gx
-                g_I[t, m] = gu_v * (r - r * math.exp(-dt / tau_mem))
-                lam_v[m] = gu_v * (math.exp(-dt / tau_mem))
-                lam_theta[m] = gu_theta * (math.exp(-dt / tau_theta))
+                gx = gs * (1 / (c3 * x ** 2 + 1))
+                gu_v = adj_v * (1 - gate) + gx
+                gu_theta = adj_theta + -gx
+                g_I[t, m] = gu_v * c4
+                lam_v[m] = gu_v * c5
+                lam_theta[m] = gu_theta * c6
 
 
 class ALIFRun(torch.autograd.Function):
@@ -176,49 +186,50 @@ class ALIFRun(torch.autograd.Function):
     `_a_l_i_f_backward`).
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, i0, s0, s1, p0, p1, p2, p3, p4, p5, p6):
-        T, shape = i0.shape[0], i0.shape[1:]
-        flat = [x.detach().reshape(T, -1).contiguous() for x in (i0,)]
-        start = [s.detach().reshape(-1).clone() for s in (s0, s1,)]
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in (p0, p1, p2, p3, p4, p5, p6,)]
-        out = torch.empty_like(flat[0])
-        saved = torch.empty((T, 2, flat[0].shape[1]), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 2, flat[0].shape[1]), dtype=out.dtype)
-        active = torch.empty((0, 0), dtype=torch.uint8)
-        kernel = _compiled(_a_l_i_f_forward)
-        initial = [s.clone() for s in start]
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in start), *(p.numpy() for p in params), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy())
-        ctx.save_for_backward(*initial, *params, saved, active)
-        ctx.meta = (dt, T, shape)
-        ctx.param_shapes = [p.shape for p in (p0, p1, p2, p3, p4, p5, p6,)]
+    def forward(ctx, dt, steps, record, I, v, theta, tau_mem, tau_theta, r, v_leak, v_threshold, v_reset, theta_plus):
+        T, shape = I.shape[0], I.shape[1:]
+        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).clone() for s in (v, theta)]
+        params = (tau_mem, tau_theta, r, v_leak, v_threshold, v_reset, theta_plus)
+        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        M = inputs[0].shape[1]
+        out = torch.empty_like(inputs[0])
+        saved = torch.empty((T, 2, M), dtype=out.dtype)
+        rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
+        _compiled(_a_l_i_f_forward)(
+            inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(), params[1].numpy(),
+            params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(),
+            shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy()
+        )
+        ctx.save_for_backward(params[0], params[1], params[2], params[4], saved)
+        ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
         records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
         return (out.reshape(T, *shape), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape = ctx.meta
-        tensors = list(ctx.saved_tensors)
-        flat = tensors[:0]
-        initial = tensors[0:2]
-        params = tensors[2:9]
-        saved, active = tensors[-2], tensors[-1]
-        M = saved.shape[2]
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=saved.dtype) for g in grads[:2]]
+        dt, T, shape, dtype = ctx.meta
+        (tau_mem_value, tau_theta_value, r_value, v_threshold_value, saved) = ctx.saved_tensors
+        M = shape.numel()
+        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:2]]
         g_recs = grads[2:]
         if any(g is not None for g in g_recs):
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else torch.zeros(T, M, dtype=saved.dtype) for g in g_recs], 1).contiguous()
+            zeros = torch.zeros(T, M, dtype=dtype)
+            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 2, M), dtype=saved.dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=saved.dtype)).reshape(T, -1).contiguous()
-        g_inputs = [torch.empty((T, M), dtype=saved.dtype) for _ in range(1)]
-        g_params = [torch.zeros(M, dtype=saved.dtype) for _ in range(0)]
-        lams = g_final[:2]
-        kernel = _compiled(_a_l_i_f_backward)
-        kernel(*(x.numpy() for x in flat), *(s.numpy() for s in initial[:len(lams)]), *(p.numpy() for p in params), shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.numpy(), *(lam.numpy() for lam in lams), *(g.numpy() for g in g_inputs), *(g.numpy() for g in g_params))
-        g_start = [lam.reshape(shape) for lam in lams] + [None] * 0
-        g_params_out = [None, None, None, None, None, None, None]
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *g_start, *g_params_out)
+            g_rec = torch.zeros((0, 2, M), dtype=dtype)
+        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
+        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
+        _compiled(_a_l_i_f_backward)(
+            tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(), v_threshold_value.numpy(),
+            shape[1:].numel(), float(dt), saved.numpy(), g_out.contiguous().numpy(), g_rec.contiguous().numpy(),
+            g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy()
+        )
+        return (
+            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
+            None, None, None, None, None, None, None
+        )
 
 
 class ALIF(nn.Module):
