@@ -304,9 +304,9 @@ def lint_targets() -> list[tuple[str, str]]:
 
 
 def test_ruff_clean(tmp_path):
-    """`ruff check --select E,F` passes, except E501 (long expressions stay on one line, next to their
-    `# file.snn:LINE`) and E741: the language's default input is named `I` (LANGUAGE.md §2), and spec
-    names are the neuron's public argument names (`neuron(I=...)`), so they are not renamed."""
+    """`ruff check --select E,F` passes (line length 120 included), except E741: the language's default
+    input is named `I` (LANGUAGE.md §2), and spec names are the neuron's public argument names
+    (`neuron(I=...)`), so they are not renamed."""
     pytest.importorskip("ruff")
     files = []
     for stem, text in lint_targets():
@@ -314,7 +314,8 @@ def test_ruff_clean(tmp_path):
         path.write_text(text)
         files.append(str(path))
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "E,F",
-                             "--ignore", "E501,E741", *files], capture_output=True, text=True, timeout=120)
+                             "--line-length", "120", "--ignore", "E741", *files],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -325,6 +326,20 @@ def spec_line(file: str, line: int, folder: Path) -> str:
     """A line of a file as generated code names it: `std/...`, or relative to the root spec's folder."""
     path = ROOT / "specs" / file if file.startswith("std/") else ROOT / folder / file
     return path.read_text().splitlines()[line - 1]
+
+
+def logical_lines(source: str) -> list[list[str]]:
+    """The physical lines of each statement: a line whose brackets are open continues onto the next."""
+    out: list[list[str]] = []
+    depth = 0
+    for line in source.splitlines():
+        code = line.split("  # ")[0]
+        if depth == 0:
+            out.append([line])
+        else:
+            out[-1].append(line)
+        depth = max(0, depth + sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}"))
+    return out
 
 
 @pytest.mark.parametrize("path", BUILDABLE, ids=[p.stem for p in BUILDABLE])
@@ -347,13 +362,14 @@ def test_every_emitted_update_points_to_its_spec_line(path, monkeypatch):
         for item in (*net.layers, *net.paths):
             assert (name(net.file), item.line) in comments, item
     in_step = False
-    for text in source.splitlines():
-        stripped = text.strip()
+    for statement in logical_lines(source):  # a statement broken over lines carries its comment once
+        stripped = statement[0].strip()
         if stripped.startswith("def "):
             in_step = stripped.startswith("def step(")
             continue
-        if in_step and ("p." in stripped or ".apply(" in stripped) and not stripped.startswith(("return", '"""')):
-            assert SOURCE_COMMENT.search(text), text
+        if in_step and any("p." in t or ".apply(" in t for t in statement) and not stripped.startswith(
+                ("return", '"""')):
+            assert any(SOURCE_COMMENT.search(t) for t in statement), statement
     keywords = ("param ", "let ", "spike when", "on spike", "layer ", "state ", "input ")
     for file, line in comments:
         code = spec_line(file, line, rel.parent).split("#")[0].strip()

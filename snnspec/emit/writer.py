@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
 
+from .layout import LIMIT, layout, wrap_text
+
 
 def literal(value: float | int | bool) -> str:
     """A number as Python source: `repr` of a finite float or int, never anything else."""
@@ -87,15 +89,19 @@ class CodeWriter:
             self.level -= 1
 
     def docstring(self, text: str) -> None:
+        """A docstring, its lines wrapped at spaces to the line limit."""
         body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-        lines = body.splitlines()
-        if len(lines) == 1:
+        width = LIMIT - len(self.indent_unit) * self.level
+        lines = [part for line in body.splitlines() for part in (wrap_text(line, width) if line.strip() else [line])]
+        if len(lines) == 1 and len(lines[0]) + 6 <= width:
             self.line(f'"""{lines[0]}"""')
             return
+        lines = [*wrap_text(lines[0], width - 3), *lines[1:]]
         self.line(f'"""{lines[0]}')
         for extra in lines[1:]:
             self.line(extra) if extra.strip() else self.lines.append("")
         self.line('"""')
 
     def text(self) -> str:
-        return "\n".join(self.lines_rstrip_blank()) + "\n"
+        """The code, every statement within the line limit (`layout.py`)."""
+        return layout("\n".join(self.lines_rstrip_blank())) + "\n"

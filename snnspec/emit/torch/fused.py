@@ -8,14 +8,11 @@ step loop under autograd, which gives the same numbers.
 
 from __future__ import annotations
 
-import re
-
 from ... import ir
 from ...names import ModuleNames, Namer
 from ..printer import Printer
 from ..writer import CodeWriter
 
-LIMIT = 120  # the longest generated line
 _FIXED = {"T", "M", "N", "b", "t", "m", "n", "dt", "steps", "math", "numba", "counter", "out", "saved", "rec",
           "active", "g_out", "g_rec"}
 _INDEX = {"t": "t", "t-1": "t - 1", "m": "m", "n": "n"}
@@ -28,42 +25,6 @@ _FUNCTION_LOCALS = {"ctx", "dt", "steps", "record", "T", "M", "N", "shape", "dty
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)).lstrip("_")
-
-
-def _wrapped(o: CodeWriter, text: str, source: tuple[str, int | None] | None = None) -> None:
-    """`text` as one line, or broken inside brackets: an assignment's value before its operators,
-    else the arguments of its last call after their commas."""
-    width = LIMIT - len(o.indent_unit) * o.level - (len(f"  # {o.source(source[0])}:{source[1]}") if source else 0)
-    if len(text) <= width:
-        o.line(text, source)
-        return
-    m = re.match(r"([^(\[]*?) (\+?=) (.*)\Z", text)
-    if m and not (m[3][0] in "([" and _opener(m[3], len(m[3]) - 1) == 0):
-        head, pieces = f"{m[1]} {m[2]} (", [*re.split(r"(?= [-+*/] )|(?<=, )", m[3]), ")"]
-    else:
-        close = max(text.rindex(c) for c in ")]" if c in text)
-        cut = _opener(text, close)
-        head, pieces = text[:cut + 1], [*re.split(r"(?<=, )", text[cut + 1:close]), text[close:]]
-    o.line(head, source)
-    with o.indent():
-        line = ""
-        for piece in pieces[:-1]:
-            if line and len(line) + len(piece) > width - len(o.indent_unit):
-                o.line(line.strip())
-                line = ""
-            line += piece
-        o.line(line.strip())
-    o.line(pieces[-1])
-
-
-def _opener(text: str, close: int) -> int:
-    """Where the bracket closed at `close` opens."""
-    depth, cut = 0, close
-    while True:
-        depth += 1 if text[cut] in ")]" else -1 if text[cut] in "([" else 0
-        if depth == 0:
-            return cut
-        cut -= 1
 
 
 def _tuple(items: list[str]) -> str:
@@ -109,14 +70,14 @@ class FusedEmitter:
     def statement(self, o: CodeWriter, s: ir.KStatement) -> None:
         v = self.v
         if isinstance(s, ir.KAssign):
-            _wrapped(o, f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line) if s.line else None)
+            o.line(f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line) if s.line else None)
         elif isinstance(s, ir.KLoad):
             o.line(f"{v[s.target]} = {self.elem(s.src)}")
         elif isinstance(s, ir.KStore):
             value = self.scalar(s.value) if s.value is not None else self.elem(s.src) if s.src else "0.0"
             if s.optional and s.src is not None:
                 value = f"{value} if {self.arr[s.src.array]}.shape[0] > 0 else 0.0"
-            _wrapped(o, f"{self.elem(s.dst)} {'+=' if s.add else '='} {value}")
+            o.line(f"{self.elem(s.dst)} {'+=' if s.add else '='} {value}")
         elif isinstance(s, ir.KTest):
             o.line(f"{v[s.target]} = {self.elem(s.src)} {s.op} {s.value if s.op == '<=' else int(s.value)}")
         elif isinstance(s, ir.KSpike):
@@ -140,7 +101,7 @@ class FusedEmitter:
                     self.statements(o, s.orelse)
 
     def emit_kernel(self, o: CodeWriter, name: str, p: ir.KPass, doc: str) -> None:
-        _wrapped(o, f"def {name}({', '.join(self.arr[a] for a in p.args)}):")
+        o.line(f"def {name}({', '.join(self.arr[a] for a in p.args)}):")
         with o.indent():
             o.docstring(doc)
             o.line(f"T, M = {'g_out' if p.reverse else 'out'}.shape")
@@ -185,13 +146,13 @@ class FusedEmitter:
             o.docstring(f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
                         f"`{self.backward_name}`).")
             o.line("@staticmethod")
-            _wrapped(o, f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])}):")
+            o.line(f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])}):")
             with o.indent():
                 o.line(f"T, shape = {ins[0]}.shape[0], {ins[0]}.shape[1:]")
                 o.line(f"inputs = [x.detach().reshape(T, -1).contiguous() for x in {_tuple(ins)}]")
-                _wrapped(o, f"start = [s.detach().reshape(-1).clone() for s in {_tuple(sts)}]")
+                o.line(f"start = [s.detach().reshape(-1).clone() for s in {_tuple(sts)}]")
                 if used:
-                    _wrapped(o, f"params = {_tuple([pas[p] for p in used])}")
+                    o.line(f"params = {_tuple([pas[p] for p in used])}")
                     o.line("params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]")
                 o.line("M = inputs[0].shape[1]")
                 o.line("out = torch.empty_like(inputs[0])")
@@ -202,7 +163,7 @@ class FusedEmitter:
                     o.line("active = torch.empty((T, M), dtype=torch.uint8)")
                 if k.saved_start:
                     clones = ", ".join(f"start[{spec_fields.index(f)}].clone()" for f in k.saved_start)
-                    _wrapped(o, f"initial = [{clones}]")
+                    o.line(f"initial = [{clones}]")
                 code = {"steps": "float(steps)", **{f"pa:{p}": f"params[{j}].numpy()" for j, p in enumerate(used)},
                         **{f"in:{i}": f"inputs[{j}].numpy()" for j, i in enumerate(k.inputs)},
                         **{f"st:{f}": f"start[{j}].numpy()" for j, f in enumerate(spec_fields)}}
@@ -213,7 +174,7 @@ class FusedEmitter:
                 kept += ["*params"] if used and list(k.saved_params) == used else [f"params[{used.index(p)}]"
                                                                          for p in k.saved_params]
                 kept += (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
-                _wrapped(o, f"ctx.save_for_backward({', '.join(kept)})")
+                o.line(f"ctx.save_for_backward({', '.join(kept)})")
                 shapes = ", ".join(f"{pas[p]}.shape" for p in k.grad_params)
                 o.line(f"ctx.meta = (dt, T, shape, out.dtype{', (' + shapes + ',)' if shapes else ''})")
                 o.line("final = [s.reshape(shape) for s in start]")
@@ -236,9 +197,9 @@ class FusedEmitter:
             o.line(f"dt, T, shape, dtype{', param_shapes' if k.grad_params else ''} = ctx.meta")
             kept = [*ins, *initial, *params] + (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
             if kept:
-                _wrapped(o, f"{_tuple(kept)} = ctx.saved_tensors")
+                o.line(f"{_tuple(kept)} = ctx.saved_tensors")
             o.line("M = shape.numel()")
-            _wrapped(o, "g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) "
+            o.line("g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) "
                      f"for g in grads[:{adjoints}]]")
             o.line(f"g_recs = grads[{n_fields}:]")
             o.line("if any(g is not None for g in g_recs):")
@@ -266,9 +227,9 @@ class FusedEmitter:
             index = {p: j for j, p in enumerate(k.grad_params)}
             returned += [f"_sum_to(g_params[{index[p]}].reshape(shape), param_shapes[{index[p]}])" if p in index
                          else "None" for p in k.params]
-            _wrapped(o, f"return ({', '.join(returned)})")
+            o.line(f"return ({', '.join(returned)})")
 
     def call(self, o: CodeWriter, kernel: str, p: ir.KPass, code: dict[str, str]) -> None:
         """The call of a kernel, each argument as `code` gives it (arrays as numpy views)."""
         code = {**{a: f"{a}.numpy()" for a in _FIXED}, "N": "shape[1:].numel()", "dt": "float(dt)", **code}
-        _wrapped(o, f"_compiled({kernel})({', '.join(code[a] for a in p.args)})")
+        o.line(f"_compiled({kernel})({', '.join(code[a] for a in p.args)})")

@@ -92,13 +92,15 @@ class CobaLIF:
     ODEs integrated by `exponential_euler` over each step, inputs held constant.
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, ge_in, gi_in, state)`, `run(params, ge_in, gi_in[T], state=None)`. Default dt 1 ms (dt in seconds).
+    `init_state(params, batch, shape)`, `step(params, ge_in, gi_in, state)`, `run(params, ge_in, gi_in[T], state=None)`.
+    Default dt 1 ms (dt in seconds).
     """
 
     dt = 0.001
 
     @staticmethod
-    def init(shape=(), *, dt=None, dtype=None, C=None, g_L=None, E_L=None, E_e=None, E_i=None, tau_e=None, tau_i=None, V_th=None, V_reset=None) -> dict:
+    def init(shape=(), *, dt=None, dtype=None, C=None, g_L=None, E_L=None, E_e=None, E_i=None, tau_e=None, tau_i=None,
+        V_th=None, V_reset=None) -> dict:
         """The param values of a layer of `shape`, as the torch module holds them: learnable params
         (per neuron ones of `shape`) and fixed ones; derived params of learnable ones are left out
         (recomputed by `params`) unless given.
@@ -165,7 +167,9 @@ class CobaLIF:
         g_e, g_i, v = (
             ge,  # cobalif.snn:33
             gi,  # cobalif.snn:34
-            (v - (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi)) * jnp.exp(-dt * (p.g_L + ge + gi) / p.C) + (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi),  # cobalif.snn:37
+            (v - (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi))
+                * jnp.exp(-dt * (p.g_L + ge + gi) / p.C) + (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi)
+                / (p.g_L + ge + gi),  # cobalif.snn:37
         )
         active = refractory_left <= 0
         v = jnp.where(active, v, state.v)
@@ -215,7 +219,8 @@ class LI:
     ODEs integrated by `exact` over each step, inputs held constant.
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt in seconds).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt
+    in seconds).
     """
 
     dt = 0.001
@@ -401,11 +406,15 @@ class CobaNet:
         readout_state = state["layers"]["readout"]
         inh_spike_now = state["previous"]["inh.spike"]
         exc_ge_in_now = _dense(x, params["x_exc.weight"], params["x_exc.bias"]) * 1e-09  # cobalif.snn:52
-        exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09  # cobalif.snn:54
+        exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"],
+            params["inh_exc.bias"]) * 5e-09  # cobalif.snn:54
         exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], exc_ge_in_now, exc_gi_in_now, exc_state, dt=dt)
-        inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09  # cobalif.snn:53
-        inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)
-        readout_I_now = _dense(exc_spike_now, params["exc_readout.weight"], params["exc_readout.bias"])  # cobalif.snn:55
+        inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"],
+            params["exc_inh.bias"]) * 1e-09  # cobalif.snn:53
+        inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]),
+            inh_state, dt=dt)
+        readout_I_now = _dense(exc_spike_now, params["exc_readout.weight"],
+            params["exc_readout.bias"])  # cobalif.snn:55
         readout_spike_now, readout_state = LI.step(layer_params["readout"], readout_I_now, readout_state, dt=dt)
         new_state = {
             "layers": {"exc": exc_state, "inh": inh_state, "readout": readout_state},
@@ -447,10 +456,14 @@ class CobaNet:
         def exc_inh_step(carry, xs):
             exc_state, inh_state, inh_spike_now = carry
             x_exc_current_t, = xs
-            exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"], params["inh_exc.bias"]) * 5e-09  # cobalif.snn:54
-            exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], x_exc_current_t, exc_gi_in_now, exc_state, dt=dt)
-            inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"], params["exc_inh.bias"]) * 1e-09  # cobalif.snn:53
-            inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]), inh_state, dt=dt)
+            exc_gi_in_now = _dense(inh_spike_now, params["inh_exc.weight"],
+                params["inh_exc.bias"]) * 5e-09  # cobalif.snn:54
+            exc_spike_now, exc_state = CobaLIF.step(layer_params["exc"], x_exc_current_t, exc_gi_in_now, exc_state,
+                dt=dt)
+            inh_ge_in_now = _dense(exc_spike_now, params["exc_inh.weight"],
+                params["exc_inh.bias"]) * 1e-09  # cobalif.snn:53
+            inh_spike_now, inh_state = CobaLIF.step(layer_params["inh"], inh_ge_in_now, jnp.zeros_like(inh_state[0]),
+                inh_state, dt=dt)
             return (exc_state, inh_state, inh_spike_now), (exc_spike_now, inh_spike_now)
 
         _, (exc_spike, inh_spike) = lax.scan(exc_inh_step, exc_inh_init, (x_exc_current,))
@@ -458,4 +471,5 @@ class CobaNet:
         readout_I = _dense(exc_spike, params["exc_readout.weight"], params["exc_readout.bias"])  # cobalif.snn:55
         readout_spike, _, readout_record = LI.run(layer_params["readout"], readout_I, dt=dt, record=True)
         readout_v = readout_record.v
-        return CobaNetOutput(readout_v=jnp.max(readout_v, 0), exc_spike=jnp.sum(exc_spike, 0)), {} if buffers is None else buffers
+        return CobaNetOutput(readout_v=jnp.max(readout_v, 0),
+            exc_spike=jnp.sum(exc_spike, 0)), {} if buffers is None else buffers

@@ -126,7 +126,8 @@ class LeakyFS:
         spike when mem > threshold
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt counts steps).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt
+    counts steps).
     """
 
     dt = 1
@@ -304,7 +305,8 @@ class CSNN:
         out_state = state["layers"]["out"]
         c1_I_now = _maxpool(_conv(x, params["x_c1.weight"], params["x_c1.bias"], 1, 0), 2, 2)  # csnn.snn:24
         c1_spike_now, c1_state = LeakyFS.step(layer_params["c1"], c1_I_now, c1_state, dt=dt)
-        c2_I_now = _maxpool(_conv(c1_spike_now, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2, 2)  # csnn.snn:25
+        c2_I_now = _maxpool(_conv(c1_spike_now, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2,
+            2)  # csnn.snn:25
         c2_spike_now, c2_state = LeakyFS.step(layer_params["c2"], c2_I_now, c2_state, dt=dt)
         out_I_now = _dense(lax.collapse(c2_spike_now, 1), params["c2_out.weight"], params["c2_out.bias"])  # csnn.snn:26
         out_spike_now, out_state = LeakyFS.step(layer_params["out"], out_I_now, out_state, dt=dt)
@@ -338,11 +340,13 @@ class CSNN:
         # layer c2 = LeakyFS[64, 4, 4]: all steps at once
         if _per_step(batch * 1228800):  # a large product per step: inside the scan
             def c2_currents(c1_spike_t):
-                c2_I_t = _maxpool(_conv(c1_spike_t, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2, 2)  # csnn.snn:25
+                c2_I_t = _maxpool(_conv(c1_spike_t, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2,
+                    2)  # csnn.snn:25
                 return (c2_I_t,)
             c2_spike, _, _ = _run_per_step(LeakyFS, layer_params["c2"], c2_currents, (c1_spike,), dt)
         else:
-            c2_I = _maxpool(_fold_time(_conv, c1_spike, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2, 2)  # csnn.snn:25
+            c2_I = _maxpool(_fold_time(_conv, c1_spike, params["c1_c2.weight"], params["c1_c2.bias"], 1, 0), 2,
+                2)  # csnn.snn:25
             c2_spike, _, _ = LeakyFS.run(layer_params["c2"], c2_I, dt=dt)
         # layer out = LeakyFS[10]: all steps at once
         out_I = _dense(lax.collapse(c2_spike, 2), params["c2_out.weight"], params["c2_out.bias"])  # csnn.snn:26

@@ -83,7 +83,8 @@ class Leaky:
         spike when mem > threshold
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt counts steps).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt
+    counts steps).
     """
 
     dt = 1
@@ -254,7 +255,8 @@ class DigitsMLP:
         out_state = state["layers"]["out"]
         hidden_I_now = _dense(x, params["x_hidden.weight"], params["x_hidden.bias"])  # digits_mlp.snn:11
         hidden_spike_now, hidden_state = Leaky.step(layer_params["hidden"], hidden_I_now, hidden_state, dt=dt)
-        out_I_now = _dense(hidden_spike_now, params["hidden_out.weight"], params["hidden_out.bias"])  # digits_mlp.snn:12
+        out_I_now = _dense(hidden_spike_now, params["hidden_out.weight"],
+            params["hidden_out.bias"])  # digits_mlp.snn:12
         out_spike_now, out_state = Leaky.step(layer_params["out"], out_I_now, out_state, dt=dt)
         new_state = {
             "layers": {"hidden": hidden_state, "out": out_state},

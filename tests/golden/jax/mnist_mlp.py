@@ -108,7 +108,8 @@ class Leaky:
         spike when mem > threshold
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt counts steps).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt
+    counts steps).
     """
 
     dt = 1

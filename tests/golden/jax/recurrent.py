@@ -74,7 +74,8 @@ class LIF:
     ODEs integrated by `exact` over each step, inputs held constant.
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt in seconds).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt
+    in seconds).
     """
 
     dt = 0.001
@@ -173,7 +174,8 @@ class LI:
     ODEs integrated by `exact` over each step, inputs held constant.
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt in seconds).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt
+    in seconds).
     """
 
     dt = 0.001
@@ -399,4 +401,5 @@ class RecurrentSNN:
         readout_I = _dense(h_spike, params["h_readout.weight"], params["h_readout.bias"])  # recurrent.snn:19
         readout_spike, _, readout_record = LI.run(layer_params["readout"], readout_I, dt=dt, record=True)
         readout_v = readout_record.v
-        return RecurrentSNNOutput(logits=jnp.max(readout_v, 0), hidden_rate=jnp.mean(h_spike, 0)), {} if buffers is None else buffers
+        return RecurrentSNNOutput(logits=jnp.max(readout_v, 0),
+            hidden_rate=jnp.mean(h_spike, 0)), {} if buffers is None else buffers

@@ -128,7 +128,8 @@ class Leaky:
         spike when mem > threshold
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt counts steps).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 (dt
+    counts steps).
     """
 
     dt = 1
@@ -355,32 +356,52 @@ class SpikingResNet:
         b2a_state = state["layers"]["b2a"]
         b2_state = state["layers"]["b2"]
         out_state = state["layers"]["out"]
-        x_stem_batchnorm_out, _ = _batchnorm(_conv(x, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"], buffers["x_stem_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:21
+        x_stem_batchnorm_out, _ = _batchnorm(_conv(x, params["x_stem_conv2d.weight"], None, 1, 1),
+            params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"],
+            (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"],
+            buffers["x_stem_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:21
         stem_I_now = x_stem_batchnorm_out  # resnet_snn.snn:21
         stem_spike_now, stem_state = Leaky.step(layer_params["stem"], stem_I_now, stem_state, dt=dt)
-        stem_b1a_batchnorm_out, _ = _batchnorm(_conv(stem_spike_now, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"], buffers["stem_b1a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:23
+        stem_b1a_batchnorm_out, _ = _batchnorm(_conv(stem_spike_now, params["stem_b1a_conv2d.weight"], None, 1, 1),
+            params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"],
+            (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"],
+            buffers["stem_b1a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:23
         b1a_I_now = stem_b1a_batchnorm_out  # resnet_snn.snn:23
         b1a_spike_now, b1a_state = Leaky.step(layer_params["b1a"], b1a_I_now, b1a_state, dt=dt)
-        b1a_b1_batchnorm_out, _ = _batchnorm(_conv(b1a_spike_now, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"], buffers["b1a_b1_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:24
+        b1a_b1_batchnorm_out, _ = _batchnorm(_conv(b1a_spike_now, params["b1a_b1_conv2d.weight"], None, 1, 1),
+            params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"],
+            (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"],
+            buffers["b1a_b1_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:24
         b1_I_now = (
             b1a_b1_batchnorm_out  # resnet_snn.snn:24
             + stem_spike_now * 1  # resnet_snn.snn:25
         )
         b1_spike_now, b1_state = Leaky.step(layer_params["b1"], b1_I_now, b1_state, dt=dt)
-        b1_b2a_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"], buffers["b1_b2a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:27
+        b1_b2a_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2a_conv2d.weight"], None, 2, 1),
+            params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"],
+            (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"],
+            buffers["b1_b2a_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:27
         b2a_I_now = b1_b2a_batchnorm_out  # resnet_snn.snn:27
         b2a_spike_now, b2a_state = Leaky.step(layer_params["b2a"], b2a_I_now, b2a_state, dt=dt)
-        b2a_b2_batchnorm_out, _ = _batchnorm(_conv(b2a_spike_now, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"], buffers["b2a_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:28
-        b1_b2_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"], buffers["b1_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:29
+        b2a_b2_batchnorm_out, _ = _batchnorm(_conv(b2a_spike_now, params["b2a_b2_conv2d.weight"], None, 1, 1),
+            params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"],
+            (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"],
+            buffers["b2a_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:28
+        b1_b2_batchnorm_out, _ = _batchnorm(_conv(b1_spike_now, params["b1_b2_conv2d.weight"], None, 2, 0),
+            params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"],
+            (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"],
+            buffers["b1_b2_batchnorm.num_batches_tracked"]), 1, False, 0.1, 1e-05)  # resnet_snn.snn:29
         b2_I_now = (
             b2a_b2_batchnorm_out  # resnet_snn.snn:28
             + b1_b2_batchnorm_out  # resnet_snn.snn:29
         )
         b2_spike_now, b2_state = Leaky.step(layer_params["b2"], b2_I_now, b2_state, dt=dt)
-        out_I_now = _dense(lax.collapse(_avgpool(b2_spike_now, 4, 2), 1), params["b2_out.weight"], params["b2_out.bias"])  # resnet_snn.snn:31
+        out_I_now = _dense(lax.collapse(_avgpool(b2_spike_now, 4, 2), 1), params["b2_out.weight"],
+            params["b2_out.bias"])  # resnet_snn.snn:31
         out_spike_now, out_state = Leaky.step(layer_params["out"], out_I_now, out_state, dt=dt)
         new_state = {
-            "layers": {"stem": stem_state, "b1a": b1a_state, "b1": b1_state, "b2a": b2a_state, "b2": b2_state, "out": out_state},
+            "layers": {"stem": stem_state, "b1a": b1a_state, "b1": b1_state, "b2a": b2a_state, "b2": b2_state,
+                "out": out_state},
         }
         return new_state, SpikingResNetOutput(out_spike=out_spike_now)
 
@@ -407,33 +428,69 @@ class SpikingResNet:
         layer_params = SpikingResNet.neuron_params(params)
         x_seq = jnp.broadcast_to(x[None], (steps, *x.shape))
         # layer stem = Leaky[16, 32, 32]: all steps at once
-        x_stem_batchnorm_out, (new_buffers["x_stem_batchnorm.running_mean"], new_buffers["x_stem_batchnorm.running_var"], new_buffers["x_stem_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, x_seq, params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"], params["x_stem_batchnorm.bias"], (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"], buffers["x_stem_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:21
+        x_stem_batchnorm_out, (new_buffers["x_stem_batchnorm.running_mean"],
+            new_buffers["x_stem_batchnorm.running_var"],
+            new_buffers["x_stem_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, x_seq,
+            params["x_stem_conv2d.weight"], None, 1, 1), params["x_stem_batchnorm.weight"],
+            params["x_stem_batchnorm.bias"],
+            (buffers["x_stem_batchnorm.running_mean"], buffers["x_stem_batchnorm.running_var"],
+            buffers["x_stem_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:21
         stem_I = x_stem_batchnorm_out  # resnet_snn.snn:21
         stem_spike, _, _ = Leaky.run(layer_params["stem"], stem_I, dt=dt)
         # layer b1a = Leaky[16, 32, 32]: all steps at once
-        stem_b1a_batchnorm_out, (new_buffers["stem_b1a_batchnorm.running_mean"], new_buffers["stem_b1a_batchnorm.running_var"], new_buffers["stem_b1a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, stem_spike, params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"], params["stem_b1a_batchnorm.bias"], (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"], buffers["stem_b1a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:23
+        stem_b1a_batchnorm_out, (new_buffers["stem_b1a_batchnorm.running_mean"],
+            new_buffers["stem_b1a_batchnorm.running_var"],
+            new_buffers["stem_b1a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, stem_spike,
+            params["stem_b1a_conv2d.weight"], None, 1, 1), params["stem_b1a_batchnorm.weight"],
+            params["stem_b1a_batchnorm.bias"],
+            (buffers["stem_b1a_batchnorm.running_mean"], buffers["stem_b1a_batchnorm.running_var"],
+            buffers["stem_b1a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:23
         b1a_I = stem_b1a_batchnorm_out  # resnet_snn.snn:23
         b1a_spike, _, _ = Leaky.run(layer_params["b1a"], b1a_I, dt=dt)
         # layer b1 = Leaky[16, 32, 32]: all steps at once
-        b1a_b1_batchnorm_out, (new_buffers["b1a_b1_batchnorm.running_mean"], new_buffers["b1a_b1_batchnorm.running_var"], new_buffers["b1a_b1_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1a_spike, params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"], params["b1a_b1_batchnorm.bias"], (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"], buffers["b1a_b1_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:24
+        b1a_b1_batchnorm_out, (new_buffers["b1a_b1_batchnorm.running_mean"],
+            new_buffers["b1a_b1_batchnorm.running_var"],
+            new_buffers["b1a_b1_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1a_spike,
+            params["b1a_b1_conv2d.weight"], None, 1, 1), params["b1a_b1_batchnorm.weight"],
+            params["b1a_b1_batchnorm.bias"],
+            (buffers["b1a_b1_batchnorm.running_mean"], buffers["b1a_b1_batchnorm.running_var"],
+            buffers["b1a_b1_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:24
         b1_I = (
             b1a_b1_batchnorm_out  # resnet_snn.snn:24
             + stem_spike * 1  # resnet_snn.snn:25
         )
         b1_spike, _, _ = Leaky.run(layer_params["b1"], b1_I, dt=dt)
         # layer b2a = Leaky[32, 16, 16]: all steps at once
-        b1_b2a_batchnorm_out, (new_buffers["b1_b2a_batchnorm.running_mean"], new_buffers["b1_b2a_batchnorm.running_var"], new_buffers["b1_b2a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"], params["b1_b2a_batchnorm.bias"], (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"], buffers["b1_b2a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:27
+        b1_b2a_batchnorm_out, (new_buffers["b1_b2a_batchnorm.running_mean"],
+            new_buffers["b1_b2a_batchnorm.running_var"],
+            new_buffers["b1_b2a_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike,
+            params["b1_b2a_conv2d.weight"], None, 2, 1), params["b1_b2a_batchnorm.weight"],
+            params["b1_b2a_batchnorm.bias"],
+            (buffers["b1_b2a_batchnorm.running_mean"], buffers["b1_b2a_batchnorm.running_var"],
+            buffers["b1_b2a_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:27
         b2a_I = b1_b2a_batchnorm_out  # resnet_snn.snn:27
         b2a_spike, _, _ = Leaky.run(layer_params["b2a"], b2a_I, dt=dt)
         # layer b2 = Leaky[32, 16, 16]: all steps at once
-        b2a_b2_batchnorm_out, (new_buffers["b2a_b2_batchnorm.running_mean"], new_buffers["b2a_b2_batchnorm.running_var"], new_buffers["b2a_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b2a_spike, params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"], params["b2a_b2_batchnorm.bias"], (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"], buffers["b2a_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:28
-        b1_b2_batchnorm_out, (new_buffers["b1_b2_batchnorm.running_mean"], new_buffers["b1_b2_batchnorm.running_var"], new_buffers["b1_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike, params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"], params["b1_b2_batchnorm.bias"], (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"], buffers["b1_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:29
+        b2a_b2_batchnorm_out, (new_buffers["b2a_b2_batchnorm.running_mean"],
+            new_buffers["b2a_b2_batchnorm.running_var"],
+            new_buffers["b2a_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b2a_spike,
+            params["b2a_b2_conv2d.weight"], None, 1, 1), params["b2a_b2_batchnorm.weight"],
+            params["b2a_b2_batchnorm.bias"],
+            (buffers["b2a_b2_batchnorm.running_mean"], buffers["b2a_b2_batchnorm.running_var"],
+            buffers["b2a_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:28
+        b1_b2_batchnorm_out, (new_buffers["b1_b2_batchnorm.running_mean"], new_buffers["b1_b2_batchnorm.running_var"],
+            new_buffers["b1_b2_batchnorm.num_batches_tracked"]) = _batchnorm(_fold_time(_conv, b1_spike,
+            params["b1_b2_conv2d.weight"], None, 2, 0), params["b1_b2_batchnorm.weight"],
+            params["b1_b2_batchnorm.bias"],
+            (buffers["b1_b2_batchnorm.running_mean"], buffers["b1_b2_batchnorm.running_var"],
+            buffers["b1_b2_batchnorm.num_batches_tracked"]), 2, train, 0.1, 1e-05)  # resnet_snn.snn:29
         b2_I = (
             b2a_b2_batchnorm_out  # resnet_snn.snn:28
             + b1_b2_batchnorm_out  # resnet_snn.snn:29
         )
         b2_spike, _, _ = Leaky.run(layer_params["b2"], b2_I, dt=dt)
         # layer out = Leaky[10]: all steps at once
-        out_I = _dense(lax.collapse(_avgpool(b2_spike, 4, 2), 2), params["b2_out.weight"], params["b2_out.bias"])  # resnet_snn.snn:31
+        out_I = _dense(lax.collapse(_avgpool(b2_spike, 4, 2), 2), params["b2_out.weight"],
+            params["b2_out.bias"])  # resnet_snn.snn:31
         out_spike, _, _ = Leaky.run(layer_params["out"], out_I, dt=dt)
         return SpikingResNetOutput(out_spike=jnp.sum(out_spike, 0)), new_buffers

@@ -104,13 +104,15 @@ class ALIF:
     ODEs integrated by `exact` over each step, inputs held constant.
 
     `init(shape, dt=None, **params)` gives the param values (a dict), `params(values)` the values a step uses;
-    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt in seconds).
+    `init_state(params, batch, shape)`, `step(params, I, state)`, `run(params, I[T], state=None)`. Default dt 1 ms (dt
+    in seconds).
     """
 
     dt = 0.001
 
     @staticmethod
-    def init(shape=(), *, dt=None, dtype=None, tau_mem=None, tau_theta=None, r=None, v_leak=None, v_threshold=None, v_reset=None, theta_plus=None) -> dict:
+    def init(shape=(), *, dt=None, dtype=None, tau_mem=None, tau_theta=None, r=None, v_leak=None, v_threshold=None,
+        v_reset=None, theta_plus=None) -> dict:
         """The param values of a layer of `shape`, as the torch module holds them: learnable params
         (per neuron ones of `shape`) and fixed ones; derived params of learnable ones are left out
         (recomputed by `params`) unless given.
@@ -260,12 +262,16 @@ class STDP:
         # on pre: where the presynaptic neuron spiked
         x_pre, w = (
             x_pre + pre * 1,  # std/rules.snn:37
-            w - _batch_mean(pre[:, None, :] * (p.a_minus * x_post[:, :, None] * (1 - p.soft + p.soft * (w - p.w_min)))),  # std/rules.snn:37
+            w
+                - _batch_mean(pre[:, None, :]
+                * (p.a_minus * x_post[:, :, None] * (1 - p.soft + p.soft * (w - p.w_min)))),  # std/rules.snn:37
         )
         # on post: where the postsynaptic neuron spiked
         x_post, w = (
             x_post + post * 1,  # std/rules.snn:38
-            w + _batch_mean(post[:, :, None] * (p.a_plus * x_pre[:, None, :] * (1 - p.soft + p.soft * (p.w_max - w)))),  # std/rules.snn:38
+            w
+                + _batch_mean(post[:, :, None]
+                * (p.a_plus * x_pre[:, None, :] * (1 - p.soft + p.soft * (p.w_max - w)))),  # std/rules.snn:38
         )
         w = _clamp(w, p.w_min, p.w_max)
         return STDPState(x_pre, x_post), w
@@ -432,7 +438,8 @@ class STDPNet:
             )
             exc_spike_now, exc_state = ALIF.step(layer_params["exc"], exc_I_now, exc_state, dt=dt)
             if train:
-                x_exc_rule_state, x_exc_weight = STDP.step(x_exc_STDP, x_exc_rule_state, x_exc_weight, x_seq_t, exc_spike_now, dt=dt)  # stdp.snn:14
+                x_exc_rule_state, x_exc_weight = STDP.step(x_exc_STDP, x_exc_rule_state, x_exc_weight, x_seq_t,
+                    exc_spike_now, dt=dt)  # stdp.snn:14
             return (exc_state, exc_spike_now, x_exc_weight, x_exc_rule_state), (exc_spike_now, exc_state.theta)
 
         (_, _, x_exc_weight, _), (exc_spike, exc_theta) = lax.scan(exc_step, exc_init, (x_seq,))

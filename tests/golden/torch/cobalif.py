@@ -82,10 +82,8 @@ class CobaLIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # cobalif.snn:39
 
 
-def _coba_l_i_f_forward(
-    in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i,
-    pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active
-):
+def _coba_l_i_f_forward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i,
+    pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active):
     """`CobaLIF` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
@@ -144,10 +142,8 @@ def _coba_l_i_f_forward(
                     rec[t, 3, m] = counter[m]
 
 
-def _coba_l_i_f_backward(
-    in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e, pa_tau_i, pa_V_th,
-    pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in
-):
+def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e,
+    pa_tau_i, pa_V_th, pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in):
     """The gradient of `CobaLIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -240,10 +236,8 @@ class CobaLIFRun(torch.autograd.Function):
     `_coba_l_i_f_backward`).
     """
     @staticmethod
-    def forward(
-        ctx, dt, steps, record, ge_in, gi_in, v, g_e, g_i, refractory_left, C, g_L, E_L, E_e, E_i, tau_e, tau_i, V_th,
-        V_reset
-    ):
+    def forward(ctx, dt, steps, record, ge_in, gi_in, v, g_e, g_i, refractory_left, C, g_L, E_L, E_e, E_i, tau_e,
+        tau_i, V_th, V_reset):
         T, shape = ge_in.shape[0], ge_in.shape[1:]
         inputs = [x.detach().reshape(T, -1).contiguous() for x in (ge_in, gi_in)]
         start = [s.detach().reshape(-1).clone() for s in (v, g_e, g_i, refractory_left)]
@@ -255,12 +249,11 @@ class CobaLIFRun(torch.autograd.Function):
         rec = torch.empty((T if record else 0, 4, M), dtype=out.dtype)
         active = torch.empty((T, M), dtype=torch.uint8)
         initial = [start[0].clone(), start[1].clone(), start[2].clone()]
-        _compiled(_coba_l_i_f_forward)(
-            inputs[0].numpy(), inputs[1].numpy(), start[0].numpy(), start[1].numpy(), start[2].numpy(),
-            start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(), params[3].numpy(),
-            params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(), params[8].numpy(),
-            shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(), active.numpy()
-        )
+        _compiled(_coba_l_i_f_forward)(inputs[0].numpy(), inputs[1].numpy(), start[0].numpy(), start[1].numpy(),
+            start[2].numpy(), start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
+            params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(),
+            params[8].numpy(), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(),
+            active.numpy())
         ctx.save_for_backward(*inputs, *initial, *params, saved, active)
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -270,10 +263,8 @@ class CobaLIFRun(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out, *grads):
         dt, T, shape, dtype = ctx.meta
-        (
-            ge_in_all, gi_in_all, v_start, g_e_start, g_i_start, C_value, g_L_value, E_L_value, E_e_value, E_i_value,
-            tau_e_value, tau_i_value, V_th_value, V_reset_value, saved, active
-        ) = ctx.saved_tensors
+        (ge_in_all, gi_in_all, v_start, g_e_start, g_i_start, C_value, g_L_value, E_L_value, E_e_value, E_i_value,
+            tau_e_value, tau_i_value, V_th_value, V_reset_value, saved, active) = ctx.saved_tensors
         M = shape.numel()
         g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:3]]
         g_recs = grads[4:]
@@ -284,17 +275,14 @@ class CobaLIFRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 4, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(2)]
-        _compiled(_coba_l_i_f_backward)(
-            ge_in_all.numpy(), gi_in_all.numpy(), v_start.numpy(), g_e_start.numpy(), g_i_start.numpy(),
-            C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(), E_i_value.numpy(),
-            tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(), shape[1:].numel(),
-            float(dt), saved.numpy(), active.numpy(), g_out.contiguous().numpy(), g_rec.contiguous().numpy(),
-            g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(), g_inputs[0].numpy(), g_inputs[1].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:3]),
-            None, None, None, None, None, None, None, None, None, None
-        )
+        _compiled(_coba_l_i_f_backward)(ge_in_all.numpy(), gi_in_all.numpy(), v_start.numpy(), g_e_start.numpy(),
+            g_i_start.numpy(), C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(),
+            E_i_value.numpy(), tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(),
+            shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.contiguous().numpy(),
+            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(),
+            g_inputs[0].numpy(), g_inputs[1].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:3]),
+            None, None, None, None, None, None, None, None, None, None)
 
 
 class CobaLIF(nn.Module):
@@ -314,7 +302,8 @@ class CobaLIF(nn.Module):
     Construct with `CobaLIF(shape, dt=None, **params)`; default dt 1 ms (dt in seconds).
     """
 
-    def __init__(self, shape, *, dt=None, C=None, g_L=None, E_L=None, E_e=None, E_i=None, tau_e=None, tau_i=None, V_th=None, V_reset=None):
+    def __init__(self, shape, *, dt=None, C=None, g_L=None, E_L=None, E_e=None, E_i=None, tau_e=None, tau_i=None,
+        V_th=None, V_reset=None):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.dt = 0.001 if dt is None else float(dt)
@@ -359,7 +348,8 @@ class CobaLIF(nn.Module):
         zeros = torch.zeros((batch, *self.shape), dtype=self.C.dtype, device=self.C.device)
         return CobaLIFState(zeros + p.E_L, zeros, zeros, zeros)
 
-    def step(self, p: CobaLIFParams, ge_in, gi_in, state: CobaLIFState, t: float = 0.0) -> tuple[torch.Tensor, CobaLIFState]:
+    def step(self, p: CobaLIFParams, ge_in, gi_in, state: CobaLIFState, t: float = 0.0) -> tuple[torch.Tensor,
+        CobaLIFState]:
         """One step from `state` with inputs `ge_in`, `gi_in`."""
         v, g_e, g_i, refractory_left = state
         ge = g_e * torch.exp(-self.dt / p.tau_e) + ge_in  # cobalif.snn:31
@@ -367,7 +357,9 @@ class CobaLIF(nn.Module):
         g_e, g_i, v = (
             ge,  # cobalif.snn:33
             gi,  # cobalif.snn:34
-            (v - (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi)) * torch.exp(-self.dt * (p.g_L + ge + gi) / p.C) + (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi),  # cobalif.snn:37
+            (v - (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi) / (p.g_L + ge + gi))
+                * torch.exp(-self.dt * (p.g_L + ge + gi) / p.C) + (p.E_L * p.g_L + p.E_e * ge + p.E_i * gi)
+                / (p.g_L + ge + gi),  # cobalif.snn:37
         )
         active = refractory_left <= 0
         v = torch.where(active, v, state.v)
@@ -483,10 +475,8 @@ class LIRun(torch.autograd.Function):
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
         rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
-        _compiled(_l_i_forward)(
-            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
-            shape[1:].numel(), float(dt), out.numpy(), rec.numpy()
-        )
+        _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
+            params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1])
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -507,14 +497,10 @@ class LIRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 1, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_l_i_backward)(
-            tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.contiguous().numpy(),
-            g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
-            None, None, None
-        )
+        _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt),
+            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None)
 
 
 class LI(nn.Module):
@@ -636,7 +622,8 @@ class CobaNet(nn.Module):
             exc_spike_now, exc_state = self.exc.step(exc_params, x_exc_current[i], exc_gi_in_now, exc_state)
             exc_history.append((exc_spike_now, exc_state))
             inh_ge_in_now = self.exc_inh(exc_spike_now) * 1e-09  # cobalif.snn:53
-            inh_spike_now, inh_state = self.inh.step(inh_params, inh_ge_in_now, torch.zeros_like(inh_state[0]), inh_state)
+            inh_spike_now, inh_state = self.inh.step(inh_params, inh_ge_in_now, torch.zeros_like(inh_state[0]),
+                inh_state)
             inh_history.append((inh_spike_now, inh_state))
         exc_spike = torch.stack([h[0] for h in exc_history])
         # layer readout = LI[10]: all steps at once

@@ -155,10 +155,9 @@ class LIFRun(torch.autograd.Function):
         out = torch.empty_like(inputs[0])
         saved = torch.empty((T, 1, M), dtype=out.dtype)
         rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
-        _compiled(_l_i_f_forward)(
-            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
-            params[3].numpy(), params[4].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy()
-        )
+        _compiled(_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
+            params[2].numpy(), params[3].numpy(), params[4].numpy(), shape[1:].numel(), float(dt), out.numpy(),
+            saved.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1], params[3], saved)
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -179,14 +178,11 @@ class LIFRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 1, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_l_i_f_backward)(
-            tau_value.numpy(), r_value.numpy(), v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(),
-            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
-            None, None, None, None, None
-        )
+        _compiled(_l_i_f_backward)(tau_value.numpy(), r_value.numpy(), v_threshold_value.numpy(), shape[1:].numel(),
+            float(dt), saved.numpy(), g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(),
+            g_inputs[0].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None, None, None)
 
 
 class LIF(nn.Module):
@@ -346,10 +342,8 @@ class LIRun(torch.autograd.Function):
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
         rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
-        _compiled(_l_i_forward)(
-            inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
-            shape[1:].numel(), float(dt), out.numpy(), rec.numpy()
-        )
+        _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
+            params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1])
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -370,14 +364,10 @@ class LIRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 1, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_l_i_backward)(
-            tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.contiguous().numpy(),
-            g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
-            None, None, None
-        )
+        _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt),
+            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
+            None, None, None)
 
 
 class LI(nn.Module):

@@ -153,10 +153,8 @@ class LeakyRun(torch.autograd.Function):
         out = torch.empty_like(inputs[0])
         saved = torch.empty((T, 1, M), dtype=out.dtype)
         rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
-        _compiled(_leaky_forward)(
-            inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(), params[1].numpy(),
-            shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy()
-        )
+        _compiled(_leaky_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
+            params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy())
         ctx.save_for_backward(*params, saved)
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -177,14 +175,11 @@ class LeakyRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 2, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_leaky_backward)(
-            beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(), saved.numpy(), g_out.contiguous().numpy(),
-            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
-            None, None
-        )
+        _compiled(_leaky_backward)(beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(), saved.numpy(),
+            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(),
+            g_inputs[0].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
+            None, None)
 
 
 class Leaky(nn.Module):

@@ -96,10 +96,8 @@ class ALIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # std/neurons.snn:238
 
 
-def _a_l_i_f_forward(
-    in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, pa_theta_plus, N, dt,
-    out, saved, rec
-):
+def _a_l_i_f_forward(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset,
+    pa_theta_plus, N, dt, out, saved, rec):
     """`ALIF` over all steps, one element at a time (compiled by numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
@@ -140,9 +138,8 @@ def _a_l_i_f_forward(
                     rec[t, 1, m] = st_theta[m]
 
 
-def _a_l_i_f_backward(
-    pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, lam_theta, g_I
-):
+def _a_l_i_f_backward(pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, lam_theta,
+    g_I):
     """The gradient of `ALIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -196,11 +193,9 @@ class ALIFRun(torch.autograd.Function):
         out = torch.empty_like(inputs[0])
         saved = torch.empty((T, 2, M), dtype=out.dtype)
         rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
-        _compiled(_a_l_i_f_forward)(
-            inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(), params[1].numpy(),
-            params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(),
-            shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy()
-        )
+        _compiled(_a_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
+            params[1].numpy(), params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(),
+            params[6].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1], params[2], params[4], saved)
         ctx.meta = (dt, T, shape, out.dtype)
         final = [s.reshape(shape) for s in start]
@@ -221,15 +216,11 @@ class ALIFRun(torch.autograd.Function):
             g_rec = torch.zeros((0, 2, M), dtype=dtype)
         g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
         g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_a_l_i_f_backward)(
-            tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(), v_threshold_value.numpy(),
-            shape[1:].numel(), float(dt), saved.numpy(), g_out.contiguous().numpy(), g_rec.contiguous().numpy(),
-            g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy()
-        )
-        return (
-            None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
-            None, None, None, None, None, None, None
-        )
+        _compiled(_a_l_i_f_backward)(tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(),
+            v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(), g_out.contiguous().numpy(),
+            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy())
+        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
+            None, None, None, None, None, None, None)
 
 
 class ALIF(nn.Module):
@@ -245,7 +236,8 @@ class ALIF(nn.Module):
     Construct with `ALIF(shape, dt=None, **params)`; default dt 1 ms (dt in seconds).
     """
 
-    def __init__(self, shape, *, dt=None, tau_mem=None, tau_theta=None, r=None, v_leak=None, v_threshold=None, v_reset=None, theta_plus=None):
+    def __init__(self, shape, *, dt=None, tau_mem=None, tau_theta=None, r=None, v_leak=None, v_threshold=None,
+        v_reset=None, theta_plus=None):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.dt = 0.001 if dt is None else float(dt)
@@ -336,7 +328,8 @@ class STDP(nn.Module):
     changes to `w` are averaged over the batch.
     """
 
-    def __init__(self, *, dt, a_plus=None, a_minus=None, tau_pre=None, tau_post=None, w_min=None, w_max=None, soft=None):
+    def __init__(self, *, dt, a_plus=None, a_minus=None, tau_pre=None, tau_post=None, w_min=None, w_max=None,
+        soft=None):
         super().__init__()
         self.dt = float(dt)
         dt = self.dt
@@ -356,7 +349,8 @@ class STDP(nn.Module):
         self.register_buffer("soft", soft)
 
     def init_state(self, batch: int, post: int, pre: int, like: torch.Tensor) -> STDPState:
-        return STDPState(torch.zeros((batch, pre), dtype=like.dtype, device=like.device), torch.zeros((batch, post), dtype=like.dtype, device=like.device))
+        return STDPState(torch.zeros((batch, pre), dtype=like.dtype, device=like.device),
+            torch.zeros((batch, post), dtype=like.dtype, device=like.device))
 
     @torch.no_grad()
     def step(self, state: STDPState, w: torch.Tensor, pre: torch.Tensor, post: torch.Tensor):
@@ -371,12 +365,18 @@ class STDP(nn.Module):
         # on pre: where the presynaptic neuron spiked
         x_pre, w = (
             x_pre + pre * 1,  # std/rules.snn:37
-            w - _batch_mean(pre[:, None, :] * (self.a_minus * x_post[:, :, None] * (1 - self.soft + self.soft * (w - self.w_min)))),  # std/rules.snn:37
+            w
+                - _batch_mean(pre[:, None, :]
+                * (self.a_minus * x_post[:, :, None]
+                * (1 - self.soft + self.soft * (w - self.w_min)))),  # std/rules.snn:37
         )
         # on post: where the postsynaptic neuron spiked
         x_post, w = (
             x_post + post * 1,  # std/rules.snn:38
-            w + _batch_mean(post[:, :, None] * (self.a_plus * x_pre[:, None, :] * (1 - self.soft + self.soft * (self.w_max - w)))),  # std/rules.snn:38
+            w
+                + _batch_mean(post[:, :, None]
+                * (self.a_plus * x_pre[:, None, :]
+                * (1 - self.soft + self.soft * (self.w_max - w)))),  # std/rules.snn:38
         )
         w = torch.clamp(torch.clamp(w, min=self.w_min), max=self.w_max)
         return STDPState(x_pre, x_post), w
@@ -427,7 +427,8 @@ class STDPNet(nn.Module):
             exc_spike_now, exc_state = self.exc.step(exc_params, exc_I_now, exc_state)
             exc_history.append((exc_spike_now, exc_state))
             if self.training:
-                x_exc_rule_state, x_exc_weight = self.x_exc_STDP.step(x_exc_rule_state, x_exc_weight, x_exc_pre, exc_spike_now)  # stdp.snn:14
+                x_exc_rule_state, x_exc_weight = self.x_exc_STDP.step(x_exc_rule_state, x_exc_weight, x_exc_pre,
+                    exc_spike_now)  # stdp.snn:14
         if self.training:
             self.x_exc.weight = x_exc_weight.detach()
         exc_spike = torch.stack([h[0] for h in exc_history])

@@ -1,0 +1,112 @@
+"""Generated lines kept under the line limit, as a careful person would break them.
+
+A statement longer than the limit is broken inside brackets (Python's implicit continuation): at
+the outermost commas first, else before the outermost `+`, `-`, `*` or `/`; an assignment whose
+value has no bracket around it gets one. Continuation lines hang four spaces deeper than the
+statement, and a `# file.snn:LINE` comment stays at the end of the statement's last line.
+Docstrings are wrapped at spaces (`wrap_text`).
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import tokenize
+
+LIMIT = 120
+_OPEN, _CLOSE = "([{", ")]}"
+_OPERATORS = (" + ", " - ", " * ", " / ")
+
+
+def wrap_text(line: str, limit: int = LIMIT) -> list[str]:
+    """A line of prose broken at spaces, its continuation lines indented like it."""
+    if len(line) <= limit:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.wrap(line.strip(), limit, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [line]
+
+
+def layout(source: str, limit: int = LIMIT) -> str:
+    """`source` with every statement line over `limit` broken (lines inside strings untouched)."""
+    lines = source.split("\n")
+    depth, in_string = _line_states(source, len(lines))
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        if len(line) <= limit or in_string[k]:
+            out.append(line)
+        else:
+            out.extend(wrap_statement(line, depth[k], limit))
+    return "\n".join(out)
+
+
+def _line_states(source: str, n: int) -> tuple[list[int], list[bool]]:
+    """For each line: the bracket depth at its start, and whether it starts inside a string."""
+    depth, in_string = [0] * (n + 1), [False] * (n + 1)
+    level = 0
+    seen = 0
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        row = tok.start[0] - 1
+        while seen < row:  # lines that start before this token keep the depth reached so far
+            seen += 1
+            depth[seen] = level
+        if tok.type == tokenize.STRING:
+            for r in range(tok.start[0], tok.end[0]):
+                in_string[r] = True  # the lines a multi-line string continues onto
+        elif tok.type == tokenize.OP and tok.string in _OPEN:
+            level += 1
+        elif tok.type == tokenize.OP and tok.string in _CLOSE:
+            level -= 1
+    return depth, in_string
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """The code of a generated line and its trailing `  # ...` comment (generated code puts `#` in
+    no string it prints on a statement line that has a comment)."""
+    code, sep, comment = line.partition("  # ")
+    return (code, sep + comment) if sep else (line, "")
+
+
+def _breaks(code: str, start_depth: int) -> list[tuple[int, int, bool]]:
+    """Where `code` may break: (position, bracket depth there, at a comma), outside strings."""
+    out, depth, quote = [], start_depth, ""
+    for i, c in enumerate(code):
+        if quote:
+            if c == quote and code[i - 1] != "\\":
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth > 0 and c == "," and code[i + 1:i + 2] == " ":
+            out.append((i + 2, depth, True))
+        elif depth > 0 and code[i:i + 3] in _OPERATORS:
+            out.append((i + 1, depth, False))
+    return out
+
+
+def wrap_statement(line: str, start_depth: int, limit: int = LIMIT) -> list[str]:
+    """One long physical line as several, each within `limit` where a break allows it."""
+    code, comment = _split_comment(line)
+    indent = code[: len(code) - len(code.lstrip())]
+    if start_depth == 0 and " = " in code and not _breaks(code, 0):
+        target, _, value = code.partition(" = ")  # `x = a * b`: bracket the value to break inside it
+        code = f"{target} = ({value})"
+    pieces: list[str] = []
+    rest, hang = code, indent + "    "
+    depth = start_depth
+    while len(rest) + len(comment) > limit:
+        head = len(indent) if not pieces else len(hang)
+        options = [(d, -pos, pos, comma) for pos, d, comma in _breaks(rest, depth)
+                   if head < pos <= limit and rest[:pos].strip()]
+        if not options:
+            break
+        top = min(d for d, *_ in options)
+        # the outermost level; commas before operators; the latest break that fits
+        best = min((o for o in options if o[0] == top), key=lambda o: (not o[3], o[1]))
+        depth, pos = best[0], best[2]
+        pieces.append(rest[:pos].rstrip())
+        rest = hang + rest[pos:].lstrip()
+    return [*pieces, rest + comment]
