@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any, cast
 
 import lark
@@ -19,6 +17,7 @@ from lark import Token, Tree
 
 from . import ir
 from .diagnostics import Diagnostics
+from .grammar import grammar_text
 
 MAX_DEPTH = 200
 
@@ -28,14 +27,6 @@ _TOKEN_WORDS = {
     "ASSIGN_OP": "`=`, `+=`, `-=` or `*=`", "SURROGATE_KIND": "`smooth` or `grad`",
     "SCOPE": "`pre`, `post` or `syn`", "EVENT": "`pre` or `post`", "$END": "end of file",
 }
-
-
-def grammar_text() -> str:
-    """The grammar: shipped in the wheel as `snnspec/_data/snn.lark`, else the source tree's."""
-    packaged = resources.files("snnspec") / "_data" / "snn.lark"
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammar" / "snn.lark").read_text(encoding="utf-8")
 
 
 @cache
