@@ -1,6 +1,6 @@
-"""The on-disk cache (`SNNSPEC_CACHE_DIR`, default `~/.cache/snnspec`): generated modules, and IR
-derived from a declaration (lowered neurons and rules), so that checking a spec whose neurons were
-lowered before needs no sympy.
+"""The on-disk cache (`SNNSPEC_CACHE_DIR`, default `~/.cache/snnspec`): generated modules, the
+parser's tables, and IR derived from a file or a declaration (parsed files, lowered neurons and
+rules), so that checking a spec seen before needs neither lark's parsing nor sympy.
 
 A derived entry is keyed by everything its derivation reads and by a fingerprint of the compiler's
 own code, so that an edit of either never serves a stale result. Its file holds the result's JSON on

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lark
 import pytest
 
 import snnspec
 import snnspec.cache
+import snnspec.loader
 import snnspec.lower.neuron
+import snnspec.parse
 from snnspec import ir
 from snnspec.cache import cached, write_atomic
 from snnspec.diagnostics import Diagnostics
@@ -193,6 +196,49 @@ def test_errors_are_not_stored(cache_dir: Path, lowerings: list[str]) -> None:
     assert _entries(cache_dir) == []
 
 
+SPECS = sorted((ROOT / "specs").glob("**/*.snn"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.relative_to(ROOT / "specs").as_posix() for p in SPECS])
+def test_a_parsed_file_from_the_cache_equals_a_fresh_parse(path: Path, cache_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = snnspec.loader.load_program(path, Diagnostics()).modules
+    assert _entries(cache_dir, "parsed")
+
+    def must_not_run(*args: object) -> None:
+        raise AssertionError("served from the cache")
+
+    monkeypatch.setattr(snnspec.parse, "parse", must_not_run)
+    served = snnspec.loader.load_program(path, Diagnostics()).modules
+    assert served == fresh
+    assert [m.model_dump_json() for m in served.values()] == [m.model_dump_json() for m in fresh.values()]
+
+
+def test_syntax_errors_are_not_stored(cache_dir: Path) -> None:
+    for _ in range(2):
+        errors = [d for d in snnspec.check(text="neuron N {\n    state v = \n}\n", name="bad.snn")
+                  if d.severity == "error"]
+        assert errors and errors[0].span is not None and errors[0].span.line == 2
+    assert len(_entries(cache_dir, "parsed")) == 1  # std/surrogates.snn only
+
+
+def test_corrupt_parser_tables_are_built_again(cache_dir: Path) -> None:
+    text = MNIST.read_text()
+    snnspec.parse.parser.cache_clear()
+    try:
+        tree = snnspec.parse.parser().parse(text)
+        (tables,) = (cache_dir / "parser").iterdir()
+        good = tables.read_bytes()
+        for garbage in (b"", good[: len(good) // 2], b"not a pickle"):
+            tables.write_bytes(garbage)
+            snnspec.parse.parser.cache_clear()
+            assert snnspec.parse.parser().parse(text) == tree
+            with tables.open("rb") as f:  # written again
+                assert lark.Lark.load(f).parse(text) == tree
+    finally:
+        snnspec.parse.parser.cache_clear()
+
+
 def _run_check(cache_dir: Path, spec: Path) -> set[str]:
     """Run `snnspec check` in a fresh process; the heavy modules it imported."""
     code = ("import sys, snnspec.cli\nsys.argv = ['snnspec', 'check', sys.argv[1]]\ntry:\n    snnspec.cli.main()\n"
@@ -205,8 +251,8 @@ def _run_check(cache_dir: Path, spec: Path) -> set[str]:
     return set(proc.stdout.split())
 
 
-def test_a_warm_check_imports_no_sympy(cache_dir: Path) -> None:
+def test_a_warm_check_imports_neither_sympy_nor_lark(cache_dir: Path) -> None:
     cold = _run_check(cache_dir, MNIST)
-    assert "sympy" in cold
+    assert {"sympy", "lark"} <= cold
     warm = _run_check(cache_dir, MNIST)
-    assert not warm & {"sympy", "torch", "jax", "numpy"}, warm
+    assert not warm & {"sympy", "lark", "torch", "jax", "numpy"}, warm
