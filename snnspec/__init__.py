@@ -10,13 +10,13 @@ from __future__ import annotations
 import builtins
 import hashlib
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
 
 from . import ir
 from ._version import __version__
+from .cache import cache_dir, write_atomic
 from .check import check_program
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .loader import load_program
@@ -109,14 +109,10 @@ def _import_source(source: str, stem: str, backend: str) -> types.ModuleType:
 
 
 def _cache_file(module_name: str, source: str) -> Path | None:
-    folder = Path(os.environ.get("SNNSPEC_CACHE_DIR") or Path.home() / ".cache" / "snnspec")
-    file = folder / f"{module_name}.py"
+    file = cache_dir() / f"{module_name}.py"
     try:
-        if not file.is_file() or file.read_text(encoding="utf-8") != source:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(source, encoding="utf-8")
-            os.replace(tmp, file)
-    except OSError:
-        return None
-    return file
+        if file.read_text(encoding="utf-8") == source:
+            return file
+    except (OSError, ValueError):  # not there yet, or unreadable: write it
+        pass
+    return file if write_atomic(file, source) else None

@@ -69,6 +69,11 @@ class Neg(Node):
 
 
 Expr = Annotated[Union[Num, Name, Call, BinOp, Neg], Field(discriminator="kind")]
+# Call, BinOp and Neg name `Expr` before it exists, so pydantic could not finish them. Finished now, their
+# schemas are reused by every model below instead of regenerated in each: a third of this module's import.
+Call.model_rebuild()
+BinOp.model_rebuild()
+Neg.model_rebuild()
 
 
 class Arg(Node):

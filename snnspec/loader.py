@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import ir
+from .cache import cached
 from .diagnostics import Diagnostics
-from .parse import parse
 from .stdlib import std_dir, std_file
 
 STD_SURROGATES = "std/surrogates.snn"
@@ -61,7 +62,7 @@ def load_program(path: str | Path | None, diags: Diagnostics, text: str | None =
 
 def _load(program: Program, name: str, text: str, stack: list[str], diags: Diagnostics) -> None:
     program.sources[name] = text
-    module = parse(text, name, diags)
+    module = cached("parsed", ir.Module, (name, text), partial(_parse, text, name), diags)
     if module is None:
         return
     program.modules[name] = module
@@ -77,6 +78,12 @@ def _load(program: Program, name: str, text: str, stack: list[str], diags: Diagn
         program.imports[name].append((imp, target_name))
         if target_name not in program.modules and target_name not in program.sources:
             _load_file(program, target, [*stack, name], diags, imp)
+
+
+def _parse(text: str, name: str, diags: Diagnostics) -> ir.Module | None:
+    from .parse import parse  # imports lark: only when the cache misses
+
+    return parse(text, name, diags)
 
 
 def _load_file(program: Program, path: Path, stack: list[str], diags: Diagnostics, imp: ir.Import | None) -> None:

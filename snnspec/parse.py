@@ -7,18 +7,21 @@ tree is checked first: a deeply nested expression is a diagnostic, never a Recur
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
+import sys
 from collections.abc import Callable, Sequence
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any, cast
 
 import lark
 from lark import Token, Tree
 
 from . import ir
+from .cache import cache_dir, write_atomic
 from .diagnostics import Diagnostics
+from .grammar import grammar_text
 
 MAX_DEPTH = 200
 
@@ -30,18 +33,27 @@ _TOKEN_WORDS = {
 }
 
 
-def grammar_text() -> str:
-    """The grammar: shipped in the wheel as `snnspec/_data/snn.lark`, else the source tree's."""
-    packaged = resources.files("snnspec") / "_data" / "snn.lark"
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammar" / "snn.lark").read_text(encoding="utf-8")
+PARSER_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
+                                  "maybe_placeholders": True}
 
 
 @cache
 def parser() -> lark.Lark:
-    return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
-                     maybe_placeholders=True)
+    """The parser. Building its LALR tables takes a few tenths of a second, so they are kept in the
+    cache folder, keyed by the grammar, the options, lark's version and Python's."""
+    text = grammar_text()
+    key = f"{text}\0{sorted(PARSER_OPTIONS.items())}\0{lark.__version__}\0{sys.version_info[:2]}"
+    file = cache_dir() / "parser" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
+    try:
+        with file.open("rb") as f:
+            return lark.Lark.load(f)
+    except Exception:  # missing, or a truncated or foreign pickle, which can fail in any way
+        pass
+    built = lark.Lark(text, **PARSER_OPTIONS)
+    saved = io.BytesIO()
+    built.save(saved)
+    write_atomic(file, saved.getvalue())
+    return built
 
 
 def _describe(terminal: str) -> str:

@@ -1,9 +1,21 @@
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The whole run caches (compiled modules, parser tables, parsed and lowered IR) in a fresh folder,
+    never in ~/.cache: set before collection, and inherited by the subprocesses tests start."""
+    folder = tempfile.mkdtemp(prefix="snnspec-cache-")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SNNSPEC_CACHE_DIR", folder)
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    config.add_cleanup(patch.undo)
 
 
 @pytest.fixture

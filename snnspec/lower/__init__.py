@@ -2,17 +2,18 @@
 
 One module per concern: `integrate` (ODEs to updates), `surrogate` (smooth to grad),
 `neuron` (a neuron or rule as SI params and discrete updates), `plan` (the network).
+Lowered neurons and rules are kept in the cache (`snnspec.cache`): sympy is imported only on a miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
 from .. import ir
+from ..cache import cached
 from ..diagnostics import Diagnostics
-from .neuron import lower_neuron, lower_rule
 from .plan import lower_network
 from .program import build_program
 
@@ -20,12 +21,15 @@ from .program import build_program
 def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
     neurons = {}
     for name, neuron in spec.neurons.items():
-        lowered = _guarded(partial(lower_neuron, neuron, spec.surrogates, diags), neuron, diags)
+        work = partial(_lower_neuron, neuron, spec.surrogates)
+        inputs = (neuron, *spec.surrogates.values())
+        lowered = _guarded(partial(cached, "lowered", ir.LNeuron, inputs, work, diags), neuron, diags)
         if lowered is not None:
             neurons[name] = lowered
     rules = {}
     for name, rule in spec.rules.items():
-        lowered_rule = _guarded(partial(lower_rule, rule, diags), rule, diags)
+        work_rule = partial(_lower_rule, rule)
+        lowered_rule = _guarded(partial(cached, "lowered", ir.LRule, (rule,), work_rule, diags), rule, diags)
         if lowered_rule is not None:
             rules[name] = lowered_rule
     networks = {}
@@ -35,6 +39,18 @@ def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
             program = build_program(lowered_net, neurons, rules, diags)
             networks[name] = lowered_net.model_copy(update={"program": program})
     return ir.LoweredSpec(file=spec.file, neurons=neurons, rules=rules, networks=networks)
+
+
+def _lower_neuron(neuron: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Diagnostics) -> ir.LNeuron | None:
+    from .neuron import lower_neuron  # imports sympy: only when the cache misses
+
+    return lower_neuron(neuron, surrogates, diags)
+
+
+def _lower_rule(rule: ir.Rule, diags: Diagnostics) -> ir.LRule:
+    from .neuron import lower_rule
+
+    return lower_rule(rule, diags)
 
 
 T = TypeVar("T")

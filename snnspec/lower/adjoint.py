@@ -18,7 +18,8 @@ from __future__ import annotations
 import sympy
 
 from .. import ir
-from ..expr import from_sympy, names, substitute, to_sympy
+from ..expr import names, substitute
+from ..symbolic import from_sympy, to_sympy
 from .budget import time_limit
 
 GATE = "gate'"

@@ -9,7 +9,8 @@ import sympy
 from .. import ir
 from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
-from ..expr import format_expr, from_sympy, names, substitute, to_si, to_sympy
+from ..expr import format_expr, names, substitute, to_si
+from ..symbolic import from_sympy, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
 from .kernel import with_kernel
 from .rule import plan_rule

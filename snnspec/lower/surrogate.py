@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from .. import ir
-from ..expr import to_sympy
+from ..symbolic import to_sympy
 from .budget import SymbolicTimeout, time_limit
 
 
