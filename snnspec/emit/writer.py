@@ -1,6 +1,7 @@
 """A line writer for generated code, in the manner of Jinja2's CodeGenerator: indentation,
-blank-line discipline, a map from generated lines back to spec lines, and the only two doors
-through which spec content reaches the output (`literal` for numbers, names via `names.py`)."""
+blank-line discipline, `# file.snn:LINE` comments that map generated lines back to the spec, and
+the doors through which spec content reaches the output (`literal` for numbers, `source_name` for
+file names, names via `snnspec/names.py`)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ class CodeWriter:
         self.lines: list[str] = []
         self.indent_unit = indent
         self.level = 0
-        self.source_map: dict[int, tuple[str, int]] = {}  # generated line (1-based) -> (spec file, line)
 
     def child(self) -> CodeWriter:
         """A writer for a block to splice in later, at this writer's indentation."""
@@ -64,7 +64,6 @@ class CodeWriter:
             return
         if source is not None and source[1] is not None:
             text = f"{text}  # {self.source(source[0])}:{source[1]}"
-            self.source_map[len(self.lines) + 1] = (source[0], source[1])
         self.lines.append(self.indent_unit * self.level + text)
 
     def blank(self, count: int = 1) -> None:

@@ -104,8 +104,6 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         self.out = self.outer
         o = self.out
         o.lines.extend(body.lines)
-        for line, source in body.source_map.items():
-            o.source_map[line + len(o.lines) - len(body.lines)] = source
 
     @staticmethod
     def uses(body: CodeWriter, name: str) -> bool:
@@ -508,8 +506,6 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             if xs_names:
                 o.line(f"{', '.join(xs_names)}{',' if len(xs_names) == 1 else ''} = xs")
         o.lines.extend(body.lines)
-        for line_number, source in body.source_map.items():
-            o.source_map[line_number + len(o.lines) - len(body.lines)] = source
         with o.indent():
             ys = ", ".join(value for _n, value in outputs)
             o.line(f"return ({carry_names}{trailing}), ({ys}{',' if len(outputs) == 1 else ''})")
@@ -670,8 +666,6 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             if self.any_t:
                 o.line('t = state["step"] * dt')
             o.lines.extend(body.lines)
-            for line, source in body.source_map.items():
-                o.source_map[line + len(o.lines) - len(body.lines)] = source
             o.line("new_state = {")
             with o.indent():
                 o.line('"layers": {' + ", ".join(f'"{self.layer_attr[la.name]}": {self.local(la.name + "_state")}'

@@ -132,7 +132,6 @@ class NetworkEmitter(ProgramVisitor):
             if used:
                 line = f"{', '.join(used)} = {', '.join(sizes[u] for u in used)}"
                 o.lines.insert(header, o.indent_unit * o.level + line)
-                o.source_map = {k + (k > header): v for k, v in o.source_map.items()}
             o.line(f"return {self.cls}Output({', '.join(self.readouts)})")
 
     def visit_Readout(self, out: ir.Readout) -> None:
@@ -280,8 +279,6 @@ class NetworkEmitter(ProgramVisitor):
             o.line(line)
         o.line("for i in range(steps):")
         o.lines.extend(body.lines)
-        for k, source in body.source_map.items():
-            o.source_map[k + len(o.lines) - len(body.lines)] = source
         for p in plastic:
             dense = self.plastic_dense[p.index]
             o.line("if self.training:")
