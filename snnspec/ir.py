@@ -480,6 +480,8 @@ class LNeuron(Model):
     uses_units: bool = False
     equations: tuple[str, ...] = ()
     output: str | None = None  # what a step returns: "spike", or for a non-spiking neuron a state
+    live_params: tuple[str, ...] = ()  # derived params of learnable ones: recomputed on every forward
+    reads_t: bool = False  # a step reads the built-in `t` (time since the start of the run)
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
 

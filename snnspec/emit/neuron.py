@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 
 from .. import ir
 from ..expr import names
-from ..lower.kernel import live_params
-from ..lower.program import reads_t
 from ..names import ModuleNames, Namer, class_name, py_name
 from .printer import PRODUCT, Printer
 from .writer import CodeWriter
@@ -39,7 +37,7 @@ class NeuronSkeleton(ABC):
             self.state_fields.append(("spiked", fields("spiked")))
         self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
         self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
-        self.uses_t = reads_t(n)
+        self.uses_t = n.reads_t
         local = Namer(self.reserved_locals)
         self.inputs = [(i.var, local(i.var)) for i in n.inputs]
         self.locals = {name: local(name) for name, _ in self.state_fields}
@@ -84,7 +82,7 @@ class NeuronSkeleton(ABC):
 
     def live_params(self) -> set[str]:
         """Derived params that depend on a learnable one: recomputed from it on every forward."""
-        return live_params(self.n)
+        return set(self.n.live_params)
 
     def emit_tuples(self) -> None:
         o = self.out

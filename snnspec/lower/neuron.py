@@ -12,7 +12,7 @@ from ..diagnostics import Diagnostics
 from ..expr import format_expr, names, substitute, to_si
 from ..symbolic import from_sympy, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
-from .kernel import with_kernel
+from .kernel import live_params, step_exprs, with_kernel
 from .rule import plan_rule
 from .surrogate import NotDifferentiable, surrogate_grad
 
@@ -103,7 +103,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         if n.on_spike is not None:
             reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
                               with_gradient=n.on_spike.with_gradient)
-    return with_kernel(ir.LNeuron(
+    return with_kernel(_decided(ir.LNeuron(
         name=n.name, file=n.span.file if n.span else "", method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None,
         params=lower_params(n.params, local, diags),
@@ -113,7 +113,16 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         lets=lets, updates=tuple(updates), spike=spike, reset=reset,
         refractory=to_si(n.refractory, local) if n.refractory is not None else None,
         uses_units=n.uses_units, equations=tuple(_equation_text(n)), output=_output(n),
-    ))
+    )))
+
+
+def _decided(n: ir.LNeuron) -> ir.LNeuron:
+    """`n` with what every backend needs to know of its step: which derived params are recomputed
+    from learnable ones, and whether it reads the time `t`."""
+    exprs = [e for e in step_exprs(n) if n.spike is None or e is not n.spike.grad]  # a surrogate never reads t
+    reads_t = any(x.id == "t" for e in exprs for x in names(e))
+    return n.model_copy(update={"live_params": tuple(p.name for p in n.params if p.name in live_params(n)),
+                                "reads_t": reads_t})
 
 
 MEMBRANE_NAMES = ("v", "mem", "u", "V")

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from .. import ir
 from ..diagnostics import Diagnostics
-from ..expr import names
 from ..names import Namer, py_name
 from .plan import network_modulators, plastic_dense
 
@@ -24,16 +23,6 @@ WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  
 # ops that act on each step alone: a layer whose paths hold only these may compute its currents per step
 PER_STEP_OPS = {"dense", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool", "flatten", "scale", "one_to_one",
                 "dropout", "lateral"}
-
-
-def reads_t(neuron: ir.LNeuron) -> bool:
-    """Whether a neuron's step reads the built-in `t` (time since the start of the run)."""
-    exprs = [u.value for u in (*neuron.lets, *neuron.updates)]
-    if neuron.spike is not None:
-        exprs.append(neuron.spike.x)
-    if neuron.reset is not None:
-        exprs += [u.value for u in neuron.reset.updates]
-    return any(x.id == "t" for e in exprs for x in names(e))
 
 
 class _Planner:
@@ -142,7 +131,7 @@ class _Planner:
     def per_step_macs(self, layer: str, paths: list[ir.LPath]) -> int:
         """Multiply-adds per sample and step of a layer's paths, if its currents may be computed step
         by step (every path reads a sequence through per-sample ops; the neuron does not read `t`)."""
-        if reads_t(self.neurons[layer]) or not paths:
+        if self.neurons[layer].reads_t or not paths:
             return 0
         macs = 0
         for p in paths:
@@ -189,7 +178,7 @@ class _Planner:
             layers=layers, outside=outside,
             carried=tuple(carried), plastic=tuple(p.index for p in paths if p.learn and p.dst in members),
             recurrent=any(p.recurrent and p.dst in members for p in paths),
-            reads_t=any(reads_t(self.neurons[la]) for la in group))
+            reads_t=any(self.neurons[la].reads_t for la in group))
 
 
 def build_program(net: ir.LNetwork, neurons: Mapping[str, ir.LNeuron], rules: Mapping[str, ir.LRule],
@@ -210,5 +199,5 @@ def build_program(net: ir.LNetwork, neurons: Mapping[str, ir.LNeuron], rules: Ma
         op_slots=tuple(ir.OpSlot(path=i, op=k, attr=a) for (i, k), a in plan.op_attr.items()),
         params=plan.params(), buffers=plan.buffers(), random=plan.random(), static_paths=tuple(sorted(plan.static)),
         loop_paths=loop_paths, plastic_dense=plan.plastic_dense, modulators=tuple(network_modulators(net, rules)),
-        reads_t=any(reads_t(n) for n in plan.neurons.values()), statements=tuple(plan.statements()),
+        reads_t=any(n.reads_t for n in plan.neurons.values()), statements=tuple(plan.statements()),
         streaming=plan.step_loop(tuple(la.name for la in net.layers)))

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 
 from ... import ir
-from ...lower.program import reads_t
 from ...names import Namer, class_name, py_name
 from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, plan_lines, state_fields
 from ..writer import CodeWriter, literal
@@ -577,7 +576,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                 emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
-            t_arg = f", t={t}" if t and reads_t(neuron) else ""
+            t_arg = f", t={t}" if t and neuron.reads_t else ""
             o.line(f'{spike}, {state} = {class_name(neuron.name)}.step(layer_params["{self.layer_attr[layer]}"], '
                    f"{', '.join(terms_by_input)}, {state}, dt=dt{t_arg})")
             rules = [p for p in paths if p.index in learning]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from ... import ir
-from ...lower.program import reads_t
 from ...names import Namer, class_name, py_name
 from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, plan_lines, state_fields
 from ..writer import CodeWriter, literal
@@ -330,7 +329,7 @@ class NetworkEmitter(ProgramVisitor):
                 emit_sum(o, name, terms, self.net.file)
                 terms_by_input.append(name)
             spike = self.v(layer, "spike", "_now")
-            t = ", i * self.dt" if reads_t(neuron) else ""
+            t = ", i * self.dt" if neuron.reads_t else ""
             o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
                    f"{self.scoped(f'{layer}_params', 'params', layer)}, {', '.join(terms_by_input)}, {state}{t})")
             o.line(f"{self.scoped(f'{layer}_history', 'history', layer)}.append(({spike}, {state}))")
