@@ -5,83 +5,51 @@ the user wrote it: expressions keep their units as written, names are resolved a
 each network that checks clean carries the values its checks evaluated (`NetworkFacts`).
 The *lowered IR* (`LoweredSpec`) is what a backend prints: discrete update equations, derived
 surrogate gradients, the network's execution plan and every shape. Both round-trip through JSON.
+The pieces every model is made of are in `base.py`; a neuron's fused recurrence (`LKernel`) in
+`kernel.py`; a network's program (`LProgram`) in `program.py`; all are importable from here.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-GATE = "gate'"  # in a lowered reset or rule block: the spike gate (no spec can write this name)
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Span(Model):
-    """Where a node came from: a file and 1-based line/column of its first and last character."""
-
-    file: str
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-
-
-class Node(Model):
-    span: Span | None = None
-
-
-# ---- expressions ------------------------------------------------------------------------------
-
-
-class Num(Node):
-    """A number as written, with its unit (`10 ms` is value 10, unit `ms`)."""
-
-    kind: Literal["num"] = "num"
-    value: float
-    unit: str | None = None
-
-
-class Name(Node):
-    kind: Literal["name"] = "name"
-    id: str
-
-
-class Call(Node):
-    kind: Literal["call"] = "call"
-    fn: str
-    args: tuple[Expr, ...]
-
-
-class BinOp(Node):
-    kind: Literal["binop"] = "binop"
-    op: Literal["+", "-", "*", "/", "**"]
-    left: Expr
-    right: Expr
-
-
-class Neg(Node):
-    kind: Literal["neg"] = "neg"
-    operand: Expr
-
-
-Expr = Annotated[Union[Num, Name, Call, BinOp, Neg], Field(discriminator="kind")]
-# Call, BinOp and Neg name `Expr` before it exists, so pydantic could not finish them. Finished now, their
-# schemas are reused by every model below instead of regenerated in each: a third of this module's import.
-Call.model_rebuild()
-BinOp.model_rebuild()
-Neg.model_rebuild()
-
-
-class Arg(Node):
-    """`name = value` in an argument list (overrides, surrogate and op arguments)."""
-
-    name: str
-    value: Expr
-
+from .base import GATE as GATE
+from .base import Arg as Arg
+from .base import BinOp as BinOp
+from .base import Call as Call
+from .base import Expr as Expr
+from .base import Model as Model
+from .base import Name as Name
+from .base import Neg as Neg
+from .base import Node as Node
+from .base import Num as Num
+from .base import Span as Span
+from .kernel import KAssign as KAssign
+from .kernel import KCountdown as KCountdown
+from .kernel import KElem as KElem
+from .kernel import KFlag as KFlag
+from .kernel import KIf as KIf
+from .kernel import KLoad as KLoad
+from .kernel import KPass as KPass
+from .kernel import KSelect as KSelect
+from .kernel import KSpike as KSpike
+from .kernel import KStatement as KStatement
+from .kernel import KStore as KStore
+from .kernel import KTest as KTest
+from .kernel import KTime as KTime
+from .kernel import LKernel as LKernel
+from .program import Encode as Encode
+from .program import LayerRun as LayerRun
+from .program import LoopLayer as LoopLayer
+from .program import LProgram as LProgram
+from .program import OpSlot as OpSlot
+from .program import PTensor as PTensor
+from .program import RandomDraw as RandomDraw
+from .program import Readout as Readout
+from .program import Statement as Statement
+from .program import StepLoop as StepLoop
 
 # ---- surrogates -------------------------------------------------------------------------------
 
@@ -322,148 +290,6 @@ class LReset(Model):
     with_gradient: bool = False
 
 
-# ---- kernel IR: a neuron's fused recurrence, decided in lowering (lower/kernel.py) ------------
-
-
-class KElem(Model):
-    """An element of a kernel array (an argument id); `index` holds loop indices "t", "t-1", "m",
-    "n" (element m of the batch-major layer, neuron n) or constants."""
-
-    array: str
-    index: tuple[str | int, ...]
-
-
-class KAssign(Model):
-    """A local from an expression over locals."""
-
-    kind: Literal["assign"] = "assign"
-    target: str
-    value: Expr
-    line: int | None = None
-
-
-class KLoad(Model):
-    kind: Literal["load"] = "load"
-    target: str
-    src: KElem
-
-
-class KStore(Model):
-    """An element from an expression (`value`) or another element (`src`); `add` accumulates,
-    `optional` adds 0.0 where `src`'s array is empty (the gradients of records not asked for)."""
-
-    kind: Literal["store"] = "store"
-    dst: KElem
-    value: Expr | None = None
-    src: KElem | None = None
-    add: bool = False
-    optional: bool = False
-    line: int | None = None
-
-
-class KTest(Model):
-    """A boolean local: `src <= value` or `src == value`."""
-
-    kind: Literal["test"] = "test"
-    target: str
-    src: KElem
-    op: Literal["<=", "=="]
-    value: float
-
-
-class KSpike(Model):
-    """`target` is 1.0 where `x > 0` (`>=` if inclusive) and the boolean local `mask` holds, else 0.0."""
-
-    kind: Literal["spike"] = "spike"
-    target: str
-    x: str
-    inclusive: bool
-    mask: str | None = None
-
-
-class KSelect(Model):
-    """`target` is `then` where the boolean local `mask` holds, else `other` (a local or a number)."""
-
-    kind: Literal["select"] = "select"
-    target: str
-    mask: str
-    then: str | float
-    other: str | float
-
-
-class KFlag(Model):
-    """An element set to 1 where the boolean local `mask` holds, else 0."""
-
-    kind: Literal["flag"] = "flag"
-    dst: KElem
-    mask: str
-
-
-class KCountdown(Model):
-    """The refractory counter: `steps` where the local `gate` is positive, else one less."""
-
-    kind: Literal["countdown"] = "countdown"
-    dst: KElem
-    gate: str
-
-
-class KTime(Model):
-    """The local `target` holds the time of the step, `t * dt`."""
-
-    kind: Literal["time"] = "time"
-    target: str
-
-
-class KIf(Model):
-    """`first_step`: t == 0; `recording`: the record array is not empty."""
-
-    kind: Literal["if"] = "if"
-    cond: Literal["first_step", "recording"]
-    body: tuple[KStatement, ...]
-    orelse: tuple[KStatement, ...] = ()
-
-
-KStatement = Annotated[Union[KAssign, KLoad, KStore, KTest, KSpike, KSelect, KFlag, KCountdown, KTime, KIf],
-                       Field(discriminator="kind")]
-
-
-class KPass(Model):
-    """One kernel: for each element, `invariants` (param loads, params-only subexpressions), then
-    `step` for each time step (in reverse if `reverse`). `args` are the array and scalar ids it
-    takes, in order; "N" (neurons per batch row), "dt" and "steps" are scalars."""
-
-    args: tuple[str, ...]
-    reverse: bool = False
-    invariants: tuple[KStatement, ...]
-    step: tuple[KStatement, ...]
-
-
-class LKernel(Model):
-    """A neuron's fused recurrence: a forward and a backward kernel over all T steps.
-
-    Array ids: `in:<input>` [T, M], `st:<state>` [M] (`st:spiked`, `counter` the refractory
-    counter), `pa:<param>` [N], `out` [T, M], `saved` [T, len(saved), M], `rec` and `g_rec`
-    [T or 0, fields, M], `active` [T, M], `g_out` [T, M], `lam:<field>` [M], `g:<input>` [T, M],
-    `g:<param>` [M]. Locals are spec names, `<state>'` (updated values), `gate'` and `%...`
-    for the kernel's own; `locals`/`arrays` give each id the Python name it prefers."""
-
-    inputs: tuple[str, ...]
-    states: tuple[str, ...]
-    params: tuple[str, ...]
-    reads_spiked: bool
-    refractory: bool
-    reads_t: bool
-    grad_params: tuple[str, ...]
-    saves_inputs: bool
-    saved: tuple[str, ...]  # the states whose updated (pre-reset) values the forward saves per step
-    saved_start: tuple[str, ...]  # the fields whose values before the first step the backward reads
-    saved_params: tuple[str, ...]  # the params the backward reads
-    locals: tuple[tuple[str, str], ...]
-    arrays: tuple[tuple[str, str], ...]
-    forward: KPass
-    backward: KPass
-
-
 class LNeuron(Model):
     name: str
     file: str
@@ -579,112 +405,6 @@ class LTrain(Model):
     optimizer_args: dict[str, float] = {}
     batch: int = 128
     epochs: int = 1
-
-
-class PTensor(Model):
-    """A row of a network's parameter table: an array the generated code holds, keyed as torch's
-    `named_parameters()` / `named_buffers()` name it (the JAX params dicts use the same keys)."""
-
-    key: str
-    shape: tuple[int, ...]
-    init: Literal["uniform", "ones", "zeros", "neuron", "count"]  # uniform on +-1/sqrt(fan_in); a neuron's value
-    fan_in: int | None = None
-    role: Literal["learnable", "frozen", "plastic", "statistic"] = "learnable"
-    layer: str | None = None  # a neuron param: its layer
-    path: int | None = None  # an op's array: its path and op index
-    op: int | None = None
-
-
-class OpSlot(Model):
-    """An op that holds arrays (a module attribute in torch, a params key prefix in JAX)."""
-
-    path: int
-    op: int
-    attr: str
-
-
-class RandomDraw(Model):
-    """One random stream of a run, numbered in this order: rate-coded inputs, then dropout ops."""
-
-    input: str | None = None
-    path: int | None = None
-    op: int | None = None
-
-
-class Encode(Model):
-    """Encode an input. `sequence`: a [T, batch, ...] sequence is needed (a `direct` input whose
-    paths are all static needs none: they are computed once, on [batch, ...])."""
-
-    kind: Literal["encode"] = "encode"
-    input: str
-    sequence: bool = True
-
-
-class LayerRun(Model):
-    """Run one layer over all steps at once (layer-major) from the currents of `paths`, recording
-    the state variables `records`. `per_step_macs`: multiply-adds per sample and step of its paths
-    when they may be computed step by step inside the run instead (0: they may not)."""
-
-    kind: Literal["layer_run"] = "layer_run"
-    layer: str
-    paths: tuple[int, ...]
-    records: tuple[str, ...] = ()
-    per_step_macs: int = 0
-
-
-class LoopLayer(Model):
-    """A layer inside a step loop: what paths inside the loop read of it (`now`, this step's value)
-    and what outputs or paths after the loop read (`after`, stacked over steps)."""
-
-    layer: str
-    now: tuple[str, ...] = ()
-    after: tuple[str, ...] = ()
-
-
-class StepLoop(Model):
-    """Layers run step by step, in order, because a recurrent path closes a cycle through them or a
-    plastic path's weight changes every step. `outside`: paths from outside the loop, computed before
-    it; `carried`: (layer, var) that recurrent paths read at the next step; `plastic`: paths whose rule
-    steps after their target layer's step."""
-
-    kind: Literal["step_loop"] = "step_loop"
-    layers: tuple[LoopLayer, ...]
-    outside: tuple[int, ...] = ()
-    carried: tuple[tuple[str, str], ...] = ()
-    plastic: tuple[int, ...] = ()
-    recurrent: bool = False
-    reads_t: bool = False
-
-
-class Readout(Model):
-    kind: Literal["readout"] = "readout"
-    output: str
-    layer: str
-    var: str
-    readout: str
-
-
-Statement = Annotated[Union[Encode, LayerRun, StepLoop, Readout], Field(discriminator="kind")]
-
-
-class LProgram(Model):
-    """Everything a backend prints for a network, decided once: the arrays it holds, its random
-    streams, which paths are static (computed once) or computed inside a step loop, its ordered
-    statements, and one step of the whole network for streaming use."""
-
-    layer_attrs: dict[str, str]
-    op_slots: tuple[OpSlot, ...] = ()
-    rule_attrs: dict[int, str] = {}
-    params: tuple[PTensor, ...] = ()
-    buffers: tuple[PTensor, ...] = ()
-    random: tuple[RandomDraw, ...] = ()
-    static_paths: tuple[int, ...] = ()
-    loop_paths: tuple[int, ...] = ()
-    plastic_dense: dict[int, int] = {}
-    modulators: tuple[str, ...] = ()
-    reads_t: bool = False
-    statements: tuple[Statement, ...] = ()
-    streaming: StepLoop | None = None  # one step of the whole network, every layer in order (JAX `step`)
 
 
 class LNetwork(Model):

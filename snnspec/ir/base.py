@@ -1,0 +1,76 @@
+"""What every IR model is made of: the frozen model, source spans, expressions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GATE = "gate'"  # in a lowered reset or rule block: the spike gate (no spec can write this name)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Span(Model):
+    """Where a node came from: a file and 1-based line/column of its first and last character."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+class Node(Model):
+    span: Span | None = None
+
+
+# ---- expressions ------------------------------------------------------------------------------
+
+
+class Num(Node):
+    """A number as written, with its unit (`10 ms` is value 10, unit `ms`)."""
+
+    kind: Literal["num"] = "num"
+    value: float
+    unit: str | None = None
+
+
+class Name(Node):
+    kind: Literal["name"] = "name"
+    id: str
+
+
+class Call(Node):
+    kind: Literal["call"] = "call"
+    fn: str
+    args: tuple[Expr, ...]
+
+
+class BinOp(Node):
+    kind: Literal["binop"] = "binop"
+    op: Literal["+", "-", "*", "/", "**"]
+    left: Expr
+    right: Expr
+
+
+class Neg(Node):
+    kind: Literal["neg"] = "neg"
+    operand: Expr
+
+
+Expr = Annotated[Union[Num, Name, Call, BinOp, Neg], Field(discriminator="kind")]
+# Call, BinOp and Neg name `Expr` before it exists, so pydantic could not finish them. Finished now, their
+# schemas are reused by every model below instead of regenerated in each: a third of this module's import.
+Call.model_rebuild()
+BinOp.model_rebuild()
+Neg.model_rebuild()
+
+
+class Arg(Node):
+    """`name = value` in an argument list (overrides, surrogate and op arguments)."""
+
+    name: str
+    value: Expr
