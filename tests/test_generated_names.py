@@ -63,6 +63,7 @@ def reference_trace(current: np.ndarray, beta: float, gain: float, steps: int) -
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_neurons_with_colliding_kernel_names_each_run_their_own_equations(fused):
+    """../shared/reliability/min_snake_case_kernel_collision.snn: each layer runs its own neuron."""
     mod = snnspec.compile(text=TWO_LEAKY, name="two_leaky.snn")
     mod.FUSED = fused
     torch.manual_seed(0)
@@ -104,6 +105,7 @@ network Net {
 
 
 def test_user_neuron_beside_std_neuron_of_the_same_kernel_name():
+    """../shared/reliability/min_kernel_collision_with_std_LI.snn: fused equals plain (it raised TypeError)."""
     mod = snnspec.compile(text=USER_L_I, name="l_i.snn")
     torch.manual_seed(0)
     net = mod.Net().double()
@@ -130,6 +132,7 @@ network Net {
 
 
 def test_a_newline_in_the_spec_folder_cannot_inject_code(tmp_path):
+    """../shared/reliability/path_newline_injection.py, through the CLI."""
     folder = tmp_path / 'p\n        print("INJECTED CODE RAN")\n#'
     folder.mkdir()
     (folder / "main.snn").write_text(SPEC)
