@@ -22,7 +22,7 @@ from ..expr import names, substitute
 from ..symbolic import from_sympy, to_sympy
 from .budget import time_limit
 
-GATE = "gate'"
+GATE = ir.GATE  # the spike gate of a reset blend, one name for the rule blocks and the kernels
 
 
 def new(name: str) -> str:
