@@ -11,16 +11,14 @@ cannot be read or validated is derived again and rewritten, and an unwritable fo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
-from . import ir
+from . import files, ir
 from .diagnostics import Diagnostic, Diagnostics
 
 M = TypeVar("M", bound=ir.Model)
@@ -32,17 +30,12 @@ def cache_dir() -> Path:
 
 
 def write_atomic(file: Path, data: str | bytes) -> bool:
-    """Write `data` (text as UTF-8) to `file` by a temporary file and a rename, so that a process reading
-    it at the same time sees the old file or the new one, never part of one. False where the folder is
-    not writable."""
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    """Write `data` (text as UTF-8) to `file` through `files.write_atomic` (a process reading it at the same
+    time sees the old file or the new one, never part of one). False where it cannot be written: the
+    cache is best effort."""
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, file)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        files.write_atomic(file, data)
+    except files.FileProblem:
         return False
     return True
 

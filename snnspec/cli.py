@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from . import ir
 from .diagnostics import Diagnostic, SpecError, render, to_json
+from .emit import BACKENDS
 from .expr import format_expr
+from .files import FileProblem, check_target, write_atomic
 
 app = typer.Typer(help="snnspec: compile spiking neural network specs to PyTorch and JAX.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -30,6 +34,29 @@ def _print_diagnostics(items: list[Diagnostic]) -> None:
         err.print(f"{n_err} error(s), {n_warn} warning(s)", markup=False)
 
 
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    """A choice option's value, or a usage error listing the choices."""
+    if value not in choices:
+        raise typer.BadParameter(f"'{value}' is not one of: {', '.join(choices)}")
+    return value
+
+
+def _file_error(problem: FileProblem) -> NoReturn:
+    """A file that cannot be written: one line, exit 1."""
+    err.print(f"error: {problem}", markup=False)
+    raise typer.Exit(1)
+
+
+def _writable(path: Path | None) -> Path | None:
+    """Refuse an output that exists and is not a regular file before doing the work that fills it."""
+    if path is not None and str(path) != "-":
+        try:
+            check_target(path)
+        except FileProblem as problem:
+            _file_error(problem)
+    return path
+
+
 def _lowered_or_exit(path: Path) -> ir.LoweredSpec:
     from . import load_lowered
 
@@ -42,7 +69,9 @@ def _lowered_or_exit(path: Path) -> ir.LoweredSpec:
 
 @app.command()
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
-          format: Annotated[str, typer.Option("--format", help="text or json")] = "text") -> None:
+          format: Annotated[str, typer.Option("--format", help="text or json",
+                                              callback=lambda value: _one_of(value, ("text", "json")))] = "text",
+          ) -> None:
     """Check spec files; exit 1 if any has an error."""
     from . import check as check_spec
 
@@ -110,9 +139,11 @@ def format_lowered(lowered: ir.LoweredSpec) -> str:
 
 @app.command()
 def build(file: FileArg,
-          target: Annotated[str, typer.Option("--target", "-t",
+          target: Annotated[str, typer.Option("--target", "-t", callback=lambda value: _one_of(value, BACKENDS),
                                               help="torch, jax, or summary (a table of each network)")] = "torch",
-          output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+          output: Annotated[Path | None, typer.Option("--output", "-o", callback=_writable,
+                                                      help="Write here (a regular file; `-`: stdout) instead of "
+                                                      "stdout.")] = None,
           ) -> None:
     """Generate code for a spec: a self-contained Python module."""
     from .emit import BackendError, generate
@@ -123,13 +154,13 @@ def build(file: FileArg,
     except BackendError as e:
         _print_diagnostics(e.diagnostics)
         raise typer.Exit(1) from None
-    if output is None:
+    if output is None or str(output) == "-":
         sys.stdout.write(source)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(source, encoding="utf-8")
-    tmp.replace(output)
+    try:
+        write_atomic(output, source)
+    except FileProblem as problem:
+        _file_error(problem)
     err.print(f"wrote {output}", markup=False)
 
 
@@ -154,6 +185,47 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return DataError, LossError, SetupError, BackendError
 
 
+def _learning_rate(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a learning rate: use a positive finite number")
+    return value
+
+
+def _loss(value: str | None) -> str | None:
+    if value is not None:
+        from .train.losses import LOSSES
+
+        return _one_of(value, tuple(LOSSES))
+    return value
+
+
+def _device(value: str) -> str:
+    """auto, cpu, or a CUDA device this machine has."""
+    if value in ("auto", "cpu"):
+        return value
+    if re.fullmatch(r"cuda(:\d+)?", value) is None:
+        raise typer.BadParameter(f"'{value}' is not a device: use auto, cpu, cuda or cuda:N")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise typer.BadParameter(f"'{value}': CUDA is not available on this machine (torch {torch.__version__}); "
+                                 "use --device cpu or auto")
+    index = int(value.partition(":")[2] or 0)
+    if index >= count:
+        raise typer.BadParameter(f"'{value}': this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return value
+
+
+def _figure(value: Path | None) -> Path | None:
+    if value is not None and value.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise typer.BadParameter(f"'{value}': name a .png, .svg or .pdf file")
+    return _writable(value)
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
 @app.command()
 def train(
     file: FileArg,
@@ -164,16 +236,18 @@ def train(
                                              "commas) or a folder of IDX files.", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the spec's train block).", min=1,
                                                show_default=False)] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size over all processes (default: the spec's).",
-                                              min=1, show_default=False)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the spec's).", show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", "--batch-size", help="Batch size over all processes "
+                                              "(default: the spec's).", min=1, show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the spec's).", callback=_learning_rate,
+                                             show_default=False)] = None,
     loss: Annotated[str | None, typer.Option(help="ce_rate, ce_count, mse_count, ce_max_mem or first_spike "
-                                             "(default: the spec's).", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights, the data order and the encodings.", min=0)] = 0,
+                                             "(default: the spec's).", callback=_loss, show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, the data order and the encodings.", min=0,
+                                      max=SEED_MAX)] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for metrics.json and "
                                                  "checkpoint.pt (default: runs/NETWORK).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", callback=_device)] = "auto",
 ) -> None:
     """Train a spec's network on real data: progress, metrics.json and checkpoints in --out.
 
@@ -195,6 +269,8 @@ def train(
         else:
             err.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
+    except FileProblem as problem:  # metrics.json or checkpoint.pt
+        _file_error(problem)
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint is intact: run again with --resume to continue", markup=False)
         raise typer.Exit(130) from None
@@ -216,9 +292,9 @@ def simulate(
                                                     "(default: the spec's initialisation).",
                                                     show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", "-p", help="Save a figure (PNG, SVG, PDF) here.",
-                                              show_default=False)] = None,
+                                              callback=_figure, show_default=False)] = None,
     neurons: Annotated[int, typer.Option(help="Membrane traces per layer in the figure.", min=1)] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and the encodings.", min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the encodings.", min=0, max=SEED_MAX)] = 0,
 ) -> None:
     """Run a network on one sample: print spike counts per layer, plot rasters and membranes."""
     from .train.simulate import format_counts
@@ -232,6 +308,8 @@ def simulate(
         if plot is not None:
             save_plot(sim, plot, neurons=neurons)
             err.print(f"wrote {plot}", markup=False)
+    except FileProblem as problem:
+        _file_error(problem)
     except SpecError as e:
         _print_diagnostics(e.diagnostics)
         raise typer.Exit(1) from None

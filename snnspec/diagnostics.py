@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
+from .files import FileProblem, read_spec
 from .ir import Model, Span
 from .stdlib import std_file
 
@@ -63,11 +64,10 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 def _source_line(span: Span, sources: Mapping[str, str]) -> str | None:
     text = sources.get(span.file)
-    if text is None:
-        path = std_file(span.file) or Path(span.file)
+    if text is None:  # read as the loader reads: a regular .snn file or nothing, so no other file is ever quoted
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text = read_spec(std_file(span.file) or Path(span.file))
+        except FileProblem:
             return None
     lines = text.split("\n")  # as the lexer counts lines: not at form feeds or other breaks splitlines knows
     return lines[span.line - 1].rstrip("\r") if 0 < span.line <= len(lines) else None

@@ -1,12 +1,14 @@
 """Files and imports (LANGUAGE.md §6): read, parse and resolve every file a spec reaches.
 
 `std/...` names the standard library shipped with the package; other paths are relative to the
-importing file. Each file is parsed once; cycles and missing files are diagnostics.
+importing file. Each file is parsed once; cycles, missing files and files that are not regular
+`.snn` files of UTF-8 text (`files.read_spec`) are diagnostics.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from . import ir
 from .cache import cached
 from .diagnostics import Diagnostics
+from .files import FileProblem, read_spec
 from .stdlib import std_dir, std_file
 
 STD_SURROGATES = "std/surrogates.snn"
@@ -49,35 +52,58 @@ def load_program(path: str | Path | None, diags: Diagnostics, text: str | None =
     program = Program(root=root_name)
     if text is None:
         assert path is not None
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, ValueError) as err:  # ValueError: undecodable text, or a NUL in the path
-            diags.error(f"cannot read '{root_name}': {getattr(err, 'strerror', None) or err}", None)
+        text = _read(Path(path), root_name, None, diags)
+        if text is None:
             return program
-    _load(program, root_name, text, [], diags)
-    if STD_SURROGATES not in program.modules:
-        _load_file(program, std_dir() / "surrogates.snn", [], diags, None)
+    _load_all(program, root_name, text, None, diags)
+    if STD_SURROGATES not in program.sources:
+        text = _read(std_dir() / "surrogates.snn", STD_SURROGATES, None, diags)
+        if text is not None:
+            _load_all(program, STD_SURROGATES, text, None, diags)
     return program
 
 
-def _load(program: Program, name: str, text: str, stack: list[str], diags: Diagnostics) -> None:
+def _load_all(program: Program, name: str, text: str, imp: ir.Import | None, diags: Diagnostics) -> None:
+    """Load the file `name` and, depth first, every file it reaches. The path from `name` down is an
+    explicit stack, not Python's: a chain of imports however long needs no recursion, and a file
+    that imports one on the path closes a cycle."""
+    path: list[tuple[str, Iterator[ir.Import]]] = []
+    _enter(program, path, name, text, imp, diags)
+    while path:
+        importer, pending = path[-1]
+        imp = next(pending, None)
+        if imp is None:
+            path.pop()
+            continue
+        target = resolve(imp.path, importer)
+        target_name = display_name(target)
+        on_path = [file for file, _ in path]
+        if target_name in on_path:
+            cycle = " -> ".join([*on_path[on_path.index(target_name):], target_name])
+            diags.error(f"import cycle: {cycle}", imp.span, "move the shared declarations into a third file")
+            continue
+        program.imports[importer].append((imp, target_name))
+        if target_name not in program.sources:  # each file is read and parsed once
+            target_text = _read(target, target_name, imp, diags)
+            program.sources[target_name] = ""
+            if target_text is not None:
+                _enter(program, path, target_name, target_text, imp, diags)
+
+
+def _enter(program: Program, path: list[tuple[str, Iterator[ir.Import]]], name: str, text: str,
+           imp: ir.Import | None, diags: Diagnostics) -> None:
+    """Parse the file `name` and push it on the import path (a file that declares nothing is an error)."""
     program.sources[name] = text
     module = cached("parsed", ir.Module, (name, text), partial(_parse, text, name), diags)
     if module is None:
         return
+    if not module.imports and not module.declarations:
+        what = "is empty" if not text.strip() else "declares nothing (only comments)"
+        hint = "a spec declares neurons, surrogates, rules or networks, or imports files that do"
+        diags.error(f"'{imp.path if imp else name}' {what}", imp.span if imp else None, hint)
     program.modules[name] = module
     program.imports[name] = []
-    for imp in module.imports:
-        target = resolve(imp.path, name)
-        target_name = display_name(target)
-        if target_name in stack or target_name == name:
-            chain = stack[stack.index(target_name):] if target_name in stack else []
-            cycle = " -> ".join([*chain, name, target_name])
-            diags.error(f"import cycle: {cycle}", imp.span, "move the shared declarations into a third file")
-            continue
-        program.imports[name].append((imp, target_name))
-        if target_name not in program.modules and target_name not in program.sources:
-            _load_file(program, target, [*stack, name], diags, imp)
+    path.append((name, iter(module.imports)))
 
 
 def _parse(text: str, name: str, diags: Diagnostics) -> ir.Module | None:
@@ -86,14 +112,19 @@ def _parse(text: str, name: str, diags: Diagnostics) -> ir.Module | None:
     return parse(text, name, diags)
 
 
-def _load_file(program: Program, path: Path, stack: list[str], diags: Diagnostics, imp: ir.Import | None) -> None:
-    name = display_name(path)
+def _read(path: Path, name: str, imp: ir.Import | None, diags: Diagnostics) -> str | None:
+    """The text of a spec file (`files.read_spec`: regular .snn files, size-limited), or None and a
+    diagnostic: at the import that names the file, or on the root file itself."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError) as err:  # ValueError: undecodable text, or a NUL in the path
-        what = "no such file" if isinstance(err, FileNotFoundError) else (getattr(err, "strerror", None) or str(err))
-        hint = "paths are relative to the importing file; `std/...` names the standard library"
-        diags.error(f"cannot import '{imp.path if imp else name}': {what}", imp.span if imp else None, hint)
-        program.sources[name] = ""
-        return
-    _load(program, name, text, stack, diags)
+        return read_spec(path)
+    except FileProblem as problem:
+        if imp is not None:
+            hint = problem.hint or "paths are relative to the importing file; `std/...` names the standard library"
+            diags.error(f"cannot import '{imp.path}': {problem.message}", imp.span, hint)
+            return None
+        span = None
+        if problem.line is not None and problem.column is not None:
+            span = ir.Span(file=name, line=problem.line, column=problem.column, end_line=problem.line,
+                           end_column=problem.column + 1)
+        diags.error(f"cannot read '{name}': {problem.message}", span, problem.hint)
+        return None

@@ -27,7 +27,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from .. import ir
+from ..files import write_atomic
 from .data import DataError, Layout, RawData, Tensors, fit, load_source, prepare
 from .losses import Objective, make_objective
 from .model import SetupError, select_network, single_input
@@ -205,46 +205,12 @@ def pick_device(name: str) -> torch.device:
 # ---- files ------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write `path` through a temporary file in the same folder, fsync it, then `os.replace`:
-    readers and a later `--resume` see the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f if binary else _Text(f))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (POSIX); harmless where directories cannot be opened
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class _Text:
-    def __init__(self, f: Any):
-        self.f = f
-
-    def write(self, text: str) -> None:
-        self.f.write(text.encode("utf-8"))
-
-
 def save_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2) + "\n"), binary=False)
+    write_atomic(path, json.dumps(data, indent=2) + "\n", durable=True)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+    write_atomic(path, lambda f: torch.save(state, f), durable=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

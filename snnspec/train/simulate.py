@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import ir
+from ..files import write_atomic
 from .data import BUILTIN, DataError, fit, load_source
 from .model import SetupError, select_network, single_input, with_network
 
@@ -209,6 +210,5 @@ def plot(sim: Simulation, path: Path, neurons: int = 5) -> Path:
     axes[-1][0].set_xlabel("step")
     axes[-1][1].set_xlabel("step")
     fig.suptitle(f"{sim.network}: {sim.input_desc}", fontsize=11)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=110))
     return path
