@@ -19,6 +19,7 @@ from ._version import __version__
 from .cache import cache_dir, write_atomic
 from .check import check_program
 from .diagnostics import Diagnostic, Diagnostics, SpecError
+from .files import FileProblem, read_regular
 from .loader import load_program
 from .lower import lower as _lower
 
@@ -111,8 +112,8 @@ def _import_source(source: str, stem: str, backend: str) -> types.ModuleType:
 def _cache_file(module_name: str, source: str) -> Path | None:
     file = cache_dir() / f"{module_name}.py"
     try:
-        if file.read_text(encoding="utf-8") == source:
+        if read_regular(file) == source.encode():
             return file
-    except (OSError, ValueError):  # not there yet, or unreadable: write it
+    except FileProblem:  # not there yet, or not a regular file: write it (write_atomic refuses the latter)
         pass
     return file if write_atomic(file, source) else None

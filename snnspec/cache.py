@@ -94,9 +94,9 @@ def entry_file(folder: str, kind: type[ir.Model], inputs: Iterable[str | ir.Mode
 
 def _read(file: Path, kind: type[M]) -> tuple[M, list[Diagnostic]] | None:
     try:
-        first, *rest = file.read_text(encoding="utf-8").split("\n")
+        first, *rest = files.read_regular(file).decode("utf-8").split("\n")
         return kind.model_validate_json(first), [Diagnostic.model_validate_json(line) for line in rest if line]
-    except (OSError, ValueError):  # missing, unreadable, truncated or invalid (ValidationError is a ValueError)
+    except (files.FileProblem, ValueError):  # missing, not a file, truncated or invalid (ValidationError too)
         return None
 
 

@@ -1,12 +1,13 @@
-"""Files in and out, as a careful Unix tool handles them: the one door for reading a spec file and the
-one for writing any file (generated code, cache entries, metrics, checkpoints, figures).
+"""Files in and out, as a careful Unix tool handles them: the one door for reading a file and the one
+for writing any file (generated code, cache entries, metrics, checkpoints, figures).
 
-Reading takes regular `.snn` files only, up to `SPEC_LIMIT` bytes, and never blocks (a FIFO or a
-device is refused before it is read). Writing goes through a temporary file beside the target and
-`os.replace`, so a reader sees the old file or the new one, never part of one; a target that exists
-and is not a regular file (a device such as /dev/null, a directory, a FIFO, a symlink) is refused,
-never replaced or written through. Problems are `FileProblem`s: one sentence, for a diagnostic or a
-one-line error. This module imports nothing of snnspec, so every stage may use it.
+Reading takes regular files only and never blocks (a FIFO or a device is refused before it is
+read); a spec is also a `.snn` file of UTF-8 text, at most `SPEC_LIMIT` bytes. Writing goes through
+a temporary file beside the target and `os.replace`, so a reader sees the old file or the new one,
+never part of one; a target that exists and is not a regular file (a device such as /dev/null, a
+directory, a FIFO, a symlink) is refused, never replaced or written through. Problems are
+`FileProblem`s: one sentence, for a diagnostic or a one-line error. This module imports nothing of
+snnspec, so every stage may use it.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ def check_spec_name(path: Path) -> None:
                           f"snnspec reads only spec files named *{SPEC_SUFFIX}")
 
 
-def read_spec(path: Path, limit: int = SPEC_LIMIT) -> str:
-    """The text of the spec file `path`: a regular `.snn` file of UTF-8 text, at most `limit` bytes."""
-    check_spec_name(path)
+def read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of the regular file `path` (at most `limit` of them, if given), never blocking: a FIFO or
+    a device is refused before it is opened, and again if the path changed before it was."""
     try:
         if not stat.S_ISREG(mode := os.stat(path).st_mode):  # before opening: opening a device may act
             raise FileProblem(f"{_kind(mode)}, not a regular file", "a spec is a regular .snn file")
@@ -81,10 +82,19 @@ def read_spec(path: Path, limit: int = SPEC_LIMIT) -> str:
         info = os.fstat(f.fileno())  # what was opened, should the path have changed since the stat
         if not stat.S_ISREG(info.st_mode):
             raise FileProblem(f"{_kind(info.st_mode)}, not a regular file", "a spec is a regular .snn file")
+        if limit is None:
+            return f.read()
         data = f.read(limit + 1) if info.st_size <= limit else b""
     if info.st_size > limit or len(data) > limit:
         raise FileProblem(f"larger than the limit of {limit:,} bytes for a spec file ({max(info.st_size, len(data)):,}"
                           " bytes)", "split it into files that import each other")
+    return data
+
+
+def read_spec(path: Path, limit: int = SPEC_LIMIT) -> str:
+    """The text of the spec file `path`: a regular `.snn` file of UTF-8 text, at most `limit` bytes."""
+    check_spec_name(path)
+    data = read_regular(path, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
