@@ -142,8 +142,8 @@ def build(file: FileArg,
           target: Annotated[str, typer.Option("--target", "-t", callback=lambda value: _one_of(value, BACKENDS),
                                               help="torch, jax, or summary (a table of each network)")] = "torch",
           output: Annotated[Path | None, typer.Option("--output", "-o", callback=_writable,
-                                                      help="Write here (a regular file; `-`: stdout) instead of "
-                                                      "stdout.")] = None,
+                                                      help="Write the code to this file (`-`, or "
+                                                      "none: stdout).")] = None,
           ) -> None:
     """Generate code for a spec: a self-contained Python module."""
     from .emit import BackendError, generate
