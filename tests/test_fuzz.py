@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
+import pipeline_harness as h
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,21 +31,7 @@ FAST = settings(max_examples=100 * SCALE, deadline=5000, suppress_health_check=[
 SLOW = settings(max_examples=30 * SCALE, deadline=12000,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-KEYWORDS = [
-    "from", "import", "surrogate", "smooth", "grad", "neuron", "param", "learnable", "per", "in", "state",
-    "input", "let", "method", "refractory", "spike", "when", "on", "with gradient", "rule", "pre", "post", "syn",
-    "modulator", "clip", "network", "dt", "steps", "encode", "layer", "frozen", "learn", "output", "train",
-    "loss", "optimizer", "batch", "epochs", "exact", "euler", "rk4", "count", "rate", "trace", "direct", "none",
-]
-SYMBOLS = ["{", "}", "(", ")", "[", "]", ",", ";", "=", "+=", "-=", "*=", "<-", "->", ".", "+", "-", "*", "/",
-           "**", ">", ">=", "<", "#", '"', "\\\n"]
-NAMES = ["v", "I", "x", "w", "h", "out", "tau", "beta", "mem", "spiked", "t", "pi", "exp", "max", "clip",
-         "heaviside", "detach", "atan", "Leaky", "LIF", "STDP", "dense", "conv2d", "flatten", "scale",
-         "lateral", "maxpool", "dv/dt", "dx_pre/dt", "ms", "mV", "nA", "Mohm", "Hz", "pF", "nS"]
-NUMBERS = ["0", "1", "2.5", "1e-3", "25", "784", ".5", "1e308", "1e999", "0.0", "3", "10"]
-PATHS = ['"std/neurons.snn"', '"std/rules.snn"', '"std/surrogates.snn"', '"missing.snn"', '"../x.snn"', '""', '"."',
-         '"fuzz.snn"', '"a\x00b.snn"']
-TOKENS = KEYWORDS + SYMBOLS + NAMES + NUMBERS + PATHS
+TOKENS = h.TOKENS  # the language's vocabulary, shared with the whole-pipeline fuzzer
 
 
 def check_never_raises(text: str) -> list[snnspec.Diagnostic]:
@@ -143,57 +129,9 @@ def test_random_well_formed_neurons(text: str) -> None:
 
 # ---- mutations of real specs ------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9.]+|\S")
-
-
-def _mutate(text: str, draw: st.DrawFn) -> str:
-    kind = draw(st.sampled_from(["delete_chars", "insert_chars", "duplicate_chars", "delete_line", "duplicate_line",
-                                 "swap_lines", "swap_tokens", "replace_token", "insert_token", "replace_alike",
-                                 "replace_alike"]))
-    lines = text.split("\n")
-    if kind in ("delete_line", "duplicate_line", "swap_lines"):
-        i = draw(st.integers(0, len(lines) - 1))
-        if kind == "delete_line":
-            del lines[i]
-        elif kind == "duplicate_line":
-            lines.insert(i, lines[i])
-        else:
-            j = draw(st.integers(0, len(lines) - 1))
-            lines[i], lines[j] = lines[j], lines[i]
-        return "\n".join(lines)
-    if kind in ("swap_tokens", "replace_token", "insert_token", "replace_alike"):
-        spans = [m.span() for m in _TOKEN.finditer(text)]
-        if not spans:
-            return text
-        a = draw(st.integers(0, len(spans) - 1))
-        s, e = spans[a]
-        if kind == "replace_token":
-            return text[:s] + draw(st.sampled_from(TOKENS)) + text[e:]
-        if kind == "replace_alike":  # a name for a name, a number for a number: the text still parses, mostly
-            pool = NUMBERS if text[s].isdigit() or text[s] == "." else NAMES if text[s].isalpha() else SYMBOLS
-            return text[:s] + draw(st.sampled_from(pool)) + text[e:]
-        if kind == "insert_token":
-            return text[:s] + draw(st.sampled_from(TOKENS)) + " " + text[s:]
-        b = draw(st.integers(0, len(spans) - 1))
-        (s1, e1), (s2, e2) = sorted([spans[a], spans[b]])
-        if s2 < e1:
-            return text
-        return text[:s1] + text[s2:e2] + text[e1:s2] + text[s1:e1] + text[e2:]
-    pos = draw(st.integers(0, len(text)))
-    if kind == "delete_chars":
-        return text[:pos] + text[pos + draw(st.integers(1, 8)):]
-    if kind == "insert_chars":
-        return text[:pos] + draw(st.text(alphabet=st.sampled_from(list("{}()[],;=<->*/+.#\"\\ \n\tdvxI0123456789")),
-                                         min_size=1, max_size=4)) + text[pos:]
-    end = min(len(text), pos + draw(st.integers(1, 12)))
-    return text[:end] + text[pos:end] + text[end:]
-
-
 @st.composite
 def mutated(draw: st.DrawFn, text: str) -> str:
-    for _ in range(draw(st.integers(1, 3))):
-        text = _mutate(text, draw)
-    return text
+    return h.mutated(text, h.HypothesisChooser(draw))
 
 
 @pytest.mark.parametrize("name", sorted(SPEC_TEXT))
