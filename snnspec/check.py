@@ -14,7 +14,7 @@ from . import ir
 from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of, expect_dim, uses_units
-from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names
+from .expr import CONSTANTS, FUNCTIONS, EvalError, evaluate, names, walk
 from .loader import STD_SURROGATES, Program
 from .rule_scope import may_change, scope_of, unreadable
 from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
@@ -356,6 +356,13 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
                    "the refractory period")
     if n.method is not None and not any(e.form == "ode" for e in n.equations):
         diags.warning(f"`method {n.method}` has no effect: the neuron has no `dX/dt` equation", n.span)
+    step = [*(x.expr for x in n.lets), *(e.rhs for e in n.equations)]
+    if n.spike is None:
+        for read in (x for e in step for x in names(e) if x.id == "spiked"):
+            diags.error(f"neuron '{n.name}' reads 'spiked' but never spikes", read.span,
+                        "add `spike when ...`, or remove 'spiked' (it would always be 0)")
+    step += [p.default for p in n.params] + ([n.spike.lhs, n.spike.rhs] if n.spike else [])
+    check_zero_divisors(n, [*step, *((a.value for a in n.on_spike.body) if n.on_spike else ())], diags)
 
     return n.model_copy(update={
         "inputs": tuple(i.model_copy(update={"dim": _dim_text(idims, i.name)}) for i in inputs),
@@ -364,6 +371,25 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
         "lets": tuple(x.model_copy(update={"dim": _dim_text(ldims, x.name)}) for x in n.lets),
         "uses_units": has_units,
     })
+
+
+def check_zero_divisors(n: ir.Neuron, exprs: Iterable[ir.Expr], diags: Diagnostics) -> None:
+    """A step that divides by a param whose default is 0 (`tau = 0`): an error here, where the
+    backends would give inf, nan or ZeroDivisionError."""
+    defaults: dict[str, float] = {}
+    for p in n.params:
+        try:
+            defaults[p.name] = evaluate(p.default, defaults)
+        except (EvalError, KeyError):
+            continue
+    for expr in exprs:
+        for node in walk(expr):
+            if not (isinstance(node, ir.BinOp) and node.op == "/" and isinstance(node.right, ir.Name)):
+                continue
+            name = node.right.id
+            if name in defaults and defaults[name] == 0:
+                diags.error(f"param '{name}' is 0, and the neuron divides by it", node.right.span,
+                            f"give '{name}' a nonzero default, e.g. `param {name} = 1`")
 
 
 def _between(first: ir.Span | None, last: ir.Span | None) -> ir.Span | None:

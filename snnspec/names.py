@@ -45,6 +45,16 @@ def py_name(name: str) -> str:
     return out
 
 
+KERNEL_NAME_LIMIT = 32
+
+
+def short(base: str, limit: int = KERNEL_NAME_LIMIT) -> str:
+    """`base` cut to `limit` characters, for the names inside a numba kernel: LLVM truncates long
+    ones, and two long spec names that share a start would collide there (`Namer.fresh` keeps them
+    unique)."""
+    return base if len(base) <= limit else base[:limit].rstrip("_")
+
+
 class Namer:
     """Unique Python names within one scope (a class, a function), spec names first."""
 

@@ -38,6 +38,45 @@ class Sigmoid(sympy.Function):
         return sympy.S.Half if arg == 0 else None
 
 
+_SCALARS = {"t", "dt"}  # symbols every backend holds as a plain number, never as an array
+
+
+def _varies(e: sympy.Expr) -> bool:
+    return any(s.name not in _SCALARS for s in e.free_symbols)
+
+
+class _Select(sympy.Function):
+    """`max(a, b)` as `a if a >= b else b` (`min`: `a <= b`), its derivative the branch taken: at a
+    tie, the gradient goes to the first argument. A constant (numbers, `t`, `dt`) never takes it
+    from one that varies, so `max(0, v)` is `max(v, 0)`: every backend prints `clamp(v, min=0)`,
+    which passes the gradient at the bound (docs/language-notes.md)."""
+
+    keeps: str  # "max" or "min"
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if a == b:
+            return a
+        if a.is_comparable and b.is_comparable:
+            return a if (a >= b if cls.keeps == "max" else a <= b) else b
+        if not _varies(a) and _varies(b):
+            return cls(b, a)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        other = sympy.Heaviside(b - a, 0) if self.keeps == "max" else sympy.Heaviside(a - b, 0)
+        return 1 - other if argindex == 1 else other
+
+
+class SelectMax(_Select):
+    keeps = "max"
+
+
+class SelectMin(_Select):
+    keeps = "min"
+
+
 def _rational(value: float) -> sympy.Expr:
     return sympy.Rational(Fraction(repr(value))) if math.isfinite(value) else sympy.Float(value)
 
@@ -45,8 +84,8 @@ def _rational(value: float) -> sympy.Expr:
 _TO_SYMPY: dict[str, Callable[..., sympy.Expr]] = {
     "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": sympy.Abs, "sign": sympy.sign,
     "tanh": sympy.tanh, "sigmoid": Sigmoid, "atan": sympy.atan,
-    "erf": sympy.erf, "sin": sympy.sin, "cos": sympy.cos, "min": sympy.Min, "max": sympy.Max,
-    "clip": lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
+    "erf": sympy.erf, "sin": sympy.sin, "cos": sympy.cos, "min": SelectMin, "max": SelectMax,
+    "clip": lambda x, lo, hi: SelectMin(SelectMax(x, lo), hi),
     "heaviside": lambda x: sympy.Heaviside(x, 0), "detach": Detach,
 }
 
@@ -78,7 +117,7 @@ def to_sympy(expr: ir.Expr, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
 _FROM_SYMPY_FUNCS: dict[type, str] = {
     sympy.exp: "exp", sympy.log: "log", sympy.Abs: "abs", sympy.sign: "sign", sympy.tanh: "tanh",
     sympy.atan: "atan", sympy.erf: "erf", sympy.sin: "sin", sympy.cos: "cos", Detach: "detach",
-    Sigmoid: "sigmoid",
+    Sigmoid: "sigmoid", SelectMax: "max", SelectMin: "min",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import textwrap
 import tokenize
+from collections.abc import Iterator
 
 LIMIT = 120
 _OPEN, _CLOSE = "([{", ")]}"
@@ -67,24 +68,35 @@ def _split_comment(line: str) -> tuple[str, str]:
     return (code, sep + comment) if sep else (line, "")
 
 
-def _breaks(code: str, start_depth: int) -> list[tuple[int, int, bool]]:
-    """Where `code` may break: (position, bracket depth there, at a comma), outside strings."""
-    out, depth, quote = [], start_depth, ""
+def _scan(code: str, depth: int) -> Iterator[tuple[int, int]]:
+    """(position, bracket depth after it) of each character of `code` outside strings."""
+    quote = ""
     for i, c in enumerate(code):
         if quote:
             if c == quote and code[i - 1] != "\\":
                 quote = ""
-        elif c in "\"'":
+            continue
+        if c in "\"'":
             quote = c
-        elif c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif depth > 0 and c == "," and code[i + 1:i + 2] == " ":
+            continue
+        depth += (c in _OPEN) - (c in _CLOSE)
+        yield i, depth
+
+
+def _breaks(code: str, start_depth: int) -> list[tuple[int, int, bool]]:
+    """Where `code` may break: (position, bracket depth there, at a comma), outside strings."""
+    out = []
+    for i, depth in _scan(code, start_depth):
+        if depth > 0 and code[i] == "," and code[i + 1:i + 2] == " ":
             out.append((i + 2, depth, True))
         elif depth > 0 and code[i:i + 3] in _OPERATORS:
             out.append((i + 1, depth, False))
     return out
+
+
+def _closed(code: str) -> bool:
+    """Whether every bracket `code` opens it also closes (a statement on one line, not `x = (`)."""
+    return [0, *(depth for _i, depth in _scan(code, 0))][-1] == 0
 
 
 def wrap_statement(line: str, start_depth: int, limit: int = LIMIT) -> list[str]:
@@ -92,8 +104,11 @@ def wrap_statement(line: str, start_depth: int, limit: int = LIMIT) -> list[str]
     code, comment = _split_comment(line)
     indent = code[: len(code) - len(code.lstrip())]
     if start_depth == 0 and " = " in code and not _breaks(code, 0):
-        target, _, value = code.partition(" = ")  # `x = a * b`: bracket the value to break inside it
-        code = f"{target} = ({value})"
+        target, _, value = code.partition(" = ")
+        if ", " in target:  # `a, b = ...`: bracket the targets to break between them
+            code = f"{indent}({target.strip()}) = {value}"
+        elif _closed(value):  # `x = a * b`: bracket the value to break inside it (not `x = (`, open already)
+            code = f"{target} = ({value})"
     pieces: list[str] = []
     rest, hang = code, indent + "    "
     depth = start_depth

@@ -24,6 +24,7 @@ class NeuronSkeleton(ABC):
     reserved_locals: set[str]  # the fixed locals of the generated step and run
     dt_text: str  # how a step reads `dt`
     where: str  # the backend's elementwise select
+    scalars: set[str]  # the names a step holds as plain numbers (`t` is an array inside JAX's scan)
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         self.n = n
@@ -44,6 +45,14 @@ class NeuronSkeleton(ABC):
         self.locals.update({spec: code for spec, code in self.inputs})
         self.locals.update({x.var: local(x.var) for x in n.lets})
         self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
+        self.fixed = {"t", "dt", "pi"}  # the names without gradient: these, and the lets of them
+        self.scalar_lets: set[str] = set()  # lets of numbers only: plain math, not array functions
+        for x in n.lets:
+            read = {y.id for y in names(x.value)}
+            if read <= self.fixed:
+                self.fixed.add(x.var)
+            if read <= self.scalars | self.scalar_lets:
+                self.scalar_lets.add(x.var)
         self.printer = self.step_printer()
 
     @abstractmethod

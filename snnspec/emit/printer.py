@@ -8,7 +8,7 @@ name reads in its code (`p.beta`, `mem`). Subexpressions that hold no array (num
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import ir
 from ..expr import EvalError, evaluate
@@ -19,14 +19,15 @@ Emit = Callable[[list[str], list[bool]], str]  # prints a call from its argument
 ATOM, POWER, UNARY, PRODUCT, SUM = 5, 4, 3, 2, 1
 _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 
+# each prints one atom; conditionals rather than `float(x > 0)`, which numba does not compile
 _MATH: dict[str, Callable[[list[str]], str]] = {
     "exp": lambda a: f"math.exp({a[0]})", "log": lambda a: f"math.log({a[0]})", "sqrt": lambda a: f"math.sqrt({a[0]})",
-    "abs": lambda a: f"abs({a[0]})", "sign": lambda a: f"float(({a[0]} > 0) - ({a[0]} < 0))",
+    "abs": lambda a: f"abs({a[0]})", "sign": lambda a: f"(1.0 if {a[0]} > 0 else -1.0 if {a[0]} < 0 else 0.0)",
     "tanh": lambda a: f"math.tanh({a[0]})",
-    "sigmoid": lambda a: f"1.0 / (1.0 + math.exp(-({a[0]})))", "atan": lambda a: f"math.atan({a[0]})",
+    "sigmoid": lambda a: f"(1.0 / (1.0 + math.exp(-({a[0]}))))", "atan": lambda a: f"math.atan({a[0]})",
     "erf": lambda a: f"math.erf({a[0]})", "sin": lambda a: f"math.sin({a[0]})", "cos": lambda a: f"math.cos({a[0]})",
     "min": lambda a: f"min({a[0]}, {a[1]})", "max": lambda a: f"max({a[0]}, {a[1]})",
-    "clip": lambda a: f"min(max({a[0]}, {a[1]}), {a[2]})", "heaviside": lambda a: f"float({a[0]} > 0)",
+    "clip": lambda a: f"min(max({a[0]}, {a[1]}), {a[2]})", "heaviside": lambda a: f"(1.0 if {a[0]} > 0 else 0.0)",
     "detach": lambda a: a[0],
 }
 
@@ -36,12 +37,15 @@ class Printer:
     """Prints IR expressions for one backend.
 
     `functions[fn](args, is_array)` prints a call whose arguments include an array;
-    `names` maps a spec name to its code (names not in it are scalars: `dt`, `t`).
+    `names` maps a spec name to its code (names not in it are scalars: `dt`, `t`). `fixed` are
+    the names that never carry a gradient (constant lets among them): `min`, `max` and `clip`
+    put an argument that varies first, as the lowering's derivatives do (`symbolic._Select`).
     """
 
     functions: Mapping[str, Callable[[list[str], list[bool]], str]]
     names: Mapping[str, str]
     arrays: set[str]
+    fixed: set[str] = field(default_factory=lambda: {"t", "dt", "pi"})
 
     def __call__(self, expr: ir.Expr) -> str:
         return self.print(expr)[0]
@@ -50,6 +54,20 @@ class Printer:
         from ..expr import names
 
         return any(n.id in self.arrays for n in names(expr))
+
+    def varies(self, expr: ir.Expr) -> bool:
+        from ..expr import names
+
+        return any(n.id not in self.fixed for n in names(expr))
+
+    def canonical(self, call: ir.Call) -> ir.Call:
+        """`max(0, v)` as `max(v, 0)`; `clip(t, lo, v)` as `min(max(t, lo), v)`, so that what varies comes first."""
+        if call.fn in ("min", "max") and not self.varies(call.args[0]) and self.varies(call.args[1]):
+            return call.model_copy(update={"args": call.args[::-1]})
+        if call.fn == "clip" and not self.varies(call.args[0]) and any(self.varies(a) for a in call.args[1:]):
+            x, lo, hi = call.args
+            return self.canonical(ir.Call(fn="min", args=(self.canonical(ir.Call(fn="max", args=(x, lo))), hi)))
+        return call
 
     def print(self, expr: ir.Expr) -> tuple[str, int]:
         if not isinstance(expr, (ir.Num, ir.Name)) and _numbers_only(expr):
@@ -72,6 +90,7 @@ class Printer:
             return f"-{_wrap(inner, prec, UNARY if prec != PRODUCT else PRODUCT)}", UNARY
         if isinstance(expr, ir.BinOp):
             return self._binop(expr)
+        expr = self.canonical(expr)
         args = [self(a) for a in expr.args]
         flags = [self.is_array(a) for a in expr.args]
         if any(flags):

@@ -11,8 +11,6 @@ def _call(fn: str) -> Emit:
 
 def _min_max(kind: str) -> Emit:
     def emit(a: list[str], flags: list[bool]) -> str:
-        if all(flags):
-            return f"jnp.{kind}imum({a[0]}, {a[1]})"
         array, other = (a[0], a[1]) if flags[0] else (a[1], a[0])
         return f"_clamp({array}, {'hi' if kind == 'min' else 'lo'}={other})"
 
@@ -24,9 +22,11 @@ def _clip(a: list[str], flags: list[bool]) -> str:
 
 
 # the torch table's functions, with torch's gradients: clamps pass the gradient at their bounds
-# (`torch.clamp` is inclusive; `jnp.clip` would halve it there), min/max of two arrays split it
+# (`torch.clamp` is inclusive; `jnp.clip` and `jnp.maximum` would halve it there), and `abs` has
+# none at 0 (`jnp.abs` has 1)
 JAX_FUNCTIONS: dict[str, Emit] = {
-    **{fn: _call(f"jnp.{fn}") for fn in ("exp", "log", "sqrt", "abs", "sign", "tanh", "sin", "cos")},
+    **{fn: _call(f"jnp.{fn}") for fn in ("exp", "log", "sqrt", "sign", "tanh", "sin", "cos")},
+    "abs": _call("_abs"),
     "atan": _call("jnp.arctan"), "sigmoid": _call("jax.nn.sigmoid"), "erf": _call("lax.erf"),
     "min": _min_max("min"), "max": _min_max("max"), "clip": _clip,
     "heaviside": lambda a, _f: f"_heaviside({a[0]})",

@@ -7,6 +7,11 @@ HELPERS = {
 def _heaviside(x):
     return (x > 0).astype(jnp.result_type(x, float))
 ''',
+    "_abs": '''
+def _abs(x):
+    """`torch.abs`: |x| with gradient sign(x), 0 at 0 (where `jnp.abs` has 1)."""
+    return x * jnp.sign(x)
+''',
     "_clamp": '''
 def _clamp(x, lo=None, hi=None):
     """`torch.clamp`: the gradient passes where lo <= x <= hi, bounds included; hi wins if lo > hi."""

@@ -29,6 +29,7 @@ class NeuronEmitter(NeuronSkeleton):
     array_word = "array"
     reserved_locals = _NEURON_LOCALS
     where = "jnp.where"
+    scalars = {"dt", "pi"}
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
@@ -38,7 +39,8 @@ class NeuronEmitter(NeuronSkeleton):
 
     def step_printer(self) -> Printer:
         # `t` may be traced (inside `lax.scan`), so it is printed as an array, never with `math`
-        return Printer(JAX_FUNCTIONS, {**self.locals, "dt": "dt", "t": "t"}, arrays={*self.locals, "t"})
+        return Printer(JAX_FUNCTIONS, {**self.locals, "dt": "dt", "t": "t"},
+                       arrays={*self.locals, "t"} - self.scalar_lets, fixed=self.fixed)
 
     def spike_call(self, args: str) -> str:
         return f"{self.spike_fn}({args})"
@@ -153,15 +155,18 @@ class NeuronEmitter(NeuronSkeleton):
             o.docstring("The params a step uses, from `values` (a dict; missing ones take their defaults):\n"
                         "ranges applied, derived params recomputed.")
             field = dict(self.param_fields)
-            local = Namer({"values", "dt"})
+            local = Namer({"values", "dt", "dtype"})
             env = {spec: local(code) for spec, code in self.param_fields}  # a param named `values` keeps the dict
             if n.params:
                 o.line(f"dt = {self.cls}.dt if dt is None else dt")
                 o.line("values = {} if values is None else values")
+                # arrays, as torch's buffers are: `tau = 0` divides to inf, not ZeroDivisionError
+                o.line("dtype = _float_dtype(values)")
             printer = Printer(JAX_FUNCTIONS, {**env, "dt": "dt"}, arrays=set(env))
             for p in n.params:
                 code, key = env[p.name], field[p.name]
-                o.line(f'{code} = values["{key}"] if "{key}" in values else {printer(p.default)}', self.src(p.line))
+                value = f'values["{key}"] if "{key}" in values else {printer(p.default)}'
+                o.line(f"{code} = jnp.asarray({value}, dtype)", self.src(p.line))
                 if p.low is not None and p.high is not None:
                     o.line(f"{code} = _clamp({code}, {printer(p.low)}, {printer(p.high)})", self.src(p.line))
             o.line(f"return {self.cls}Params({', '.join(env[spec] for spec, _c in self.param_fields)})")

@@ -10,9 +10,10 @@ def _call(fn: str) -> Emit:
 
 
 def _min_max(kind: str) -> Emit:
+    """`max(a, b)` as `a if a >= b else b` with its gradient (the printer puts what varies first):
+    `torch.clamp(a, min=b)`, not `torch.maximum`, which splits the gradient at a tie."""
+
     def emit(a: list[str], flags: list[bool]) -> str:
-        if all(flags):
-            return f"torch.{kind}imum({a[0]}, {a[1]})"
         tensor, other = (a[0], a[1]) if flags[0] else (a[1], a[0])
         return f"torch.clamp({tensor}, {'max' if kind == 'min' else 'min'}={other})"
 

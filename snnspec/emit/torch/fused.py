@@ -9,7 +9,7 @@ step loop under autograd, which gives the same numbers.
 from __future__ import annotations
 
 from ... import ir
-from ...names import ModuleNames, Namer
+from ...names import ModuleNames, Namer, short
 from ..printer import Printer
 from ..writer import CodeWriter
 
@@ -41,10 +41,10 @@ class FusedEmitter:
         names = Namer(_FIXED)
         self.v = {}
         for local, base in k.locals:  # `spike` and `gate` are fine in a kernel (not at class level)
-            self.v[local] = base if base in ("spike", "gate") and base not in names.taken else names.fresh(base)
+            self.v[local] = base if base in ("spike", "gate") and base not in names.taken else names.fresh(short(base))
             names.taken.add(self.v[local])
         self.v["dt"] = "dt"
-        self.arr = {a: names.fresh(base) for a, base in k.arrays}
+        self.arr = {a: names.fresh(short(base)) for a, base in k.arrays}
         self.arr.update({a: a for a in _FIXED})
         self.scalar = Printer({}, self.v, arrays=set())
 

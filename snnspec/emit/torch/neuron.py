@@ -26,13 +26,15 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
                        "final", "stacked"}
     where = "torch.where"
+    scalars = {"t", "dt", "pi"}
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
         self.fused = self.make_fused()
 
     def step_printer(self) -> Printer:
-        return Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"}, arrays=set(self.locals))
+        return Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"},
+                       arrays=set(self.locals) - self.scalar_lets, fixed=self.fixed)
 
     def spike_call(self, args: str) -> str:
         return f"{self.cls}Spike.apply({args})"

@@ -136,15 +136,16 @@ class CobaLIF:
         """
         dt = CobaLIF.dt if dt is None else dt
         values = {} if values is None else values
-        C = values["C"] if "C" in values else 2e-10  # cobalif.snn:15
-        g_L = values["g_L"] if "g_L" in values else 1e-08  # cobalif.snn:16
-        E_L = values["E_L"] if "E_L" in values else -0.06  # cobalif.snn:17
-        E_e = values["E_e"] if "E_e" in values else 0  # cobalif.snn:18
-        E_i = values["E_i"] if "E_i" in values else -0.08  # cobalif.snn:19
-        tau_e = values["tau_e"] if "tau_e" in values else 0.005  # cobalif.snn:20
-        tau_i = values["tau_i"] if "tau_i" in values else 0.01  # cobalif.snn:21
-        V_th = values["V_th"] if "V_th" in values else -0.05  # cobalif.snn:22
-        V_reset = values["V_reset"] if "V_reset" in values else -0.06  # cobalif.snn:23
+        dtype = _float_dtype(values)
+        C = jnp.asarray(values["C"] if "C" in values else 2e-10, dtype)  # cobalif.snn:15
+        g_L = jnp.asarray(values["g_L"] if "g_L" in values else 1e-08, dtype)  # cobalif.snn:16
+        E_L = jnp.asarray(values["E_L"] if "E_L" in values else -0.06, dtype)  # cobalif.snn:17
+        E_e = jnp.asarray(values["E_e"] if "E_e" in values else 0, dtype)  # cobalif.snn:18
+        E_i = jnp.asarray(values["E_i"] if "E_i" in values else -0.08, dtype)  # cobalif.snn:19
+        tau_e = jnp.asarray(values["tau_e"] if "tau_e" in values else 0.005, dtype)  # cobalif.snn:20
+        tau_i = jnp.asarray(values["tau_i"] if "tau_i" in values else 0.01, dtype)  # cobalif.snn:21
+        V_th = jnp.asarray(values["V_th"] if "V_th" in values else -0.05, dtype)  # cobalif.snn:22
+        V_reset = jnp.asarray(values["V_reset"] if "V_reset" in values else -0.06, dtype)  # cobalif.snn:23
         return CobaLIFParams(C, g_L, E_L, E_e, E_i, tau_e, tau_i, V_th, V_reset)
 
     @staticmethod
@@ -250,9 +251,10 @@ class LI:
         """
         dt = LI.dt if dt is None else dt
         values = {} if values is None else values
-        tau = values["tau"] if "tau" in values else 0.01  # std/neurons.snn:185
-        r = values["r"] if "r" in values else 1  # std/neurons.snn:186
-        v_leak = values["v_leak"] if "v_leak" in values else 0  # std/neurons.snn:187
+        dtype = _float_dtype(values)
+        tau = jnp.asarray(values["tau"] if "tau" in values else 0.01, dtype)  # std/neurons.snn:185
+        r = jnp.asarray(values["r"] if "r" in values else 1, dtype)  # std/neurons.snn:186
+        v_leak = jnp.asarray(values["v_leak"] if "v_leak" in values else 0, dtype)  # std/neurons.snn:187
         return LIParams(tau, r, v_leak)
 
     @staticmethod

@@ -16,6 +16,11 @@ import jax.numpy as jnp
 from jax import lax
 
 
+def _abs(x):
+    """`torch.abs`: |x| with gradient sign(x), 0 at 0 (where `jnp.abs` has 1)."""
+    return x * jnp.sign(x)
+
+
 def _clamp(x, lo=None, hi=None):
     """`torch.clamp`: the gradient passes where lo <= x <= hi, bounds included; hi wins if lo > hi."""
     if lo is not None:
@@ -116,7 +121,7 @@ def _LeakyFS_spike(x):
 def _LeakyFS_spike_jvp(primals, tangents):
     (x,) = primals
     x_dot = tangents[0]
-    return _LeakyFS_spike(x), x_dot * (1 / (25 * jnp.abs(x) + 1) ** 2)  # csnn.snn:15
+    return _LeakyFS_spike(x), x_dot * (1 / (25 * _abs(x) + 1) ** 2)  # csnn.snn:15
 
 
 class LeakyFS:
@@ -155,9 +160,10 @@ class LeakyFS:
         """
         dt = LeakyFS.dt if dt is None else dt
         values = {} if values is None else values
-        beta = values["beta"] if "beta" in values else 0.5  # csnn.snn:11
+        dtype = _float_dtype(values)
+        beta = jnp.asarray(values["beta"] if "beta" in values else 0.5, dtype)  # csnn.snn:11
         beta = _clamp(beta, 0, 1)  # csnn.snn:11
-        threshold = values["threshold"] if "threshold" in values else 1  # csnn.snn:12
+        threshold = jnp.asarray(values["threshold"] if "threshold" in values else 1, dtype)  # csnn.snn:12
         return LeakyFSParams(beta, threshold)
 
     @staticmethod

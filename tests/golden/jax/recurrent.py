@@ -109,11 +109,12 @@ class LIF:
         """
         dt = LIF.dt if dt is None else dt
         values = {} if values is None else values
-        tau = values["tau"] if "tau" in values else 0.01  # std/neurons.snn:134
-        r = values["r"] if "r" in values else 1  # std/neurons.snn:135
-        v_leak = values["v_leak"] if "v_leak" in values else 0  # std/neurons.snn:136
-        v_threshold = values["v_threshold"] if "v_threshold" in values else 1  # std/neurons.snn:137
-        v_reset = values["v_reset"] if "v_reset" in values else 0  # std/neurons.snn:138
+        dtype = _float_dtype(values)
+        tau = jnp.asarray(values["tau"] if "tau" in values else 0.01, dtype)  # std/neurons.snn:134
+        r = jnp.asarray(values["r"] if "r" in values else 1, dtype)  # std/neurons.snn:135
+        v_leak = jnp.asarray(values["v_leak"] if "v_leak" in values else 0, dtype)  # std/neurons.snn:136
+        v_threshold = jnp.asarray(values["v_threshold"] if "v_threshold" in values else 1, dtype)  # std/neurons.snn:137
+        v_reset = jnp.asarray(values["v_reset"] if "v_reset" in values else 0, dtype)  # std/neurons.snn:138
         return LIFParams(tau, r, v_leak, v_threshold, v_reset)
 
     @staticmethod
@@ -205,9 +206,10 @@ class LI:
         """
         dt = LI.dt if dt is None else dt
         values = {} if values is None else values
-        tau = values["tau"] if "tau" in values else 0.01  # std/neurons.snn:185
-        r = values["r"] if "r" in values else 1  # std/neurons.snn:186
-        v_leak = values["v_leak"] if "v_leak" in values else 0  # std/neurons.snn:187
+        dtype = _float_dtype(values)
+        tau = jnp.asarray(values["tau"] if "tau" in values else 0.01, dtype)  # std/neurons.snn:185
+        r = jnp.asarray(values["r"] if "r" in values else 1, dtype)  # std/neurons.snn:186
+        v_leak = jnp.asarray(values["v_leak"] if "v_leak" in values else 0, dtype)  # std/neurons.snn:187
         return LIParams(tau, r, v_leak)
 
     @staticmethod

@@ -157,9 +157,10 @@ class Leaky:
         """
         dt = Leaky.dt if dt is None else dt
         values = {} if values is None else values
-        beta = values["beta"] if "beta" in values else 0.9  # std/neurons.snn:36
+        dtype = _float_dtype(values)
+        beta = jnp.asarray(values["beta"] if "beta" in values else 0.9, dtype)  # std/neurons.snn:36
         beta = _clamp(beta, 0, 1)  # std/neurons.snn:36
-        threshold = values["threshold"] if "threshold" in values else 1  # std/neurons.snn:37
+        threshold = jnp.asarray(values["threshold"] if "threshold" in values else 1, dtype)  # std/neurons.snn:37
         return LeakyParams(beta, threshold)
 
     @staticmethod

@@ -144,13 +144,14 @@ class ALIF:
         """
         dt = ALIF.dt if dt is None else dt
         values = {} if values is None else values
-        tau_mem = values["tau_mem"] if "tau_mem" in values else 0.02  # std/neurons.snn:226
-        tau_theta = values["tau_theta"] if "tau_theta" in values else 0.2  # std/neurons.snn:227
-        r = values["r"] if "r" in values else 1  # std/neurons.snn:228
-        v_leak = values["v_leak"] if "v_leak" in values else 0  # std/neurons.snn:229
-        v_threshold = values["v_threshold"] if "v_threshold" in values else 1  # std/neurons.snn:230
-        v_reset = values["v_reset"] if "v_reset" in values else 0  # std/neurons.snn:231
-        theta_plus = values["theta_plus"] if "theta_plus" in values else 0.1  # std/neurons.snn:232
+        dtype = _float_dtype(values)
+        tau_mem = jnp.asarray(values["tau_mem"] if "tau_mem" in values else 0.02, dtype)  # std/neurons.snn:226
+        tau_theta = jnp.asarray(values["tau_theta"] if "tau_theta" in values else 0.2, dtype)  # std/neurons.snn:227
+        r = jnp.asarray(values["r"] if "r" in values else 1, dtype)  # std/neurons.snn:228
+        v_leak = jnp.asarray(values["v_leak"] if "v_leak" in values else 0, dtype)  # std/neurons.snn:229
+        v_threshold = jnp.asarray(values["v_threshold"] if "v_threshold" in values else 1, dtype)  # std/neurons.snn:230
+        v_reset = jnp.asarray(values["v_reset"] if "v_reset" in values else 0, dtype)  # std/neurons.snn:231
+        theta_plus = jnp.asarray(values["theta_plus"] if "theta_plus" in values else 0.1, dtype)  # std/neurons.snn:232
         return ALIFParams(tau_mem, tau_theta, r, v_leak, v_threshold, v_reset, theta_plus)
 
     @staticmethod

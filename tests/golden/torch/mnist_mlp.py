@@ -25,8 +25,11 @@ _KERNELS: dict = {}
 
 
 def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable and the data is on the CPU."""
-    return FUSED and numba is not None and x.device.type == "cpu" and not torch.compiler.is_compiling()
+    """Whether a fused kernel can run on `x`: numba is importable, the data is on the CPU and of a
+    dtype numba computes in (half and bfloat16 run the plain step loop)."""
+    if not FUSED or numba is None or torch.compiler.is_compiling():
+        return False
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 def _compiled(kernel):
