@@ -286,6 +286,8 @@ def test_checkpoint_with_nan_optimizer_state_is_refused(tmp_path):
     (lambda s: s.update(epoch=3), ": epoch 3 does not agree with its metrics (1 epoch(s) recorded); "
                                   "the file was not written by snnspec train"),
     (lambda s: s["model"].update(extra=[1, 2]), ": 'model' must map names to tensors"),
+    (lambda s: s.update(fingerprint={"digest": 1}), ": its fingerprint of the spec is damaged (no digest, layers, "
+                                                    "tensors, fixed)"),
 ])
 def test_checkpoint_missing_keys_or_with_a_bad_epoch_is_a_clear_error(tmp_path, change, message):
     """A checkpoint missing a key ended in KeyError."""
@@ -293,6 +295,11 @@ def test_checkpoint_missing_keys_or_with_a_bad_epoch_is_a_clear_error(tmp_path, 
     line = cli_error(["train", str(spec(tmp_path)), "--out", str(tmp_path / "run"), "--resume",
                       "--data", str(tmp_path / "d.npz")])
     assert line == f"error: {ckpt}{message}"
+
+
+def test_simulate_with_no_checkpoint_there_says_so(tmp_path):
+    line = cli_error(["simulate", str(spec(tmp_path)), "--checkpoint", str(tmp_path / "none.pt")])
+    assert line == f"error: no checkpoint at {tmp_path / 'none.pt'}"
 
 
 def test_checkpoint_of_the_old_format_is_refused(tmp_path):

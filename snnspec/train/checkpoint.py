@@ -136,6 +136,12 @@ def _validate(state: Any, path: Path) -> None:
     for key, kind in _REQUIRED.items():
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
             raise CheckpointError(f"{path}: '{key}' is a {type(state[key]).__name__}, expected {kind.__name__}")
+    fp = state["fingerprint"]
+    tables = ("layers", "tensors", "fixed")
+    if not isinstance(fp.get("digest"), str) or not all(isinstance(fp.get(k), dict) for k in tables):
+        raise CheckpointError(f"{path}: its fingerprint of the spec is damaged (no digest, layers, tensors, fixed)")
+    if not all(isinstance(v, dict) for k in ("layers", "tensors") for v in fp[k].values()):
+        raise CheckpointError(f"{path}: its fingerprint of the spec is damaged (entries that are not tables)")
     epochs = state["metrics"].get("epochs")
     if state["epoch"] < 1 or not isinstance(epochs, list) or len(epochs) != state["epoch"]:
         told = len(epochs) if isinstance(epochs, list) else "no"

@@ -69,21 +69,21 @@ def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> lis
         was = old_layers.get(name)
         if was is None:
             out.append(f"layer {name} is new")
-        elif was["shape"] != la["shape"]:
-            out.append(f"layer {name}'s size changed {_shape(was['shape'])} → {_shape(la['shape'])}")
-        elif was["neuron"] != la["neuron"]:
-            out.append(f"layer {name}'s neuron changed {was['neuron']} → {la['neuron']}")
+        elif was.get("shape") != la["shape"]:
+            out.append(f"layer {name}'s size changed {_shape(was.get('shape'))} → {_shape(la['shape'])}")
+        elif was.get("neuron") != la["neuron"]:
+            out.append(f"layer {name}'s neuron changed {was.get('neuron')} → {la['neuron']}")
     out += [f"layer {name} was removed" for name in old_layers if name not in new_layers]
     old_t, new_t = old.get("tensors", {}), new["tensors"]
     for key, t in new_t.items():
         was = old_t.get(key)
         if was is None:
             out.append(f"{key} is new ({t['role']} {_shape(t['shape'])})")
-        elif was["shape"] != t["shape"]:
-            out.append(f"{key}'s shape changed {_shape(was['shape'])} → {_shape(t['shape'])}")
-        elif was["role"] != t["role"]:
-            out.append(f"{key} was {was['role']}, is {t['role']} now")
-    out += [f"{key} ({old_t[key]['role']}) is gone" for key in old_t if key not in new_t]
+        elif was.get("shape") != t["shape"]:
+            out.append(f"{key}'s shape changed {_shape(was.get('shape'))} → {_shape(t['shape'])}")
+        elif was.get("role") != t["role"]:
+            out.append(f"{key} was {was.get('role')}, is {t['role']} now")
+    out += [f"{key} is gone" for key in old_t if key not in new_t]
     old_f, new_f = old.get("fixed", {}), new["fixed"]
     for key in sorted(old_f.keys() | new_f.keys()):
         if old_f.get(key) != new_f.get(key):
@@ -104,12 +104,14 @@ def _leaves(a: Any, b: Any, where: str) -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(where, a, b)]
 
 
-def _shape(shape: list[int]) -> str:
+def _shape(shape: list[int] | None) -> str:
+    if not isinstance(shape, list):
+        return "(unknown)"
     return str(math.prod(shape)) if len(shape) == 1 else "x".join(map(str, shape)) or "scalar"
 
 
 def _values(values: list[float] | None) -> str:
-    if values is None:
+    if not isinstance(values, list):
         return "(none)"
     if len(values) > 4:
         return f"({len(values)} values)"
