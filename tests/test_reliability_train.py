@@ -345,6 +345,57 @@ def test_simulate_with_an_edited_fixed_param_uses_the_spec(tmp_path):
     assert same.notes == []
 
 
+MIXED = """
+neuron LearnLeaky {
+    param beta = 0.8 learnable per neuron in [0, 1]
+    param threshold = 1
+    state mem = 0
+    mem <- beta * mem + I - detach(spiked) * threshold
+    spike when mem > threshold surrogate atan(alpha = 2)
+}
+
+from "std/neurons.snn" import Leaky
+
+network Mixed {
+    steps = 4
+    input x[16] encode direct
+    layer hidden = LearnLeaky[12]
+    layer out    = Leaky(beta = 0.9)[4]
+    x      -> dense -> batchnorm -> hidden
+    hidden -> dense -> out frozen
+    output out.spike count
+    train {
+        batch 16
+        epochs 1
+    }
+}
+"""
+
+
+def test_a_checkpoint_holds_the_parameter_table_and_nothing_fixed(tmp_path):
+    """Learnable neuron params, batchnorm statistics and frozen weights are saved and restored; the
+    fixed params (threshold, the std Leaky's beta) are not saved at all."""
+    path = tmp_path / "mixed.snn"
+    path.write_text(MIXED)
+    run(tmp_path, spec=path)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    roles = {k: v["role"] for k, v in state["fingerprint"]["tensors"].items()}
+    assert roles == {"hidden.beta": "learnable", "x_hidden_dense.weight": "learnable",
+                     "x_hidden_dense.bias": "learnable", "x_hidden_batchnorm.weight": "learnable",
+                     "x_hidden_batchnorm.bias": "learnable", "hidden_out.weight": "frozen", "hidden_out.bias": "frozen",
+                     "x_hidden_batchnorm.running_mean": "statistic", "x_hidden_batchnorm.running_var": "statistic",
+                     "x_hidden_batchnorm.num_batches_tracked": "statistic"}
+    assert sorted(state["model"]) == sorted(roles)
+    assert state["fingerprint"]["fixed"] == {"hidden.threshold": [1.0], "out.beta": [pytest.approx(0.9)],
+                                             "out.threshold": [1.0]}
+    assert not torch.allclose(state["model"]["hidden.beta"], torch.full((12,), 0.8))  # it trained
+    assert int(state["model"]["x_hidden_batchnorm.num_batches_tracked"]) == 3
+
+    resumed = run(tmp_path, spec=path, resume=True, epochs=2)
+    assert torch.equal(resumed.model.state_dict()["hidden_out.weight"], state["model"]["hidden_out.weight"])
+    assert int(resumed.model.state_dict()["x_hidden_batchnorm.num_batches_tracked"]) == 6  # continued from 3
+
+
 def test_simulate_cli_prints_the_note(tmp_path):
     run(tmp_path)
     ckpt = tmp_path / "run" / "checkpoint.pt"
