@@ -247,6 +247,8 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for metrics.json and "
                                                  "checkpoint.pt (default: runs/NETWORK).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run already in --out (without it, a folder "
+                                        "holding a run is refused).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", callback=_device)] = "auto",
 ) -> None:
     """Train a spec's network on real data: progress, metrics.json and checkpoints in --out.
@@ -257,7 +259,7 @@ def train(
     from .train.loop import train as run_training
 
     config = TrainConfig(spec=file, network=network, data=data, epochs=epochs, batch=batch, lr=lr, loss=loss,
-                         seed=seed, out=out_dir, resume=resume, device=device)
+                         seed=seed, out=out_dir, resume=resume, force=force, device=device)
     try:
         run_training(config)
     except SpecError as e:
@@ -304,6 +306,8 @@ def simulate(
     try:
         sim = run_simulation(file, network=network, steps=steps, source=input, index=index,
                              checkpoint=checkpoint, seed=seed)
+        for note in sim.notes:
+            err.print(f"note: {note}", markup=False)
         out.print(format_counts(sim), markup=False)
         if plot is not None:
             save_plot(sim, plot, neurons=neurons)

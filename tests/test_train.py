@@ -366,7 +366,7 @@ def test_checkpoint_and_metrics_writes_are_atomic(spec_file, tmp_path, monkeypat
     monkeypatch.setattr(torch, "save", real_save)
     assert (out / "checkpoint.pt").read_bytes() == before_ckpt
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
-    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 2  # written before the crash
+    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 1  # the checkpoint goes first
     assert json.loads(before_metrics)["epochs"][-1]["epoch"] == 1
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -376,7 +376,7 @@ def test_checkpoint_and_metrics_writes_are_atomic(spec_file, tmp_path, monkeypat
     monkeypatch.setattr(loop.json, "dumps", failing_dump)
     with pytest.raises(OSError):
         loop.save_json(out / "metrics.json", {"x": 1})
-    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 2
+    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 1
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -422,7 +422,7 @@ def test_resume_with_different_settings_is_refused(spec_file, tmp_path):
     spec = tiny(spec_file, steps=2)
     train(TrainConfig(spec, epochs=1, out=tmp_path / "r", quiet=True))
     result = CliRunner().invoke(app, ["train", str(spec), "--out", str(tmp_path / "r"), "--resume", "--batch", "32"])
-    assert result.exit_code == 1 and "trained with batch = 64" in result.output
+    assert result.exit_code == 1 and "trained with batch=64, this run has batch=32" in result.output
 
 
 # ---- simulate -----------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
     data.py      data sources (built-in digits, Keras .npz, IDX folders), scaling, reshaping
     losses.py    the losses of LANGUAGE.md §5 and accuracy (equal to snnTorch's functional ones)
     model.py     choosing a network and building its nn.Module class
-    loop.py      the training loop: progress, metrics.json, checkpoints, --resume, DDP
+    loop.py      the training loop: progress, the output folder, --resume, DDP
+    checkpoint.py  checkpoint.pt and metrics.json: atomic writes, checksum, checks on reading
+    fingerprint.py what a checkpoint was trained from, and what changed since, in words
     simulate.py  one sample through the network: spike counts and a raster/membrane figure
 
 Needs torch (and scikit-learn for the built-in data, matplotlib for figures); nothing here is

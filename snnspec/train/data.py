@@ -23,8 +23,11 @@ and batches come out time-first, `[T, batch, *shape]`.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,8 @@ import numpy as np
 SEQUENCE_ENCODINGS = ("none", "delta")
 BUILTIN = "digits"
 KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# what a truncated, corrupted or non-archive file raises from numpy, zipfile, gzip and zlib
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -97,23 +102,48 @@ def load_digits() -> RawData:
 def load_npz(paths: list[Path]) -> RawData:
     """Keras-layout `.npz` files; arrays of the same name are concatenated in the given order."""
     found: dict[str, list[np.ndarray]] = {k: [] for k in KERAS_KEYS}
+    others: list[str] = []
     for path in paths:
         if not path.is_file():
             raise DataError(f"no such file: {path}")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty (0 bytes); expected a .npz archive with {', '.join(KERAS_KEYS)}")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                for key in KERAS_KEYS:
-                    if key in f.files:
+            f = np.load(path, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise DataError(f"{path} holds a single array, not a .npz archive with {', '.join(KERAS_KEYS)}")
+            with f:
+                for key in f.files:
+                    if key in found:
                         found[key].append(f[key])
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read {path} as .npz: {e}") from None
+                    else:
+                        others.append(key)
+        except DataError:
+            raise
+        except _UNREADABLE as e:
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+            raise DataError(f"{path} is not a readable .npz archive ({reason}); it may be truncated or "
+                            "corrupted: write it again") from None
+    name = ",".join(str(p) for p in paths)
     missing = [k for k, v in found.items() if not v]
     if missing:
-        raise DataError(f"{', '.join(str(p) for p in paths)}: no array named {', '.join(missing)} "
-                        f"(the Keras layout has {', '.join(KERAS_KEYS)})")
-    arrays = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in found.items()}
-    name = ",".join(str(p) for p in paths)
+        extra = f"; it has {', '.join(sorted(set(others)))}" if others else ""
+        raise DataError(f"{name}: no array named {', '.join(missing)}{extra} (the Keras layout has "
+                        f"{', '.join(KERAS_KEYS)})")
+    arrays = {k: _joined(name, k, v) for k, v in found.items()}
     return _checked(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+
+
+def _joined(name: str, key: str, parts: list[np.ndarray]) -> np.ndarray:
+    """The parts of one array from several files, concatenated along the samples."""
+    if len(parts) == 1:
+        return parts[0]
+    shapes = {p.shape[1:] if p.ndim else None for p in parts}
+    if len(shapes) > 1:
+        listed = ", ".join(str(list(p.shape)) for p in parts)
+        raise DataError(f"{name}: the parts of {key} do not join: their shapes are {listed} (all but the first "
+                        "dimension must agree)")
+    return np.concatenate(parts)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -122,8 +152,8 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+    except _UNREADABLE as e:
+        raise DataError(f"cannot read {path} ({type(e).__name__}: {e}); it may be truncated or corrupted") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     ndim = data[3]
@@ -170,18 +200,54 @@ def _checked(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
     for xs, ys, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if xs.ndim < 2:
             raise DataError(f"{name}: x_{split} must hold samples [N, ...], got shape {list(xs.shape)}")
+        if not (np.issubdtype(xs.dtype, np.number) or xs.dtype == np.bool_) or np.iscomplexobj(xs):
+            raise DataError(f"{name}: x_{split} must be real numbers, got {xs.dtype}")
         if ys.ndim != 1 or len(ys) != len(xs):
             raise DataError(f"{name}: y_{split} must be one label per sample ({len(xs)}), got shape {list(ys.shape)}")
-        if not np.issubdtype(ys.dtype, np.integer) and not np.all(np.mod(ys, 1) == 0):
-            raise DataError(f"{name}: y_{split} must hold integer class labels")
-        if len(ys) and ys.min() < 0:
-            raise DataError(f"{name}: y_{split} has a negative label")
-        if not (np.issubdtype(xs.dtype, np.number) or xs.dtype == np.bool_):
-            raise DataError(f"{name}: x_{split} must be numeric, got {xs.dtype}")
+        if len(xs) == 0:
+            raise DataError(f"{name}: the {'training' if split == 'train' else 'test'} set is empty "
+                            f"(x_{split} has shape {list(xs.shape)})")
+        if xs.size == 0:
+            raise DataError(f"{name}: the samples of x_{split} hold no values (shape {list(xs.shape)})")
+        not_finite(name, f"x_{split}", xs)
+        not_finite(name, f"y_{split}", ys)
+        integral = (np.issubdtype(ys.dtype, np.integer) or ys.dtype == np.bool_
+                    or (np.issubdtype(ys.dtype, np.floating) and bool(np.all(np.mod(ys, 1) == 0))))
+        if not integral:
+            raise DataError(f"{name}: y_{split} must hold integer class labels, got {ys.dtype} values such as "
+                            f"{ys[:3].tolist()}")
+        if ys.min() < 0:
+            raise DataError(f"{name}: y_{split} has a negative label ({int(ys.min())} at sample {int(ys.argmin())})")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{name}: training samples are {list(x_train.shape[1:])} but test samples are "
                         f"{list(x_test.shape[1:])}")
     return RawData(name, x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
+
+
+def not_finite(name: str, key: str, x: np.ndarray) -> None:
+    """Raise `DataError` saying how many values of `x` are NaN or infinite, and where the first is."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    counts = " and ".join(f"{n} {w}" for n, w in ((nan, "NaN"), (inf, "infinite")) if n)
+    first = np.unravel_index(int(np.argmax(bad)), x.shape)
+    samples = int(bad.reshape(len(x), -1).any(axis=1).sum()) if x.ndim > 1 else int(bad.sum())
+    where = f"sample {first[0]}" + (f", index {list(map(int, first[1:]))}" if x.ndim > 1 else "")
+    raise DataError(f"{name}: {key} holds {counts} value(s) in {samples} of {len(x)} samples (the first at "
+                    f"{where}); remove or replace them before training")
+
+
+def data_digest(raw: RawData) -> str:
+    """sha256 of the arrays (dtype, shape and bytes), so a resumed run can tell it has the same data."""
+    h = hashlib.sha256()
+    for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 # ---- fitting data to a network input --------------------------------------------------------------

@@ -2,15 +2,21 @@
 
 One epoch: the training set in an order fixed by (seed, epoch), in batches of `batch`; forward,
 the loss of the first output (losses.py), backward, optimiser step; then the test set. After
-every epoch the process of rank 0 writes `metrics.json` and `checkpoint.pt` in the output folder,
-each to a temporary file that then replaces the old one (`os.replace`), so a kill at any moment
-leaves the previous complete file.
+every epoch the process of rank 0 writes `checkpoint.pt`, then `metrics.json` (checkpoint.py:
+each atomically, the checkpoint checksummed), unless the weights are no longer finite: a run
+that diverged stops with an error and keeps the last good checkpoint.
+
+The output folder belongs to one run: a new run refuses a folder that holds one unless told
+`--resume` (continue it) or `--force` (replace it), and removes the temporaries a killed run left.
 
 Determinism and resume: the global RNG is reseeded from (seed, epoch, rank) at the start of
 every epoch and of every evaluation (it drives `rate` encoding and dropout), and the batch order
-comes from its own generator seeded by (seed, epoch). A checkpoint holds the model, the
-optimiser state, the epoch and the RNG states (torch, numpy, python), so `--resume` continues
-from the last completed epoch and ends with the same weights as an uninterrupted run.
+comes from its own generator seeded by (seed, epoch). A checkpoint holds the parameter-table
+tensors, the optimiser state, the epoch, the RNG states (torch, numpy, python), the settings and
+the spec's fingerprint (fingerprint.py), so `--resume` continues from the last completed epoch
+and ends with the same weights as an uninterrupted run; it refuses, saying what differs, when
+the spec or a setting other than the number of epochs changed. `metrics.json` is rewritten from
+the checkpoint on resume (the checkpoint is the record of what was trained).
 
 Data parallelism: under `torchrun --nproc_per_node=N -m snnspec train ...` (or any launcher
 that sets WORLD_SIZE, RANK and MASTER_ADDR/PORT) each process joins a process group (gloo on
@@ -25,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,17 +41,33 @@ import torch
 from torch import nn
 
 from .. import ir
-from ..files import write_atomic
-from .data import DataError, Layout, RawData, Tensors, fit, load_source, prepare
+from .checkpoint import (
+    CHECKPOINT,
+    METRICS,
+    CheckpointError,
+    clean_temporaries,
+    load_checkpoint,
+    load_table,
+    non_finite,
+    rng_state,
+    save_checkpoint,
+    save_json,
+    set_rng_state,
+    table_state,
+)
+from .data import DataError, Layout, RawData, Tensors, data_digest, fit, load_source, prepare
+from .fingerprint import differences, fingerprint, table
 from .losses import Objective, make_objective
 from .model import SetupError, select_network, single_input
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
-FORMAT = "snnspec-checkpoint/1"
-# settings a resumed run must share with the run that wrote the checkpoint (epochs may grow)
-RESUME_KEYS = ("network", "data", "train_limit", "test_limit", "seed", "batch", "loss", "loss_args", "optimizer",
-               "optimizer_args")
+# settings a resumed run must share with the run that wrote the checkpoint (epochs may change; the
+# data may move, its content may not)
+RESUME_KEYS = ("network", "data_sha256", "train_limit", "test_limit", "seed", "batch", "loss", "loss_args",
+               "optimizer", "optimizer_args")
+
+
+class DivergedError(SetupError):
+    """Training produced weights that are not finite (a learning rate too high, most often)."""
 
 
 @dataclass
@@ -63,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     out: Path | None = None
     resume: bool = False
+    force: bool = False             # replace the run in `out` (without it, a folder holding one is refused)
     device: str = "auto"
     quiet: bool = False
     progress: bool = True
@@ -80,6 +102,7 @@ class TrainResult:
 
 @dataclass
 class _Setup:
+    lowered: ir.LoweredSpec
     net_ir: ir.LNetwork
     cls: type[nn.Module]
     objective: Objective
@@ -161,6 +184,7 @@ def setup(config: TrainConfig) -> _Setup:
     if config.train_limit is not None or config.test_limit is not None:
         raw = replace(raw, x_train=raw.x_train[:config.train_limit], y_train=raw.y_train[:config.train_limit],
                       x_test=raw.x_test[:config.test_limit], y_test=raw.y_test[:config.test_limit])
+    settings["data_sha256"] = data_digest(raw)
     layout = fit(raw, inp.name, inp.shape, inp.encoding, net_ir.name)
     classes = math.prod(layer.shape)
     top = int(max(raw.y_train.max(initial=0), raw.y_test.max(initial=0)))
@@ -171,7 +195,7 @@ def setup(config: TrainConfig) -> _Setup:
     cls = getattr(module, class_name(net_ir.name))
     train_t, test_t = prepare(raw, layout)
     steps = None if layout.sequence else net_ir.steps
-    return _Setup(net_ir, cls, objective, raw, layout, train_t, test_t, settings, steps, classes)
+    return _Setup(lowered, net_ir, cls, objective, raw, layout, train_t, test_t, settings, steps, classes)
 
 
 def _source_name(data: str | None) -> str:
@@ -200,46 +224,6 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise SetupError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
-
-
-# ---- files ------------------------------------------------------------------------------------
-
-
-def save_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n", durable=True)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    write_atomic(path, lambda f: torch.save(state, f), durable=True)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise SetupError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise SetupError(f"{path} is not an snnspec checkpoint")
-    return state
-
-
-def rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
-    state = {"torch": torch.get_rng_state(), "numpy": [kind, [int(k) for k in keys], pos, has_gauss, gauss],
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -310,8 +294,12 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
     out_dir = config.out or Path("runs") / s.net_ir.name
     ckpt_path, metrics_path = out_dir / CHECKPOINT, out_dir / METRICS
 
+    _claim(out_dir, config, dist.rank == 0, report)
+
     torch.manual_seed(seed)
     net = s.cls().to(device)
+    keys = [t.key for t in table(s.net_ir)]
+    spec_print = fingerprint(s.lowered, s.net_ir, net)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(settings["optimizer"], settings["optimizer_args"], params)
     model: nn.Module = net
@@ -326,18 +314,19 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
     start = 0
     if config.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        old = state.get("settings", {})
-        for key in RESUME_KEYS:
-            if old.get(key) != settings[key]:
-                raise SetupError(f"{ckpt_path} was trained with {key} = {old.get(key)!r}, this run has "
-                                 f"{settings[key]!r}; use the same options to resume, or another --out")
+        changed = resume_differences(state, settings, spec_print)
+        if changed:
+            raise CheckpointError(f"cannot resume from {ckpt_path}: {'; '.join(changed)}. Resume with the same spec "
+                                  "and options (only --epochs and --device may change), start over with --force, "
+                                  "or choose another --out")
+        load_table(net, keys, state["model"], f"{ckpt_path} does not fit network '{s.net_ir.name}'")
         try:
-            net.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise SetupError(f"{ckpt_path} does not fit network '{s.net_ir.name}': {e}") from None
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = int(state["epoch"])
+            opt.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{ckpt_path}: its optimiser or RNG state does not load "
+                                  f"({type(e).__name__}: {e})") from None
+        start = state["epoch"]
         history = list(state["metrics"]["epochs"])
     elif config.resume:
         report.line(f"no checkpoint in {out_dir}; starting from scratch")
@@ -356,7 +345,15 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
         report.line(f"already trained for {start} epoch(s); nothing to do")
 
     metrics: dict[str, Any] = {"spec": str(config.spec), "network": s.net_ir.name, "world_size": dist.world,
-                               "settings": settings, "epochs": history}
+                               "spec_sha256": spec_print["digest"], "settings": settings, "epochs": history}
+    if history:
+        metrics["test_accuracy"] = history[-1]["test_accuracy"]
+    if start and dist.rank == 0:
+        recorded = _recorded_epochs(metrics_path)
+        if recorded != start:
+            report.line(f"{metrics_path} recorded {recorded if recorded is not None else 'no readable'} epoch(s), "
+                        f"the checkpoint {start}: rewritten from the checkpoint")
+        save_json(metrics_path, metrics)
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
         record = _epoch(epoch, epochs, model, net, opt, s, batch, seed, dist, device, report)
@@ -365,12 +362,18 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
         report.line(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {record['train_loss']:.4f}  "
                     f"train {record['train_accuracy']:6.2%}  test {record['test_accuracy']:6.2%}  "
                     f"{record['samples_per_second']:>8,.0f} samples/s  {record['train_seconds']:.1f} s")
-        if dist.rank == 0:
-            save_json(metrics_path, metrics)
+        weights = table_state(net, keys)
+        bad = non_finite(weights.items())
+        if bad:
+            kept = f"{ckpt_path} still holds epoch {epoch}" if ckpt_path.exists() else "no checkpoint was written"
+            raise DivergedError(f"training diverged in epoch {epoch + 1}: {'; '.join(bad[:3])} (train loss "
+                                f"{record['train_loss']:.4g}); {kept}. Try a lower --lr")
+        if dist.rank == 0:  # the checkpoint first: metrics.json never records an epoch it does not hold
             save_checkpoint(ckpt_path, {
-                "format": FORMAT, "network": s.net_ir.name, "epoch": epoch + 1, "model": net.state_dict(),
-                "optimizer": opt.state_dict(), "rng": rng_state(), "metrics": metrics, "settings": settings,
+                "network": s.net_ir.name, "epoch": epoch + 1, "model": weights, "optimizer": opt.state_dict(),
+                "rng": rng_state(), "metrics": metrics, "settings": settings, "fingerprint": spec_print,
             })
+            save_json(metrics_path, metrics)
     ran = epochs - start
     if ran > 0:
         seconds = time.perf_counter() - t_run
@@ -379,6 +382,62 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
     metrics["test_accuracy"] = accuracy
     report.line(f"test accuracy: {accuracy * 100:.2f}%")
     return TrainResult(accuracy, metrics, net, out_dir)
+
+
+def _claim(out: Path, config: TrainConfig, writer: bool, report: _Reporter) -> None:
+    """Make `out` this run's folder: refuse another run's without --resume or --force, remove the
+    temporaries a killed run left, and under --force the old run's files."""
+    if out.exists() and not out.is_dir():
+        raise SetupError(f"--out {out} is a file, not a folder")
+    if config.resume and config.force:
+        raise SetupError("--resume continues the run in --out and --force replaces it: give one of them")
+    held = [p.name for p in (out / CHECKPOINT, out / METRICS) if p.exists()]
+    if held and not (config.resume or config.force):
+        raise SetupError(f"{out} already holds a run ({', '.join(held)}); continue it with --resume, replace it "
+                         "with --force, or choose another --out")
+    if not writer:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stale = clean_temporaries(out)
+        if config.force or (config.resume and not (out / CHECKPOINT).exists()):
+            for name in (CHECKPOINT, METRICS):
+                (out / name).unlink(missing_ok=True)
+    except OSError as e:
+        raise SetupError(f"cannot use --out {out}: {e}") from None
+    if stale:
+        report.line(f"removed {len(stale)} temporary file(s) that an interrupted run left in {out}")
+
+
+def resume_differences(state: dict[str, Any], settings: dict[str, Any], spec_print: dict[str, Any]) -> list[str]:
+    """Why a checkpoint cannot be resumed by a run with these settings and this spec, in words."""
+    old = state["settings"]
+    out = []
+    for key in RESUME_KEYS:
+        was, now = old.get(key), settings[key]
+        if key == "data_sha256" and was != now:
+            out.append(f"the checkpoint was trained on other data ({old.get('data')}, sha256 {str(was)[:12]}), "
+                       f"this run reads {settings['data']} (sha256 {now[:12]})")
+        elif isinstance(now, dict) and isinstance(was, dict):
+            out += [f"the checkpoint was trained with {k}={_value(was.get(k))}, this run has {k}={_value(now.get(k))}"
+                    for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
+        elif was != now:
+            out.append(f"the checkpoint was trained with {key}={_value(was)}, this run has {key}={_value(now)}")
+    changed = differences(state["fingerprint"], spec_print)
+    if changed:
+        out.append("the spec changed since: " + ", ".join(changed))
+    return out
+
+
+def _value(v: Any) -> str:
+    return "(unset)" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _recorded_epochs(path: Path) -> int | None:
+    try:
+        return len(json.loads(path.read_text())["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch.optim.Optimizer, s: _Setup,

@@ -2,7 +2,9 @@
 
 The network is rebuilt with one extra output pair per layer (`LAYER.spike trace` and the trace
 of its first state, its "membrane"), so every layer is recorded whatever the spec declares; the
-weights are the spec's initialisation (seeded) or a `snnspec train` checkpoint. The figure has
+weights are the spec's initialisation (seeded) or a `snnspec train` checkpoint's learnable (and
+plastic, statistic) tensors, while the fixed params keep the spec's values: a spec edited since
+training is simulated as written, with a note of what differs. The figure has
 one row per layer: a spike raster (time against neuron; a heat map of the state for
 non-spiking layers) and the membrane traces of the few neurons that spiked most.
 """
@@ -18,7 +20,8 @@ import torch
 
 from .. import ir
 from ..files import write_atomic
-from .data import BUILTIN, DataError, fit, load_source
+from .data import BUILTIN, DataError, fit, load_source, not_finite
+from .fingerprint import differences, fingerprint, table
 from .model import SetupError, select_network, single_input, with_network
 
 RANDOM = "random"
@@ -43,6 +46,7 @@ class Simulation:
     steps: int
     input_desc: str
     layers: list[LayerRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # how the spec differs from the checkpoint's
 
 
 def _membrane(neuron: ir.LNeuron | None) -> str | None:
@@ -72,8 +76,11 @@ def _sample(source: str | None, index: int, inp: ir.LInput, net: ir.LNetwork, st
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"cannot read {path} as a .npy sample ({type(e).__name__}: {e})") from None
+        if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number) or arr.size == 0:
+            raise DataError(f"{path} must hold one numeric array (a sample), not a .npz archive or an empty array")
+        not_finite(str(path), "the sample", arr.reshape(1, -1))
         x = torch.as_tensor(arr, dtype=torch.get_default_dtype())
         want = math.prod(inp.shape)
         if sequence:
@@ -132,14 +139,19 @@ def simulate(spec: Path, network: str | None = None, steps: int | None = None, s
     module = compile_lowered(with_network(lowered, recording), tag="_simulate")
     torch.manual_seed(seed)
     model = getattr(module, class_name(net.name))()
+    notes: list[str] = []
     if checkpoint is not None:
-        from .loop import load_checkpoint
+        from .checkpoint import CheckpointError, load_checkpoint, load_table
 
         saved = load_checkpoint(checkpoint)
+        notes = differences(saved["fingerprint"], fingerprint(lowered, net, model), limit=6)
+        where = f"{checkpoint} does not fit network '{net.name}'"
         try:
-            model.load_state_dict(saved["model"])
-        except RuntimeError as e:
-            raise SetupError(f"{checkpoint} does not fit network '{net.name}': {e}") from None
+            load_table(model, [t.key for t in table(net)], saved["model"], where)
+        except CheckpointError:
+            if not notes:
+                raise
+            raise CheckpointError(f"{where}: {'; '.join(notes)}") from None
     x, desc = _sample(source, index, inp, net, steps, seed)
     if sequence and steps is not None:
         x = x[:steps]
@@ -148,6 +160,9 @@ def simulate(spec: Path, network: str | None = None, steps: int | None = None, s
     with torch.no_grad():
         result = model(x)
     sim = Simulation(net.name, int(result[0].shape[0]) if outputs else 0, desc)
+    if notes:
+        sim.notes.append(f"the spec differs from the one {checkpoint} was trained with ({'; '.join(notes)}); "
+                         "simulated with the spec's values")
     for name, size, var, spike_at, state_at in plan:
         spikes = result[spike_at][:, 0].reshape(-1, size).numpy() if spike_at is not None else None
         state = result[state_at][:, 0].reshape(-1, size).numpy() if state_at is not None else None
