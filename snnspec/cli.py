@@ -12,7 +12,6 @@ from rich.console import Console
 
 from . import ir
 from .diagnostics import Diagnostic, SpecError, render, to_json
-from .expr import format_expr
 
 app = typer.Typer(help="snnspec: compile spiking neural network specs to PyTorch and JAX.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -66,6 +65,8 @@ def show(file: FileArg) -> None:
 
 
 def format_lowered(lowered: ir.LoweredSpec) -> str:
+    from .expr import format_expr  # here: a cached `check` needs no expressions
+
     lines: list[str] = []
     for n in lowered.neurons.values():
         lines.append(f"neuron {n.name}  ({n.file})")
