@@ -72,12 +72,13 @@ def check(path: str | Path | None = None, *, text: str | None = None, name: str 
     """Every diagnostic (errors and warnings) for a spec, from parsing through lowering.
 
     A check without errors is stored in the cache with the files it read; while every one of them
-    reads the same, checking the same spec again (same path or text, same working folder) replays
-    its warnings without parsing, checking or lowering anything."""
+    reads the same and is named the same, checking the same path (or text and name) again replays its
+    warnings without parsing, checking or lowering anything: the loader would read the same texts,
+    so the checks would say the same."""
     from .reads import FilesRead
 
     diags = Diagnostics()
-    key = [os.getcwd()]
+    key: list[str] = []
     for given in (path, text, name):
         key += ["-"] if given is None else ["=", os.fspath(given)]
     cached("checked", FilesRead, key, partial(_check, path, text, name), diags, holds=FilesRead.unchanged)

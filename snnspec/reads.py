@@ -22,12 +22,14 @@ class FileRead(Model):
 
 
 class FilesRead(Model):
+    """What a cached check is checked against before it is served."""
+
     files: tuple[FileRead, ...]
 
     def unchanged(self) -> bool:
         """Every file still reads as it did and is still named as it was (so the loader, given the same
         texts, would open the same paths and say the same things)."""
-        return all(_read(Path(f.path)) == f.sha256 and f.name in (None, display_name(Path(f.path)))
+        return all(_file_digest(Path(f.path)) == f.sha256 and f.name in (None, display_name(Path(f.path)))
                    for f in self.files)
 
 
@@ -42,7 +44,7 @@ def files_read(program: Program, path: str | Path | None) -> FilesRead | None:
                for imp, target in imports]
     opened.append((std_dir() / "surrogates.snn", STD_SURROGATES, True))  # as `load_program` opens it
     files = []
-    for file, name, derived in opened:
+    for file, name, derived in dict.fromkeys(opened):  # a file imported twice the same way is compared once
         text = program.sources.get(name)
         if text is None:
             return None
@@ -50,7 +52,7 @@ def files_read(program: Program, path: str | Path | None) -> FilesRead | None:
     return FilesRead(files=tuple(files))
 
 
-def _read(file: Path) -> str | None:
+def _file_digest(file: Path) -> str | None:
     """The hash of a file's text as the loader reads it (UTF-8, universal newlines); None if unreadable."""
     try:
         return _digest(file.read_text(encoding="utf-8"))

@@ -342,12 +342,12 @@ def test_a_check_with_errors_is_not_stored(cache_dir: Path, fresh_checks: list[s
 
 def test_the_result_follows_the_name_and_the_folder(cache_dir: Path, fresh_checks: list[str], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same text under another name; the same file, importing a file of the same relative path,
-    from another folder: each checked afresh, and what its diagnostics say follows."""
+    """The same text under another name; the same file, importing a file of the same relative path but
+    another text, from another folder: each checked afresh, and what its diagnostics say follows."""
     snnspec.check(text=WARNS, name="a.snn")
     (d,) = snnspec.check(text=WARNS, name="b.snn")
     assert d.span is not None and d.span.file == "b.snn"
-    for folder, blank_lines in (("one", 0), ("two", 2), ("one", 0), ("two", 2)):
+    for folder, blank_lines in (("one", 0), ("two", 2), ("two", 2)):  # the last one served
         (tmp_path / folder).mkdir(exist_ok=True)
         (tmp_path / folder / "root.snn").write_text('import "lib.snn"\n')
         (tmp_path / folder / "lib.snn").write_text("\n" * blank_lines + WARNS)
@@ -358,7 +358,7 @@ def test_the_result_follows_the_name_and_the_folder(cache_dir: Path, fresh_check
 
 
 def test_a_cached_check_builds_no_model_of_the_checked_or_lowered_ir(cache_dir: Path) -> None:
-    """A warm `snnspec check` imports only the IR's `base.py` (the diagnostics' `Span`) and no stage."""
+    """A warm `snnspec check` imports only the IR's `span.py` (the diagnostics' `Span`) and no stage."""
     code = ("import sys, snnspec.cli\nsys.argv = ['snnspec', 'check', sys.argv[1]]\ntry:\n    snnspec.cli.main()\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print(' '.join(m for m in sys.modules if m.startswith('snnspec')))")
@@ -368,7 +368,7 @@ def test_a_cached_check_builds_no_model_of_the_checked_or_lowered_ir(cache_dir: 
     cold = set(subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout.split())
     assert {"snnspec.check", "snnspec.lower", "snnspec.ir.spec", "snnspec.ir.lowered"} <= cold
     warm = set(subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout.split())
-    assert {m for m in warm if m.startswith("snnspec.ir.")} == {"snnspec.ir.base"}
+    assert {m for m in warm if m.startswith("snnspec.ir.")} == {"snnspec.ir.span"}
     assert not warm & {"snnspec.check", "snnspec.check_network", "snnspec.lower", "snnspec.parse", "snnspec.expr"}
 
 
@@ -376,7 +376,7 @@ def test_every_ir_name_is_importable_from_snnspec_ir() -> None:
     """`snnspec.ir` imports its modules on first use; every model and alias they define is still one of
     its names, the same object, as when it imported them all."""
     names = 0
-    for sub in ("base", "facts", "spec", "kernel", "program", "lowered"):
+    for sub in ("span", "base", "facts", "spec", "kernel", "program", "lowered"):
         module = importlib.import_module(f"snnspec.ir.{sub}")
         for name, value in vars(module).items():
             if getattr(value, "__module__", None) == module.__name__ and isinstance(value, type):

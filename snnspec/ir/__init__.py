@@ -6,12 +6,13 @@ validated; each network that checks clean carries the values its checks evaluate
 `facts.py`). The *lowered IR* (`LoweredSpec`, `lowered.py`) is what a backend prints: discrete
 update equations, derived surrogate gradients, the network's execution plan and every shape; a
 neuron's fused recurrence (`LKernel`) is in `kernel.py`, a network's program (`LProgram`) in
-`program.py`. Both round-trip through JSON. The pieces every model is made of are in `base.py`.
+`program.py`. Both round-trip through JSON. The pieces every model is made of are in `base.py`
+(and the model and the source span themselves in `span.py`).
 
 Every name is importable from here, as `ir.X` or `from snnspec.ir import X`; a module is imported
 (and its models built, most of the cost of importing pydantic models) on the first use of one of
 its names, so that what needs only the diagnostics' `Span` (a cached `snnspec check`) builds no
-more than `base.py`.
+more than `span.py`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ if TYPE_CHECKING:  # what a type checker sees; at run time `__getattr__` below i
     from .kernel import *  # noqa: F403
     from .lowered import *  # noqa: F403
     from .program import *  # noqa: F403
+    from .span import *  # noqa: F403
     from .spec import *  # noqa: F403
 
-_MODULES = ("base", "facts", "spec", "kernel", "program", "lowered")  # each imports only ones before it
+_MODULES = ("span", "base", "facts", "spec", "kernel", "program", "lowered")  # each imports only ones before it
 
 
 if not TYPE_CHECKING:  # hidden from mypy, so that a misspelt `ir.X` stays an error there
