@@ -10,32 +10,50 @@ from __future__ import annotations
 import builtins
 import hashlib
 import importlib.util
+import os
 import sys
 import types
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import ir
 from ._version import __version__
-from .cache import cache_dir, write_atomic
-from .check import check_program
+from .cache import cache_dir, cached, write_atomic
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .files import FileProblem, read_regular
-from .loader import load_program
-from .lower import lower as _lower
+
+if TYPE_CHECKING:
+    from .loader import Program
+    from .reads import FilesRead
 
 __all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "compile_lowered", "generate", "load",
            "load_lowered", "ir"]
 
+# The stages are imported where they are first needed: `snnspec check` of a spec checked before is
+# answered from the cache without them, or the IR's models they build (docs/performance.md).
 
-def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics) -> ir.Spec:
+
+def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics
+           ) -> tuple[Program, ir.Spec]:
+    """The files a spec reaches, and its checked IR."""
+    from .check import check_program
+    from .loader import load_program
+
     program = load_program(path, diags, text=text, name=name)
-    return check_program(program, diags)
+    return program, check_program(program, diags)
+
+
+def _lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
+    from .lower import lower
+
+    return lower(spec, diags)
 
 
 def load(path: str | Path | None = None, *, text: str | None = None, name: str | None = None) -> ir.Spec:
     """Parse and check a spec file (or `text`); raise `SpecError` listing every error."""
     diags = Diagnostics()
-    spec = _front(path, text, name, diags)
+    _, spec = _front(path, text, name, diags)
     diags.raise_if_errors()
     return spec
 
@@ -44,7 +62,7 @@ def load_lowered(path: str | Path | None = None, *, text: str | None = None, nam
                  ) -> ir.LoweredSpec:
     """Parse, check and lower a spec; raise `SpecError` listing every error."""
     diags = Diagnostics()
-    spec = _front(path, text, name, diags)
+    _, spec = _front(path, text, name, diags)
     diags.raise_if_errors()
     lowered = _lower(spec, diags)
     diags.raise_if_errors()
@@ -52,12 +70,30 @@ def load_lowered(path: str | Path | None = None, *, text: str | None = None, nam
 
 
 def check(path: str | Path | None = None, *, text: str | None = None, name: str | None = None) -> list[Diagnostic]:
-    """Every diagnostic (errors and warnings) for a spec, from parsing through lowering."""
+    """Every diagnostic (errors and warnings) for a spec, from parsing through lowering.
+
+    A check without errors is stored in the cache with the files it read; while every one of them
+    reads the same and is named the same, checking the same path (or text and name) again replays its
+    warnings without parsing, checking or lowering anything: the loader would read the same texts,
+    so the checks would say the same."""
+    from .reads import FilesRead
+
     diags = Diagnostics()
-    spec = _front(path, text, name, diags)
+    key: list[str] = []
+    for given in (path, text, name):
+        key += ["-"] if given is None else ["=", os.fspath(given)]
+    cached("checked", FilesRead, key, partial(_check, path, text, name), diags, holds=FilesRead.unchanged)
+    return diags.items
+
+
+def _check(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics) -> FilesRead | None:
+    """A fresh check: its diagnostics in `diags`, and the files it read (None where it could not say)."""
+    from .reads import files_read
+
+    program, spec = _front(path, text, name, diags)
     if not diags.errors:
         _lower(spec, diags)
-    return diags.items
+    return files_read(program, path if text is None else None)
 
 
 def generate(path: str | Path | None = None, backend: str = "torch", *, text: str | None = None,
@@ -117,3 +153,16 @@ def _cache_file(module_name: str, source: str) -> Path | None:
     except FileProblem:  # not there yet, or not a regular file: write it (write_atomic refuses the latter)
         pass
     return file if write_atomic(file, source) else None
+
+
+class _Package(types.ModuleType):
+    """This package, whose `check` is the function above and must stay so. Importing the submodule
+    `snnspec.check` (the checker) binds the package's attribute of that name to the module; the stages
+    are imported on first use (see `_front`), so that would happen after the function is defined."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not (name == "check" and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -60,12 +60,13 @@ def code_fingerprint() -> str:
 
 
 def cached(folder: str, kind: type[M], inputs: Iterable[str | ir.Model], work: Callable[[Diagnostics], M | None],
-           diags: Diagnostics) -> M | None:
+           diags: Diagnostics, holds: Callable[[M], bool] | None = None) -> M | None:
     """`work(diags)`, which derives a `kind` from `inputs` alone, or what an earlier run of it stored in
-    `<cache>/<folder>/`."""
+    `<cache>/<folder>/`. With `holds`, a stored result is served only where `holds(result)`: for work
+    that also reads what `inputs` cannot name in advance (the files a spec imports)."""
     file = entry_file(folder, kind, inputs)
     hit = _read(file, kind) if file is not None else None
-    if hit is not None:
+    if hit is not None and (holds is None or holds(hit[0])):
         diags.items.extend(hit[1])
         return hit[0]
     fresh = Diagnostics()
@@ -79,14 +80,15 @@ def cached(folder: str, kind: type[M], inputs: Iterable[str | ir.Model], work: C
 
 
 def entry_file(folder: str, kind: type[ir.Model], inputs: Iterable[str | ir.Model]) -> Path | None:
-    """Where the entry for deriving a `kind` from `inputs` lives; None for IR too deep for JSON."""
+    """Where the entry for deriving a `kind` from `inputs` lives; None for IR too deep for JSON or text
+    that is not Unicode."""
     digest = hashlib.sha256(f"{code_fingerprint()}\0{kind.__name__}".encode())
     for part in inputs:
         try:
             text = part if isinstance(part, str) else part.model_dump_json()
-        except ValueError:  # pydantic's serialization depth limit
+            data = text.encode()
+        except ValueError:  # pydantic's serialization depth limit, or a lone surrogate in a str (UnicodeError)
             return None
-        data = text.encode()
         digest.update(f"\0{type(part).__name__}\0{len(data)}\0".encode())
         digest.update(data)
     return cache_dir() / folder / f"{digest.hexdigest()[:32]}.jsonl"

@@ -14,8 +14,6 @@ from rich.console import Console
 
 from . import ir
 from .diagnostics import Diagnostic, SpecError, render, to_json
-from .emit import BACKENDS
-from .expr import format_expr
 from .files import FileProblem, check_target, write_atomic
 
 app = typer.Typer(help="snnspec: compile spiking neural network specs to PyTorch and JAX.",
@@ -95,6 +93,8 @@ def show(file: FileArg) -> None:
 
 
 def format_lowered(lowered: ir.LoweredSpec) -> str:
+    from .expr import format_expr  # here: a cached `check` needs no expressions
+
     lines: list[str] = []
     for n in lowered.neurons.values():
         lines.append(f"neuron {n.name}  ({n.file})")
@@ -137,9 +137,15 @@ def format_lowered(lowered: ir.LoweredSpec) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _backend(value: str) -> str:
+    from .emit import BACKENDS  # here: a cached `check` imports no stage
+
+    return _one_of(value, BACKENDS)
+
+
 @app.command()
 def build(file: FileArg,
-          target: Annotated[str, typer.Option("--target", "-t", callback=lambda value: _one_of(value, BACKENDS),
+          target: Annotated[str, typer.Option("--target", "-t", callback=_backend,
                                               help="torch, jax, or summary (a table of each network)")] = "torch",
           output: Annotated[Path | None, typer.Option("--output", "-o", callback=_writable,
                                                       help="Write the code to this file (`-`, or "

@@ -3,6 +3,7 @@ every input and the compiler's code, bad entries are derived again, and a warm c
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -256,3 +257,153 @@ def test_a_warm_check_imports_neither_sympy_nor_lark(cache_dir: Path) -> None:
     assert {"sympy", "lark"} <= cold
     warm = _run_check(cache_dir, MNIST)
     assert not warm & {"sympy", "lark", "torch", "jax", "numpy"}, warm
+
+
+# ---- the cached result of a whole check ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The roots of the checks run afresh (not served from the cache) from now on."""
+    checker = importlib.import_module("snnspec.check")  # the module: `snnspec.check` is the function
+    seen: list[str] = []
+    real = checker.check_program
+
+    def check_program(program, diags):  # type: ignore[no-untyped-def]
+        seen.append(program.root)
+        return real(program, diags)
+
+    monkeypatch.setattr(checker, "check_program", check_program)
+    return seen
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.relative_to(ROOT / "specs").as_posix() for p in SPECS])
+def test_a_cached_check_equals_a_fresh_one(path: Path, cache_dir: Path, fresh_checks: list[str]) -> None:
+    fresh = snnspec.check(path)
+    assert len(fresh_checks) == 1 and _entries(cache_dir, "checked")
+    assert snnspec.check(path) == fresh
+    assert len(fresh_checks) == 1
+
+
+WARNS = """
+neuron Quiet {
+    state v = 0
+    method euler
+    v <- v * 0.5
+}
+"""
+
+
+def test_a_cached_check_replays_its_warnings(cache_dir: Path, fresh_checks: list[str], tmp_path: Path) -> None:
+    spec = tmp_path / "quiet.snn"
+    spec.write_text(WARNS)
+    fresh = snnspec.check(spec)
+    (warning,) = fresh
+    assert warning.severity == "warning" and "has no effect" in warning.message
+    assert snnspec.check(spec) == fresh
+    assert fresh_checks == [str(spec)]
+
+
+def test_editing_an_imported_file_checks_again(cache_dir: Path, fresh_checks: list[str], tmp_path: Path) -> None:
+    """The entry is keyed by the root file; the files it imports are compared when it is read."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "own.snn").write_text(OWN_NEURON.split("network")[0])
+    root = tmp_path / "root.snn"
+    root.write_text('from "lib/own.snn" import Mine\n' + "network" + OWN_NEURON.split("network")[1])
+    assert snnspec.check(root) == []
+    assert snnspec.check(root) == []
+    assert len(fresh_checks) == 1
+    (tmp_path / "lib" / "own.snn").write_text(OWN_NEURON.split("network")[0].replace("dv/dt", "dv/dtt"))
+    errors = snnspec.check(root)
+    assert len(fresh_checks) == 2
+    assert errors and errors[0].severity == "error" and errors[0].span is not None
+    assert errors[0].span.file == str(tmp_path / "lib" / "own.snn") and errors[0].span.line == 6
+
+
+def test_a_deleted_import_checks_again(cache_dir: Path, fresh_checks: list[str], tmp_path: Path) -> None:
+    (tmp_path / "own.snn").write_text(OWN_NEURON.split("network")[0])
+    root = tmp_path / "root.snn"
+    root.write_text('from "own.snn" import Mine\n' + "network" + OWN_NEURON.split("network")[1])
+    assert snnspec.check(root) == snnspec.check(root) == []
+    (tmp_path / "own.snn").unlink()
+    (error,) = (d for d in snnspec.check(root) if "cannot import" in d.message)
+    assert error.span is not None and error.span.line == 1
+    assert len(fresh_checks) == 2
+
+
+def test_a_check_with_errors_is_not_stored(cache_dir: Path, fresh_checks: list[str]) -> None:
+    text = "neuron N {\n    state v = 0\n    dv/dt = -w\n}\n"
+    for _ in range(2):
+        (error,) = snnspec.check(text=text, name="bad.snn")
+        assert error.severity == "error" and error.span is not None and error.span.line == 3
+    assert fresh_checks == ["bad.snn", "bad.snn"]
+    assert _entries(cache_dir, "checked") == []
+
+
+def test_the_result_follows_the_name_and_the_folder(cache_dir: Path, fresh_checks: list[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same text under another name; the same file, importing a file of the same relative path but
+    another text, from another folder: each checked afresh, and what its diagnostics say follows."""
+    snnspec.check(text=WARNS, name="a.snn")
+    (d,) = snnspec.check(text=WARNS, name="b.snn")
+    assert d.span is not None and d.span.file == "b.snn"
+    for folder, blank_lines in (("one", 0), ("two", 2), ("two", 2)):  # the last one served
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "root.snn").write_text('import "lib.snn"\n')
+        (tmp_path / folder / "lib.snn").write_text("\n" * blank_lines + WARNS)
+        monkeypatch.chdir(tmp_path / folder)
+        (d,) = snnspec.check("root.snn")
+        assert d.span is not None and (d.span.file, d.span.line) == ("lib.snn", 2 + blank_lines)  # the neuron's line
+    assert fresh_checks == ["a.snn", "b.snn", "root.snn", "root.snn"]
+
+
+def test_a_cached_check_builds_no_model_of_the_checked_or_lowered_ir(cache_dir: Path) -> None:
+    """A warm `snnspec check` imports only the IR's `span.py` (the diagnostics' `Span`) and no stage."""
+    code = ("import sys, snnspec.cli\nsys.argv = ['snnspec', 'check', sys.argv[1]]\ntry:\n    snnspec.cli.main()\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('snnspec')))")
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "SNNSPEC_CACHE_DIR": str(cache_dir), "PYTHONPATH": path}
+    run = [sys.executable, "-c", code, str(MNIST)]
+    cold = set(subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout.split())
+    assert {"snnspec.check", "snnspec.lower", "snnspec.ir.spec", "snnspec.ir.lowered"} <= cold
+    warm = set(subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout.split())
+    assert {m for m in warm if m.startswith("snnspec.ir.")} == {"snnspec.ir.span"}
+    assert not warm & {"snnspec.check", "snnspec.check_network", "snnspec.lower", "snnspec.parse", "snnspec.expr"}
+
+
+def test_every_ir_name_is_importable_from_snnspec_ir() -> None:
+    """`snnspec.ir` imports its modules on first use; every model and alias they define is still one of
+    its names, the same object, as when it imported them all."""
+    names = 0
+    for sub in ("span", "base", "facts", "spec", "kernel", "program", "lowered"):
+        module = importlib.import_module(f"snnspec.ir.{sub}")
+        for name, value in vars(module).items():
+            if getattr(value, "__module__", None) == module.__name__ and isinstance(value, type):
+                assert getattr(ir, name) is value, name
+                names += 1
+    assert names > 70
+    for alias in ("Expr", "KStatement", "Statement", "Declaration", "Method", "GATE"):
+        assert getattr(ir, alias) is not None
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchModel'"):
+        ir.NoSuchModel  # noqa: B018
+
+
+def test_importing_the_checker_late_keeps_snnspec_check_a_function() -> None:
+    """`snnspec.check` is the function even where the checker's module is imported after the package."""
+    code = "import snnspec, snnspec.check\nfrom snnspec.check import check_program\nprint(callable(snnspec.check))"
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": path})
+    assert proc.stdout.strip() == "True"
+
+
+def test_text_that_utf8_cannot_hold_is_checked_without_the_cache(cache_dir: Path, fresh_checks: list[str]) -> None:
+    """A lone surrogate (possible in a str given to the API, not in a file read as UTF-8) has no key: the
+    check runs afresh each time, instead of failing with a UnicodeEncodeError."""
+    text = WARNS + "# \ud800\n"
+    for _ in range(2):
+        (warning,) = snnspec.check(text=text, name="odd.snn")
+        assert warning.span is not None and warning.span.line == 2
+    assert fresh_checks == ["odd.snn", "odd.snn"]
+    assert _entries(cache_dir, "checked") == [] and _entries(cache_dir, "parsed") != []

@@ -1,26 +1,14 @@
-"""What every IR model is made of: the frozen model, source spans, expressions."""
+"""What every IR node is made of: a source span and expressions (the model and the span: `span.py`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .span import Model, Span
 
 GATE = "gate'"  # in a lowered reset or rule block: the spike gate (no spec can write this name)
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Span(Model):
-    """Where a node came from: a file and 1-based line/column of its first and last character."""
-
-    file: str
-    line: int
-    column: int
-    end_line: int
-    end_column: int
 
 
 class Node(Model):
