@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*/*.snn"))
 SCALE = max(1, int(os.environ.get("SNNSPEC_FUZZ_SCALE", "1")))
 ENABLED = h.EVERYTHING - h.KNOWN_OPEN
-FRONT_EXAMPLES = 120 * SCALE
-FULL_EXAMPLES = 10 * SCALE
+FRONT_EXAMPLES = 40 * SCALE
+FULL_EXAMPLES = 3 * SCALE
 
 
 def profile(examples: int) -> settings:
@@ -94,7 +94,7 @@ def test_generated_specs_agree_on_three_paths(workdir: Path, case: h.Case) -> No
     no_fault(h.run_case(case, fresh(workdir)), case)
 
 
-@profile(60 * SCALE)
+@profile(200 * SCALE)
 @given(st.one_of(mutated_spec(), soup()))
 def test_mutated_specs_give_diagnostics_or_clean_code(workdir: Path, case: h.Case) -> None:
     no_fault(h.run_case(case, fresh(workdir), runtime=False), case)

@@ -177,7 +177,8 @@ neuron C {
     # the linear ODE integrated exactly over a step, its drive held at the step's start
     check_against_reference(results, reference(
         I, 5, lambda v, t: (I + math.sin(4.52) + math.cos(4.52 * t)) * (1 - decay) + v * decay))
-    assert "torch.sin" not in text and "torch.cos" not in text
+    # a let of numbers is plain math; one of `t` is a tensor (t is one in torch's step, as in JAX's scan)
+    assert "math.sin(c)" in text and "torch.sin" not in text and "torch.cos(d)" in text
 
 
 def test_spiked_in_a_neuron_that_never_spikes_is_a_diagnostic(tmp_path):
@@ -337,3 +338,24 @@ neuron C {{
     trace = results["fused"][0][0]
     dv = np.array([1.0, 1.5, 1.75])[:, None, None] * TIES[expr]
     np.testing.assert_allclose(grads["h.k"], np.sum(2 * trace * dv), rtol=1e-12, atol=1e-12)
+
+
+def test_math_of_t_is_ieee_on_every_path(tmp_path):
+    """Found by the pipeline fuzzer: `0.5 / t` at t = 0 raised ZeroDivisionError on the plain path (and in
+    numba), where JAX gives inf. `t` is a tensor in torch's step and numba computes as numpy does."""
+    path = spec(tmp_path, """
+neuron C {
+    state v = 0
+    v <- 0.5 * v + I + 1 / (1 + 1 / t) + exp(log(t) - 5)
+    spike when v > 1
+}""")
+    results = run_paths(path, X)
+    assert_same_on_every_path(results)
+    I = current(path, X)
+
+    def update(v, t):
+        with np.errstate(divide="ignore"):
+            t = np.float64(t)
+            return 0.5 * v + I + 1 / (1 + 1 / t) + np.exp(np.log(t) - 5)
+
+    check_against_reference(results, reference(I, 5, update))

@@ -26,7 +26,7 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
                        "final", "stacked"}
     where = "torch.where"
-    scalars = {"t", "dt", "pi"}
+    scalars = {"dt", "pi"}  # `t` becomes a tensor in step(): IEEE arithmetic (`1 / t` at 0 is inf), as in JAX
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
@@ -34,7 +34,7 @@ class NeuronEmitter(NeuronSkeleton):
 
     def step_printer(self) -> Printer:
         return Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"},
-                       arrays=set(self.locals) - self.scalar_lets, fixed=self.fixed)
+                       arrays={*self.locals, "t"} - self.scalar_lets, fixed=self.fixed)
 
     def spike_call(self, args: str) -> str:
         return f"{self.cls}Spike.apply({args})"
@@ -197,6 +197,9 @@ class NeuronEmitter(NeuronSkeleton):
                f" -> tuple[torch.Tensor, {self.cls}State]:")
         with o.indent():
             o.docstring("One step from `state` with inputs " + ", ".join(f"`{c}`" for _s, c in self.inputs) + ".")
+            if self.uses_t:
+                first = self.inputs[0][1]
+                o.line(f"t = torch.as_tensor(t, dtype={first}.dtype, device={first}.device)")
             self.emit_step_body()
         o.blank()
 
