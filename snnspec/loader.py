@@ -61,6 +61,7 @@ def load_program(path: str | Path | None, diags: Diagnostics, text: str | None =
 
 
 def _load(program: Program, name: str, text: str, stack: list[str], diags: Diagnostics) -> None:
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors write: not part of the spec
     program.sources[name] = text
     module = cached("parsed", ir.Module, (name, text), partial(_parse, text, name), diags)
     if module is None:
