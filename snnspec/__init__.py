@@ -18,6 +18,7 @@ from . import ir
 from ._version import __version__
 from .cache import cache_dir, write_atomic
 from .check import check_program
+from .depth import recursion_room
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .loader import load_program
 from .lower import lower as _lower
@@ -26,6 +27,7 @@ __all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "compil
            "load_lowered", "ir"]
 
 
+@recursion_room()  # the parser's depth limits, through the recursive checks
 def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics) -> ir.Spec:
     program = load_program(path, diags, text=text, name=name)
     return check_program(program, diags)

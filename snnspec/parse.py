@@ -23,11 +23,10 @@ from lark import Token, Tree
 
 from . import ir
 from .cache import cache_dir, write_atomic
+from .depth import MAX_DEPTH, MAX_NESTING
 from .diagnostics import Diagnostics
 from .grammar import grammar_text
 
-MAX_NESTING = 200  # brackets, calls, signs, powers: what nests (a chain like `a + b + c` is one level)
-MAX_DEPTH = 1000  # the tree as the recursive stages walk it, where each `+` of a chain is one level more
 MAX_INT = 2**31 - 1  # steps, shapes, batch and epochs are 32-bit indices in the generated code
 
 _TOKEN_WORDS = {
@@ -42,10 +41,12 @@ _TEXT: ContextVar[str] = ContextVar("snnspec_parse_text", default="")
 
 
 class _WholeWords:
-    """A lark post-lexer: a keyword glued to what follows (`neuronA`) is the one name it spells.
+    """A lark post-lexer: a keyword is a keyword only as a whole word, and never before `<-`.
 
     The contextual lexer matches `neuron` at the start of `neuronA` where a name cannot stand;
-    the word is then a NAME, and the parser reports it as it reports any misplaced name.
+    that word is the name `neuronA`, which the parser reports as it reports any misplaced name.
+    Only a name can stand before `<-`, so `spike <- ...` updates something named `spike` (the
+    checker says whether the block may declare that name).
     """
 
     always_accept = ()
@@ -54,15 +55,18 @@ class _WholeWords:
         text = _TEXT.get()
         end = -1
         for tok in stream:
-            if tok.start_pos is not None and tok.start_pos < end:
+            start, stop = tok.start_pos or 0, tok.end_pos or 0
+            if start < end:
                 continue  # inside a word already given as one name
-            if tok.type != "NAME" and tok.end_pos is not None and _NAME.fullmatch(str(tok)) \
-                    and _WORD_CHAR.match(text, tok.end_pos):
-                word = _WORD.match(text, tok.start_pos)
-                assert word is not None
-                end = word.end()
-                tok = Token("NAME", word.group(), start_pos=tok.start_pos, line=tok.line, column=tok.column,
-                            end_line=tok.line, end_column=(tok.column or 1) + len(word.group()), end_pos=end)
+            if tok.type != "NAME" and _NAME.fullmatch(str(tok)):
+                if _WORD_CHAR.match(text, stop):
+                    word = _WORD.match(text, start)
+                    assert word is not None
+                    end = word.end()
+                    tok = Token("NAME", word.group(), start_pos=start, line=tok.line, column=tok.column,
+                                end_line=tok.line, end_column=(tok.column or 1) + len(word.group()), end_pos=end)
+                elif _UPDATE.match(text, stop):
+                    tok = Token.new_borrow_pos("NAME", str(tok), tok)
             yield tok
 
     def __repr__(self) -> str:  # part of the parser cache's key: the same in every process
@@ -72,6 +76,7 @@ class _WholeWords:
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+_UPDATE = re.compile(r"[ \t]*<-")
 
 PARSER_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
                                   "maybe_placeholders": True, "postlex": _WholeWords()}
@@ -277,7 +282,7 @@ class _Builder:
             return self.expr(node.children[0])
         raise AssertionError(f"unexpected expression node {kind}")
 
-    def number(self, tok: Token) -> float:
+    def number(self, tok: Token | Tree) -> float:
         """A number literal's value; one past the largest float is a diagnostic (and 0)."""
         value = float(str(tok))
         if math.isinf(value):
@@ -287,7 +292,7 @@ class _Builder:
             return 0.0
         return value
 
-    def integer(self, tok: Token, what: str) -> int:
+    def integer(self, tok: Token | Tree, what: str) -> int:
         """An integer literal's value; one past `MAX_INT` is a diagnostic (and 1)."""
         digits = str(tok).lstrip("0") or "0"
         if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:

@@ -310,6 +310,7 @@ class LNeuron(Model):
     reads_t: bool = False  # a step reads the built-in `t` (time since the start of the run)
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LRuleAssignment(Model):
@@ -349,6 +350,7 @@ class LRule(Model):
     on_post: tuple[Update, ...] = ()
     clips: tuple[Clip, ...] = ()
     blocks: tuple[LRuleBlock, ...] = ()
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LOp(Model):
@@ -420,6 +422,7 @@ class LNetwork(Model):
     outputs: tuple[LOutput, ...]
     train: LTrain
     program: LProgram | None = None
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LoweredSpec(Model):

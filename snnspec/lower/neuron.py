@@ -104,7 +104,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
             reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
                               with_gradient=n.on_spike.with_gradient)
     return with_kernel(_decided(ir.LNeuron(
-        name=n.name, file=n.span.file if n.span else "", method=integrated.method if integrated else None,
+        name=n.name, file=n.span.file if n.span else "", span=n.span, method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None,
         params=lower_params(n.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in n.states),
@@ -219,7 +219,7 @@ def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
     events = {ev.event: ev for ev in r.on_events}
     return plan_rule(ir.LRule(
-        name=r.name, file=r.span.file if r.span else "", method=integrated.method if integrated else None,
+        name=r.name, file=r.span.file if r.span else "", span=r.span, method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None, params=lower_params(r.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in r.states),
         scopes={s.name: s.scope for s in r.states}, modulators=r.modulators, updates=tuple(updates),
