@@ -21,9 +21,9 @@ from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
 
 Decl = Union[ir.Surrogate, ir.Neuron, ir.Rule, ir.Network]
 BUILTINS = {"dt", "t", "pi", "spiked"}
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: what a generated module can hold
 # the words that begin a neuron's statements: reserved as names inside a neuron, where `spike` also
 # names the spike output (`h.spike`); elsewhere a keyword of another block is a plain name
-FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: what a generated module can hold
 NEURON_KEYWORDS = {"param", "state", "input", "let", "method", "refractory", "spike", "on"}
 _KIND = {ir.Surrogate: "surrogate", ir.Neuron: "neuron", ir.Rule: "rule", ir.Network: "network"}
 
@@ -293,6 +293,7 @@ def check_surrogate(s: ir.Surrogate, diags: Diagnostics) -> ir.Surrogate:
         default_scope = Scope({}, "a hyper-parameter's default")
         expect_dim(h.value, DIMENSIONLESS, default_scope, diags, f"hyper-parameter '{h.name}'")
     expect_dim(s.expr, DIMENSIONLESS, scope, diags, f"`{s.form}`")
+    check_numbers([*((h.value, f"hyper-parameter '{h.name}'") for h in s.hyper), (s.expr, f"`{s.form}`")], diags)
     return s
 
 
@@ -534,8 +535,8 @@ def in_numbers(expr: ir.Expr) -> bool:
 def check_numbers(items: Iterable[tuple[ir.Expr | None, str]], diags: Diagnostics) -> None:
     """Report each largest part of an expression written in numbers alone (`log(0)`, `1/0`, `exp(1000)`,
     `1e30 * 1e30`) that has no finite float32 value, where it is written: the generated code would
-    compute it. A part that reads a param is evaluated per layer, with its overrides
-    (`check_network.param_values`)."""
+    compute it. A part that reads a name is left to run time, except a param's default, which is
+    evaluated for each layer with its overrides (`check_network.param_values`)."""
     for expr, what in items:
         stack = [expr] if expr is not None else []
         while stack:
@@ -568,6 +569,8 @@ def _numbers(n: ir.Neuron | ir.Rule) -> Iterator[tuple[ir.Expr | None, str]]:
         if n.spike is not None:
             yield n.spike.lhs, "the spike condition"
             yield n.spike.rhs, "the spike condition"
+            for a in n.spike.surrogate.args:
+                yield a.value, f"the surrogate's '{a.name}'"
         for a in n.on_spike.body if n.on_spike else ():
             yield a.value, "`on spike`"
         yield n.refractory, "the refractory period"

@@ -76,19 +76,19 @@ def param_values(block: ir.Neuron | ir.Rule, overrides: Mapping[str, float], dt:
 
     A default that reads `dt` or another param and has no finite value here is reported to `diags` (one
     written in numbers alone is reported once, by the neuron's checks); a param without a value is NaN."""
-    quiet = Diagnostics()
     by_name = {p.name: p for p in block.params}
-    order = order_by_dependency({p.name: p.default for p in block.params}, "param", {}, quiet)
+    order = order_by_dependency({p.name: p.default for p in block.params}, "param", {}, Diagnostics())
     env: dict[str, float] = {"dt": dt}
     for name in order:
         if name in overrides:
             env[name] = overrides[name]
             continue
         used = {n.id for n in names(by_name[name].default)} & env.keys()
-        healthy = all(not math.isnan(env[u]) for u in used)
-        report = diags if diags is not None and used and healthy else quiet
-        value = constant(by_name[name].default, env, report, f"the default of param '{name}' (with dt = {dt:g})")
+        found = Diagnostics()
+        value = constant(by_name[name].default, env, found, f"the default of param '{name}' (with dt = {dt:g})")
         env[name] = value if value is not None else math.nan
+        if diags is not None and used and all(not math.isnan(env[u]) for u in used):
+            diags.items.extend(d for d in found.items if d not in diags.items)  # once for all the layers
     return env
 
 

@@ -85,7 +85,11 @@ def to_sympy(expr: ir.Expr, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
             return sympy.Float(float(left)) ** sympy.Float(float(right))  # never a giant exact integer
         return {"+": sympy.Add, "-": lambda a, b: a - b, "*": sympy.Mul, "/": lambda a, b: a / b,
                 "**": sympy.Pow}[expr.op](left, right)
-    return _TO_SYMPY[expr.fn](*(to_sympy(a, symbols) for a in expr.args))
+    args = [to_sympy(a, symbols) for a in expr.args]
+    try:
+        return _TO_SYMPY[expr.fn](*args)
+    except (ValueError, TypeError) as err:  # e.g. `min` of a number sympy cannot compare
+        raise Inexpressible(f"{expr.fn}() of {', '.join(map(str, args))}: {err}") from None
 
 
 _FROM_SYMPY_FUNCS: dict[type, str] = {

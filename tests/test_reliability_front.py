@@ -109,8 +109,8 @@ def test_a_flat_sum_of_500_terms_is_accepted() -> None:
     for backend in ("torch", "jax"):
         assert "class C" in snnspec.generate(text=text, name="spec.snn", backend=backend)
     module = snnspec.compile(text=text, name="spec.snn")
-    I = torch.zeros(3, 1, 1, dtype=torch.float64)
-    out, _, _ = module.C((1,)).double().run(I)
+    drive = torch.zeros(3, 1, 1, dtype=torch.float64)
+    out, _, _ = module.C((1,)).double().run(drive)
     np.testing.assert_allclose(out[:, 0, 0].numpy(), [500.0, 950.0, 1355.0])  # v = 0.9 v + 500 from 0
 
 
@@ -156,7 +156,8 @@ def test_other_keywords_name_a_state(word: str) -> None:
 
 def test_a_rule_state_may_be_updated_whatever_its_name() -> None:
     """`pre <- ...` in a rule is an update of the state `pre` (before, `unexpected '<-'`)."""
-    text = "rule R {\n    pre state pre = 0\n    pre <- pre * 0.5\n    on pre { pre += 1 }\n    on post { w += pre }\n}\n"
+    text = ("rule R {\n    pre state pre = 0\n    pre <- pre * 0.5\n    on pre { pre += 1 }\n"
+            "    on post { w += pre }\n}\n")
     assert errors(text) == []
 
 
@@ -181,7 +182,8 @@ def test_class_clash_has_a_location() -> None:
 ])
 def test_param_default_math_error(default: str, why: str) -> None:
     """reliability/min_param_default_math_error.snn: reported at check time, at the param's default."""
-    text = f"neuron C {{\n    param beta = {default}\n    state v = 0\n    v <- beta * v + I\n    spike when v > 1\n}}\n"
+    text = (f"neuron C {{\n    param beta = {default}\n    state v = 0\n    v <- beta * v + I\n"
+            "    spike when v > 1\n}\n")
     line, column, message, _ = only_error(text + _NET.format(steps=5))
     assert (line, column) == (2, 18)
     assert message.startswith("the default of param 'beta' has no finite value (") and why in message
@@ -191,8 +193,10 @@ def test_param_default_math_error_that_reads_dt() -> None:
     """A default that reads `dt` is evaluated with the network's dt, and reported at the param."""
     text = "neuron C {\n    param beta = log(dt - 1)\n    state v = 0\n    v <- beta * v + I\n}\n"
     assert errors(text) == []  # no dt yet: nothing to say
-    line, column, message, _ = only_error(text + _NET.format(steps=5).replace("h.spike count, ", ""))
-    assert (line, column) == (2, 18)
+    net = (_NET.format(steps=5).replace("h.spike count, ", "").replace("-> h\n", "-> h\n    x -> dense -> g\n")
+           .replace("    layer h = C[3]\n", "    layer h = C[3]\n    layer g = C[3]\n"))
+    line, column, message, _ = only_error(text + net)
+    assert (line, column) == (2, 18)  # once, for both layers
     assert message.startswith("the default of param 'beta' (with dt = 1) has no finite value")
 
 
@@ -228,10 +232,11 @@ def test_surrogate_grad_zoo() -> None:
     """reliability/min_surrogate_grad_zoo.snn: `grad = 1 / a` with a = 0 is infinite: a diagnostic at the
     surrogate (or at the spike's arguments, where they are given)."""
     surrogate = "surrogate s(x; a = 0) { grad = 1 / a }\n"
-    line, column, message, _ = only_error(surrogate + "neuron C {\n    state v = 0\n    spike when v > 1 surrogate s\n}\n")
+    neuron = "neuron C {\n    state v = 0\n    spike when v > 1 surrogate s\n}\n"
+    line, column, message, _ = only_error(surrogate + neuron)
     assert (line, column) == (1, 11)
     assert message.startswith("the gradient of surrogate 's' is not finite with a = 0 (")
-    text = surrogate.replace("a = 0", "a = 1") + "neuron C {\n    state v = 0\n    spike when v > 1 surrogate s(a = 0)\n}\n"
+    text = surrogate.replace("a = 0", "a = 1") + neuron.replace("surrogate s", "surrogate s(a = 0)")
     assert only_error(text)[:2] == (4, 32)
 
 
@@ -240,8 +245,8 @@ def test_min_of_detached_constant() -> None:
     text = neuron_spec("0.9 * v + min(I, detach(1.17))")
     assert errors(text) == []
     module = snnspec.compile(text=text, name="spec.snn")
-    I = torch.tensor([0.5, 3.0, 2.0, -1.0], dtype=torch.float64).reshape(4, 1, 1)
-    _, _, (v,) = module.C((1,)).double().run(I, record=True)
+    drive = torch.tensor([0.5, 3.0, 2.0, -1.0], dtype=torch.float64).reshape(4, 1, 1)
+    _, _, (v,) = module.C((1,)).double().run(drive, record=True)
     expected, value = [], 0.0
     for x in (0.5, 3.0, 2.0, -1.0):
         value = 0.9 * value + min(x, 1.17)
@@ -266,31 +271,31 @@ neuron H {
 G = float(np.float32(0.7))  # the module holds its params in float32 before `.double()`
 
 
-def reference(I: np.ndarray, g: float) -> tuple[np.ndarray, np.ndarray]:
-    """The states of H over time, for inputs I[T, B, N], in numpy."""
-    x = c = np.zeros(I.shape[1:])
+def reference(drive: np.ndarray, g: float) -> tuple[np.ndarray, np.ndarray]:
+    """The states of H over time, for its input `I` = drive[T, B, N], in numpy."""
+    x = c = np.zeros(drive.shape[1:])
     xs, cs = [], []
-    for It in I:  # the updates are simultaneous: both read the states before the step
-        x, c = 0.9 * x + g * It, 0.5 * c + (x > 1) + 2.0 * (It > 0) + np.sign(x) * It + np.sign(c - 1.5) * x
+    for now in drive:  # the updates are simultaneous: both read the states before the step
+        x, c = 0.9 * x + g * now, 0.5 * c + (x > 1) + 2.0 * (now > 0) + np.sign(x) * now + np.sign(c - 1.5) * x
         xs.append(x)
         cs.append(c)
     return np.stack(xs), np.stack(cs)
 
 
-def loss_reference(I: np.ndarray, g: float) -> float:
-    xs, cs = reference(I, g)
-    weights = np.linspace(0.5, 1.5, I.shape[0]).reshape(-1, 1, 1)
+def loss_reference(drive: np.ndarray, g: float) -> float:
+    xs, cs = reference(drive, g)
+    weights = np.linspace(0.5, 1.5, drive.shape[0]).reshape(-1, 1, 1)
     return float((weights * xs).sum() + (weights * cs**2).sum())
 
 
-def finite_difference(I: np.ndarray, g: float, eps: float = 1e-6) -> tuple[np.ndarray, float]:
-    grad_I = np.zeros_like(I)
-    for idx in np.ndindex(I.shape):
-        up, down = I.copy(), I.copy()
+def finite_difference(drive: np.ndarray, g: float, eps: float = 1e-6) -> tuple[np.ndarray, float]:
+    grad_I = np.zeros_like(drive)
+    for idx in np.ndindex(drive.shape):
+        up, down = drive.copy(), drive.copy()
         up[idx] += eps
         down[idx] -= eps
         grad_I[idx] = (loss_reference(up, g) - loss_reference(down, g)) / (2 * eps)
-    grad_g = (loss_reference(I, g + eps) - loss_reference(I, g - eps)) / (2 * eps)
+    grad_g = (loss_reference(drive, g + eps) - loss_reference(drive, g - eps)) / (2 * eps)
     return grad_I, grad_g
 
 
@@ -298,11 +303,11 @@ def finite_difference(I: np.ndarray, g: float, eps: float = 1e-6) -> tuple[np.nd
 def steps_input() -> np.ndarray:
     """Inputs whose steps (heaviside, sign arguments) stay well away from 0 under a 1e-6 nudge."""
     rng = np.random.default_rng(3)
-    I = rng.uniform(-1.5, 1.5, size=(12, 2, 3))
-    I[np.abs(I) < 0.05] = 0.3
-    xs, cs = reference(I, G)
+    drive = rng.uniform(-1.5, 1.5, size=(12, 2, 3))
+    drive[np.abs(drive) < 0.05] = 0.3
+    xs, cs = reference(drive, G)
     assert np.abs(xs - 1).min() > 1e-3 and np.abs(xs).min() > 1e-3 and np.abs(cs - 1.5).min() > 1e-3
-    return I
+    return drive
 
 
 def test_heaviside_and_sign_have_zero_gradient_on_every_path(steps_input: np.ndarray) -> None:
@@ -311,16 +316,16 @@ def test_heaviside_and_sign_have_zero_gradient_on_every_path(steps_input: np.nda
     gradient of the function (heaviside and sign count as steps, with zero derivative: docs/language-notes.md)."""
     lowered = snnspec.load_lowered(text=STEPS, name="steps.snn")
     assert lowered.neurons["H"].kernel is not None  # the fused path is the one the adjoint serves
-    I = steps_input
-    xs_ref, cs_ref = reference(I, G)
-    grad_I_ref, grad_g_ref = finite_difference(I, G)
-    weights = np.linspace(0.5, 1.5, I.shape[0]).reshape(-1, 1, 1)
+    drive = steps_input
+    xs_ref, cs_ref = reference(drive, G)
+    grad_I_ref, grad_g_ref = finite_difference(drive, G)
+    weights = np.linspace(0.5, 1.5, drive.shape[0]).reshape(-1, 1, 1)
 
     module = snnspec.compile(text=STEPS, name="steps.snn")
     for fused in (True, False):
         neuron = module.H((3,)).double()
         neuron.fused = fused
-        xt = torch.tensor(I, requires_grad=True)
+        xt = torch.tensor(drive, requires_grad=True)
         _, _, (x, c) = neuron.run(xt, record=True)
         w = torch.tensor(weights)
         loss = (w * x).sum() + (w * c**2).sum()
@@ -341,7 +346,7 @@ def test_heaviside_and_sign_have_zero_gradient_on_every_path(steps_input: np.nda
 
     jax.config.update("jax_enable_x64", True)
     try:
-        grad_I, grad_g = jax.grad(loss_j, argnums=(0, 1))(jnp.asarray(I), jnp.float64(G))
+        grad_I, grad_g = jax.grad(loss_j, argnums=(0, 1))(jnp.asarray(drive), jnp.float64(G))
     finally:
         jax.config.update("jax_enable_x64", False)
     np.testing.assert_allclose(np.asarray(grad_I), grad_I_ref, rtol=1e-6, atol=1e-6)
