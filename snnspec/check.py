@@ -569,8 +569,8 @@ def _numbers(n: ir.Neuron | ir.Rule) -> Iterator[tuple[ir.Expr | None, str]]:
         if n.spike is not None:
             yield n.spike.lhs, "the spike condition"
             yield n.spike.rhs, "the spike condition"
-            for a in n.spike.surrogate.args:
-                yield a.value, f"the surrogate's '{a.name}'"
+            for arg in n.spike.surrogate.args:
+                yield arg.value, f"the surrogate's '{arg.name}'"
         for a in n.on_spike.body if n.on_spike else ():
             yield a.value, "`on spike`"
         yield n.refractory, "the refractory period"
