@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from . import ir
 from ._version import __version__
 from .cache import cache_dir, cached, write_atomic
+from .depth import recursion_room
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .files import FileProblem, read_regular
 
@@ -34,6 +35,7 @@ __all__ = ["Diagnostic", "SpecError", "__version__", "check", "compile", "compil
 # answered from the cache without them, or the IR's models they build (docs/performance.md).
 
 
+@recursion_room()  # the parser's depth limits, through the recursive checks
 def _front(path: str | Path | None, text: str | None, name: str | None, diags: Diagnostics
            ) -> tuple[Program, ir.Spec]:
     """The files a spec reaches, and its checked IR."""

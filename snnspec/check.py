@@ -7,7 +7,7 @@ so one run reports every problem it can find.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Union
 
 from . import ir
@@ -21,6 +21,10 @@ from .units import DIMENSIONLESS, TIME, UNITS, Dim, dim_name
 
 Decl = Union[ir.Surrogate, ir.Neuron, ir.Rule, ir.Network]
 BUILTINS = {"dt", "t", "pi", "spiked"}
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: what a generated module can hold
+# the words that begin a neuron's statements: reserved as names inside a neuron, where `spike` also
+# names the spike output (`h.spike`); elsewhere a keyword of another block is a plain name
+NEURON_KEYWORDS = {"param", "state", "input", "let", "method", "refractory", "spike", "on"}
 _KIND = {ir.Surrogate: "surrogate", ir.Neuron: "neuron", ir.Rule: "rule", ir.Network: "network"}
 
 
@@ -157,11 +161,16 @@ def _import_hint(what: str) -> str | None:
 
 
 def check_local_names(decls: Iterable[tuple[str, str, ir.Span | None]], diags: Diagnostics,
-                      reserved: set[str] = BUILTINS) -> dict[str, str]:
-    """Names declared in one block: report duplicates and reserved names; return name -> kind."""
+                      reserved: set[str] = BUILTINS, keywords: Iterable[str] = ()) -> dict[str, str]:
+    """Names declared in one block: report duplicates, reserved names and the block's `keywords`;
+    return name -> kind."""
     kinds: dict[str, str] = {}
     for name, kind, span in decls:
-        if name in reserved or name in CONSTANTS:
+        if name in keywords:
+            diags.error(f"`{name}` is a keyword; rename the {kind}", span,
+                        f"in a neuron a line that starts with `{name}` is a `{name} ...` statement; "
+                        f"write e.g. `{name}_{kind}`")
+        elif name in reserved or name in CONSTANTS:
             diags.error(f"'{name}' is a built-in name and cannot be declared", span, "choose another name")
         elif name in kinds:
             diags.error(f"'{name}' is declared twice (as {kinds[name]} and as {kind})", span, "rename one of them")
@@ -284,6 +293,7 @@ def check_surrogate(s: ir.Surrogate, diags: Diagnostics) -> ir.Surrogate:
         default_scope = Scope({}, "a hyper-parameter's default")
         expect_dim(h.value, DIMENSIONLESS, default_scope, diags, f"hyper-parameter '{h.name}'")
     expect_dim(s.expr, DIMENSIONLESS, scope, diags, f"`{s.form}`")
+    check_numbers([*((h.value, f"hyper-parameter '{h.name}'") for h in s.hyper), (s.expr, f"`{s.form}`")], diags)
     return s
 
 
@@ -305,7 +315,8 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
             diags.error(f"{kind} 'I' clashes with the input 'I' of a neuron without `input` lines", span,
                         "rename it, or declare the neuron's inputs: `input J = 0`")
     kinds = check_local_names(sorted([*declared, *((i.name, "input", i.span) for i in inputs if n.inputs or
-                                                   all(name != "I" for name, _, _ in declared))], key=_position), diags)
+                                                   all(name != "I" for name, _, _ in declared))], key=_position), diags,
+                              keywords=NEURON_KEYWORDS)
     local = set(kinds)
     exprs: list[ir.Expr | None] = [p.default for p in n.params] + [p.low for p in n.params] + [p.high for p in n.params]
     exprs += [s.init for s in n.states] + [i.default for i in inputs] + [x.expr for x in n.lets]
@@ -352,8 +363,16 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
     if n.refractory is not None:
         if n.spike is None:
             diags.error("`refractory` in a neuron that never spikes", n.refractory.span, "add `spike when ...`")
-        expect_dim(n.refractory, dt_dim, Scope({**pdims, "dt": dt_dim}, "a refractory period"), diags,
-                   "the refractory period")
+        if expect_dim(n.refractory, dt_dim, Scope({**pdims, "dt": dt_dim}, "a refractory period"), diags,
+                      "the refractory period") and in_numbers(n.refractory):
+            period = constant(n.refractory, {}, Diagnostics(), "the refractory period")  # reported by check_numbers
+            if period is not None and period < 0:
+                diags.error(f"the refractory period must not be negative, got {period:g}", n.refractory.span,
+                            "give a duration of 0 or more (`refractory 2 ms`, or in steps without units)")
+    if not n.states and n.spike is None:
+        diags.error(f"neuron '{n.name}' has no state and no spike: it computes nothing", n.span,
+                    "declare a state and its update (`state v = 0` and `v <- 0.9 * v + I`), "
+                    "or a spike condition (`spike when I > 1`)")
     if n.method is not None and not any(e.form == "ode" for e in n.equations):
         diags.warning(f"`method {n.method}` has no effect: the neuron has no `dX/dt` equation", n.span)
     step = [*(x.expr for x in n.lets), *(e.rhs for e in n.equations)]
@@ -363,6 +382,7 @@ def check_neuron(n: ir.Neuron, checker: _Checker, diags: Diagnostics) -> ir.Neur
                         "add `spike when ...`, or remove 'spiked' (it would always be 0)")
     step += [p.default for p in n.params] + ([n.spike.lhs, n.spike.rhs] if n.spike else [])
     check_zero_divisors(n, [*step, *((a.value for a in n.on_spike.body) if n.on_spike else ())], diags)
+    check_numbers(_numbers(n), diags)
 
     return n.model_copy(update={
         "inputs": tuple(i.model_copy(update={"dim": _dim_text(idims, i.name)}) for i in inputs),
@@ -450,6 +470,7 @@ def check_rule(r: ir.Rule, diags: Diagnostics) -> ir.Rule:
             if want is not None:
                 expect_dim(bound, want, scope, diags, f"the clip bound of '{c.var}'")
     check_rule_scopes(r, diags)
+    check_numbers(_numbers(r), diags)
     return r.model_copy(update={
         "params": tuple(p.model_copy(update={"dim": _dim_text(pdims, p.name)}) for p in r.params),
         "states": tuple(s.model_copy(update={"dim": _dim_text(sdims, s.name)}) for s in r.states),
@@ -513,7 +534,76 @@ def constant(expr: ir.Expr, env: Mapping[str, float], diags: Diagnostics, what: 
             diags.error(f"{what} must be a constant; '{name.id}' is not known here", name.span, hint)
             return None
     try:
-        return evaluate(expr, env)
+        value = evaluate(expr, env)
     except EvalError as err:
         diags.error(f"{what} has no finite value ({err})", expr.span)
         return None
+    if abs(value) > FLOAT32_MAX:
+        diags.error(f"{what} is {value:g}, too large for float32", expr.span,
+                    "the generated modules compute in float32, whose largest value is about 3.4e38")
+        return None
+    return value
+
+
+def in_numbers(expr: ir.Expr) -> bool:
+    """Whether `expr` is written in numbers, known units, constants and well-formed calls alone (its value
+    is the same everywhere; what is not well-formed is reported by the dimension checks)."""
+    for node in walk(expr):
+        if isinstance(node, ir.Name) and node.id not in UNITS and node.id not in CONSTANTS:
+            return False
+        if isinstance(node, ir.Num) and node.unit is not None and node.unit not in UNITS:
+            return False
+        if isinstance(node, ir.Call) and FUNCTIONS.get(node.fn) != len(node.args):
+            return False
+    return True
+
+
+def check_numbers(items: Iterable[tuple[ir.Expr | None, str]], diags: Diagnostics) -> None:
+    """Report each largest part of an expression written in numbers alone (`log(0)`, `1/0`, `exp(1000)`,
+    `1e30 * 1e30`) that has no finite float32 value, where it is written: the generated code would
+    compute it. A part that reads a name is left to run time, except a param's default, which is
+    evaluated for each layer with its overrides (`check_network.param_values`)."""
+    for expr, what in items:
+        stack = [expr] if expr is not None else []
+        while stack:
+            node = stack.pop()
+            if in_numbers(node):
+                constant(node, {}, diags, what if node is expr else f"a part of {what}")
+            elif isinstance(node, ir.Call):
+                stack.extend(node.args)
+            elif isinstance(node, ir.BinOp):
+                stack.extend((node.left, node.right))
+            elif isinstance(node, ir.Neg):
+                stack.append(node.operand)
+
+
+def _numbers(n: ir.Neuron | ir.Rule) -> Iterator[tuple[ir.Expr | None, str]]:
+    """Every expression of a block, with how a message names it."""
+    for p in n.params:
+        yield p.default, f"the default of param '{p.name}'"
+        yield p.low, f"the range of param '{p.name}'"
+        yield p.high, f"the range of param '{p.name}'"
+    for s in n.states:
+        yield s.init, f"the initial value of state '{s.name}'"
+    for eq in n.equations:
+        yield eq.rhs, f"the equation of '{eq.var}'"
+    if isinstance(n, ir.Neuron):
+        for i in n.inputs:
+            yield i.default, f"the default of input '{i.name}'"
+        for x in n.lets:
+            yield x.expr, f"let '{x.name}'"
+        if n.spike is not None:
+            yield n.spike.lhs, "the spike condition"
+            yield n.spike.rhs, "the spike condition"
+            for arg in n.spike.surrogate.args:
+                yield arg.value, f"the surrogate's '{arg.name}'"
+        for a in n.on_spike.body if n.on_spike else ():
+            yield a.value, "`on spike`"
+        yield n.refractory, "the refractory period"
+    else:
+        for ev in n.on_events:
+            for a in ev.body:
+                yield a.value, f"`on {ev.event}`"
+        for c in n.clips:
+            yield c.low, f"the clip of '{c.var}'"
+            yield c.high, f"the clip of '{c.var}'"

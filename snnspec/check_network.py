@@ -23,6 +23,8 @@ from .units import DIMENSIONLESS, TIME, Dim, dim_name, parse_dim_name
 if TYPE_CHECKING:
     from .check import _Checker
 
+MAX_STEPS = 1_000_000  # a run allocates its inputs and records for every step
+
 ENCODINGS: dict[str, dict[str, tuple[float, str]]] = {  # encoding -> arg -> (default, "time"|"value")
     "direct": {}, "rate": {}, "none": {},
     "latency": {"tau": (5.0, "time"), "threshold": (0.01, "value")},
@@ -68,18 +70,25 @@ def uses_dt(neuron: ir.Neuron | ir.Rule) -> bool:
     return any(e is not None and any(n.id in ("dt", "t") for n in names(e)) for e in exprs)
 
 
-def param_values(block: ir.Neuron | ir.Rule, overrides: Mapping[str, float], dt: float) -> dict[str, float]:
-    """Every param's SI value for one layer (defaults, then overrides), in dependency order."""
-    quiet = Diagnostics()
+def param_values(block: ir.Neuron | ir.Rule, overrides: Mapping[str, float], dt: float,
+                 diags: Diagnostics | None = None) -> dict[str, float]:
+    """Every param's SI value for one layer (defaults, then overrides), in dependency order.
+
+    A default that reads `dt` or another param and has no finite value here is reported to `diags` (one
+    written in numbers alone is reported once, by the neuron's checks); a param without a value is NaN."""
     by_name = {p.name: p for p in block.params}
-    order = order_by_dependency({p.name: p.default for p in block.params}, "param", {}, quiet)
+    order = order_by_dependency({p.name: p.default for p in block.params}, "param", {}, Diagnostics())
     env: dict[str, float] = {"dt": dt}
     for name in order:
         if name in overrides:
             env[name] = overrides[name]
-        else:
-            value = constant(by_name[name].default, env, quiet, "a param")
-            env[name] = value if value is not None else math.nan
+            continue
+        used = {n.id for n in names(by_name[name].default)} & env.keys()
+        found = Diagnostics()
+        value = constant(by_name[name].default, env, found, f"the default of param '{name}' (with dt = {dt:g})")
+        env[name] = value if value is not None else math.nan
+        if diags is not None and used and all(not math.isnan(env[u]) for u in used):
+            diags.items.extend(d for d in found.items if d not in diags.items)  # once for all the layers
     return env
 
 
@@ -117,8 +126,9 @@ def check_network(net: ir.Network, checker: _Checker, diags: Diagnostics) -> ir.
             diags.error(f"neuron '{n.name}' has no units, so it counts time in steps, but this network's dt is a time",
                         layer.span, "give the neuron's time constants units (e.g. `10 ms`), or remove the unit from dt")
 
-    if net.steps is not None and net.steps < 1:
-        diags.error(f"steps must be at least 1, got {net.steps}", net.span)
+    if net.steps is not None and not 1 <= net.steps <= MAX_STEPS:
+        diags.error(f"steps must be from 1 to {MAX_STEPS:,}, got {net.steps:,}", net.span,
+                    "a run holds its inputs and records for every step: simulate a longer time in several runs")
     if net.steps is None and any(i.encoding.name not in ("none", "delta") for i in net.inputs):
         diags.error(f"network '{net.name}' needs `steps = N`: how many steps to present its inputs", net.span,
                     "add e.g. `steps = 25`")
@@ -203,7 +213,7 @@ def layer_overrides(layer: ir.Layer, neuron: ir.Neuron | ir.Rule, dt: float, dia
         value = constant(a.value, {"dt": dt}, diags, f"the override of '{a.name}'")
         if value is not None:
             given[a.name] = value
-    env = param_values(neuron, given, dt)
+    env = param_values(neuron, given, dt, diags)
     for a in (layer.overrides if args is None else args):
         p = params.get(a.name)
         if p is None or a.name not in given or p.low is None or p.high is None:

@@ -73,8 +73,14 @@ def evaluate(expr: ir.Expr, env: Mapping[str, float]) -> float:
     """The SI value of a constant expression; names resolve through `env`, then units and `pi`."""
     try:
         value = _evaluate(expr, env)
-    except (OverflowError, ZeroDivisionError, ValueError, TypeError) as err:
-        raise EvalError(str(err)) from None
+    except ZeroDivisionError:
+        raise EvalError("a division by zero") from None
+    except OverflowError:
+        raise EvalError("it overflows a 64-bit float") from None
+    except (ValueError, TypeError) as err:
+        domain = "math domain" in str(err)
+        raise EvalError("a function outside its domain, like the log of 0 or the square root of a negative number"
+                        if domain else str(err)) from None
     if isinstance(value, complex) or not math.isfinite(value):
         raise EvalError("the value is not a finite real number")
     return float(value)

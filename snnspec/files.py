@@ -60,6 +60,8 @@ def _os_problem(err: OSError | ValueError, path: Path | None = None) -> FileProb
 def check_spec_name(path: Path) -> None:
     """Only `.snn` files are specs, also where a symlink leads: nothing else is ever read (or quoted in a
     diagnostic)."""
+    if "\x00" in str(path):  # no file system names one; os.path would raise ValueError
+        raise FileProblem("the path holds a NUL character", "write the file's name without control characters")
     if not path.name.endswith(SPEC_SUFFIX):
         what = "a directory, not a .snn file" if os.path.isdir(path) else "not a .snn file"
         raise FileProblem(what, f"snnspec reads only spec files named *{SPEC_SUFFIX}")

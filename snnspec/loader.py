@@ -93,6 +93,7 @@ def _load_all(program: Program, name: str, text: str, imp: ir.Import | None, dia
 def _enter(program: Program, path: list[tuple[str, Iterator[ir.Import]]], name: str, text: str,
            imp: ir.Import | None, diags: Diagnostics) -> None:
     """Parse the file `name` and push it on the import path (a file that declares nothing is an error)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors write: not part of the spec
     program.sources[name] = text
     module = cached("parsed", ir.Module, (name, text), partial(_parse, text, name), diags)
     if module is None:

@@ -12,6 +12,8 @@ import keyword
 import re
 from collections.abc import Iterable
 
+from .ir import Span
+
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 _MODULE_ATTRIBUTES = {
@@ -92,6 +94,11 @@ PUBLIC_SUFFIXES = {"neuron": ("", "State", "Params", "Spike", "Run"), "network":
 _DEFINED = re.compile(r"^(?:def|class) ([A-Za-z_][A-Za-z0-9_]*)|^([A-Za-z_][A-Za-z0-9_]*)(?::[^=]*)? =", re.M)
 
 
+def _where(item: tuple[Span | None, str]) -> tuple[str, int, int]:
+    span = item[0]
+    return (span.file, span.line, span.column) if span else ("", 0, 0)
+
+
 def defined_names(sources: Iterable[str]) -> set[str]:
     """The module-level names that pieces of generated source (a backend's helpers) define."""
     return {a or b for text in sources for a, b in _DEFINED.findall(text)}
@@ -108,16 +115,22 @@ class ModuleNames:
 
     def __init__(self, reserved: Iterable[str]):
         self.owner: dict[str, str] = {name: "the generated code" for name in reserved}
-        self.clashes: list[tuple[str, str, str]] = []  # (class, owner, earlier owner)
+        self.spans: dict[str, Span | None] = {}  # where each public class's owner is declared
+        self.clashes: list[tuple[str, str, str, Span | None]] = []  # (class, owner, earlier owner, where)
 
-    def declare(self, kind: str, name: str) -> str:
-        """Claim the public classes of the `kind` declaration `name`; return its class name."""
+    def declare(self, kind: str, name: str, span: Span | None = None) -> str:
+        """Claim the public classes of the `kind` declaration `name` (declared at `span`); return its
+        class name. A clash is reported at the later of the two declarations."""
         cls = class_name(name)
         owner = f"{kind} '{name}'"
         for suffix in PUBLIC_SUFFIXES[kind]:
             earlier = self.owner.setdefault(cls + suffix, owner)
-            if earlier != owner:
-                self.clashes.append((cls + suffix, owner, earlier))
+            if earlier == owner:
+                self.spans.setdefault(cls + suffix, span)
+                continue
+            first, second = sorted([(span, owner), (self.spans.get(cls + suffix), earlier)], key=_where)
+            if not any({o, e} == {owner, earlier} for _, o, e, _ in self.clashes):  # one per pair
+                self.clashes.append((cls + suffix, second[1], first[1], second[0]))
         return cls
 
     def internal(self, base: str) -> str:

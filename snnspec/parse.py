@@ -1,17 +1,20 @@
 """Text to syntax: the lark grammar, and the conversion of its tree to IR nodes with spans.
 
 The grammar is LALR(1) with lark's contextual lexer (keywords are reserved only where the
-grammar expects them). The conversion is a plain recursive walk, so the nesting depth of the
-tree is checked first: a deeply nested expression is a diagnostic, never a RecursionError.
+grammar expects them, and only as whole words). The conversion, and the stages after it, walk
+expressions recursively, so the tree's depth is checked first: deep nesting, or a flat chain
+too long for that walk, is a diagnostic, never a RecursionError.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, cast
 
@@ -20,10 +23,11 @@ from lark import Token, Tree
 
 from . import ir
 from .cache import cache_dir, write_atomic
+from .depth import MAX_DEPTH, MAX_NESTING
 from .diagnostics import Diagnostics
 from .grammar import grammar_text
 
-MAX_DEPTH = 200
+MAX_INT = 2**31 - 1  # steps, shapes, batch and epochs are 32-bit indices in the generated code
 
 _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "INT": "an integer", "STRING": "a quoted path",
@@ -33,8 +37,49 @@ _TOKEN_WORDS = {
 }
 
 
+_TEXT: ContextVar[str] = ContextVar("snnspec_parse_text", default="")
+
+
+class _WholeWords:
+    """A lark post-lexer: a keyword is a keyword only as a whole word, and never before `<-`.
+
+    The contextual lexer matches `neuron` at the start of `neuronA` where a name cannot stand;
+    that word is the name `neuronA`, which the parser reports as it reports any misplaced name.
+    Only a name can stand before `<-`, so `spike <- ...` updates something named `spike` (the
+    checker says whether the block may declare that name).
+    """
+
+    always_accept = ()
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        text = _TEXT.get()
+        end = -1
+        for tok in stream:
+            start, stop = tok.start_pos or 0, tok.end_pos or 0
+            if start < end:
+                continue  # inside a word already given as one name
+            if tok.type != "NAME" and _NAME.fullmatch(str(tok)):
+                if _WORD_CHAR.match(text, stop):
+                    word = _WORD.match(text, start)
+                    assert word is not None
+                    end = word.end()
+                    tok = Token("NAME", word.group(), start_pos=start, line=tok.line, column=tok.column,
+                                end_line=tok.line, end_column=(tok.column or 1) + len(word.group()), end_pos=end)
+                elif _UPDATE.match(text, stop):
+                    tok = Token.new_borrow_pos("NAME", str(tok), tok)
+            yield tok
+
+    def __repr__(self) -> str:  # part of the parser cache's key: the same in every process
+        return "_WholeWords()"
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+_WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+_UPDATE = re.compile(r"[ \t]*<-")
+
 PARSER_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
-                                  "maybe_placeholders": True}
+                                  "maybe_placeholders": True, "postlex": _WholeWords()}
 
 
 @cache
@@ -108,9 +153,6 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str, di
         diags.error("unexpected end of file", _span_at(file, err.line if err.line > 0 else 1, 1))
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def _keyword_as_name(err: lark.exceptions.UnexpectedInput) -> bool:
     """Read a keyword met where it cannot stand but a name can (`clip <- ...` in a neuron) as that name.
 
@@ -126,39 +168,54 @@ def _keyword_as_name(err: lark.exceptions.UnexpectedInput) -> bool:
     return True
 
 
-def _depth(tree: Tree) -> int:
-    """The deepest nesting of subtrees, without recursion."""
-    deepest, stack = 0, [(tree, 1)]
+_CHAINS = {"add": "sum", "sub": "sum", "mul": "product", "div": "product"}
+
+
+def _depth(tree: Tree) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(depth, line) of the deepest nesting and of the deepest node, without recursion.
+
+    The left operand of a `+`/`-` (or `*`/`/`) that continues the same chain is one level of
+    nesting with it: `a + b + ... + z` nests once however long it is.
+    """
+    nesting, depth = (0, 1), (0, 1)
+    stack = [(tree, 1, 1)]
     while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
-    return deepest
+        node, nest, deep = stack.pop()
+        line = 1 if node.meta.empty else node.meta.line
+        nesting, depth = max(nesting, (nest, line)), max(depth, (deep, line))
+        chain = _CHAINS.get(str(node.data))
+        for i, child in enumerate(node.children):
+            if isinstance(child, Tree):
+                same = i == 0 and chain is not None and _CHAINS.get(str(child.data)) == chain
+                stack.append((child, nest if same else nest + 1, deep + 1))
+    return nesting, depth
 
 
 def parse(text: str, file: str, diags: Diagnostics) -> ir.Module | None:
     """Parse one file. Syntax errors go to `diags` (and give None)."""
+    token = _TEXT.set(text)
     try:
         tree = parser().parse(text, on_error=_keyword_as_name)
     except lark.exceptions.UnexpectedInput as err:
         _syntax_error(err, text, file, diags)
         return None
-    if _depth(tree) > MAX_DEPTH:
-        deepest = _deepest_line(tree)
-        diags.error(f"the file nests deeper than {MAX_DEPTH} levels",
-                    _span_at(file, deepest, 1), "split long or deeply nested expressions with `let`")
+    finally:
+        _TEXT.reset(token)
+    (nesting, nest_line), (depth, deep_line) = _depth(tree)
+    if nesting > MAX_NESTING:
+        diags.error(f"the file nests deeper than {MAX_NESTING} levels", _span_at(file, nest_line, 1),
+                    "split deeply nested expressions with `let`")
+        return None
+    if depth > MAX_DEPTH:
+        diags.error(f"an expression is a chain of more than {MAX_DEPTH} operations", _span_at(file, deep_line, 1),
+                    "split it into parts with `let`")
         return None
     return _Builder(file, diags).module(tree)
 
 
-def _deepest_line(tree: Tree) -> int:
-    best, stack = (0, 1), [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        line = getattr(node.meta, "line", 1) if not node.meta.empty else 1
-        best = max(best, (depth, line))
-        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
-    return best[1]
+def _shorten(text: str) -> str:
+    """A literal as a message quotes it: a 5000-digit one by its ends."""
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-6:]} ({len(text)} characters)"
 
 
 _BINOPS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
@@ -210,7 +267,7 @@ class _Builder:
         kind = node.data
         if kind == "quantity":
             number, unit = node.children
-            return ir.Num(value=float(str(number)), unit=str(unit) if unit is not None else None, span=span)
+            return ir.Num(value=self.number(number), unit=str(unit) if unit is not None else None, span=span)
         if kind == "name":
             return ir.Name(id=str(node.children[0]), span=span)
         if kind == "call":
@@ -224,6 +281,24 @@ class _Builder:
         if kind == "unary":  # unary plus
             return self.expr(node.children[0])
         raise AssertionError(f"unexpected expression node {kind}")
+
+    def number(self, tok: Token | Tree) -> float:
+        """A number literal's value; one past the largest float is a diagnostic (and 0)."""
+        value = float(str(tok))
+        if math.isinf(value):
+            self.diags.error(f"the number {_shorten(str(tok))} is too large", self.span(tok),
+                             "numbers are 64-bit floats, at most about 1.8e308 (and 3.4e38 where a module "
+                             "stores them in float32)")
+            return 0.0
+        return value
+
+    def integer(self, tok: Token | Tree, what: str) -> int:
+        """An integer literal's value; one past `MAX_INT` is a diagnostic (and 1)."""
+        digits = str(tok).lstrip("0") or "0"
+        if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
+            self.diags.error(f"{what} {_shorten(str(tok))} is too large", self.span(tok), f"at most {MAX_INT}")
+            return 1
+        return int(digits)
 
     def args(self, node: Tree | None) -> tuple[ir.Arg, ...]:
         if node is None:
@@ -355,7 +430,7 @@ class _Builder:
             if kind == "net_dt" and self._once(seen, "dt", st, "`dt`"):
                 single["dt"] = self.expr(st.children[0])
             elif kind == "net_steps" and self._once(seen, "steps", st, "`steps`"):
-                single["steps"] = int(str(st.children[0]))
+                single["steps"] = self.integer(st.children[0], "`steps`")
             elif kind == "net_input":
                 n, shape, enc, eargs = st.children
                 enc_name = str(enc)
@@ -380,7 +455,7 @@ class _Builder:
                           outputs=tuple(outputs), span=self.span(name), **single)
 
     def shape(self, node: Tree) -> tuple[int, ...]:
-        return tuple(int(str(t)) for t in node.children)
+        return tuple(self.integer(t, "the size") for t in node.children)
 
     def endpoint(self, node: Tree) -> ir.Endpoint:
         name, var = node.children
@@ -450,5 +525,5 @@ class _Builder:
                 n, args = st.children
                 fields[key] = ir.RuleRef(name=str(n), args=self.args(args), span=self.span(n))
             else:
-                fields[key] = int(str(st.children[0]))
+                fields[key] = self.integer(st.children[0], f"`{key}`")
         return ir.Train(span=self.span(node), **fields)

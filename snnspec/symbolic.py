@@ -19,11 +19,21 @@ from .expr import num
 from .units import UNITS
 
 
+class Inexpressible(ValueError):
+    """A symbolic result the language cannot write: an infinity, a NaN, a complex number, a Dirac delta."""
+
+
 class Detach(sympy.Function):
-    """`detach(x)`: the value of x with no gradient; symbolically, a function with zero derivative."""
+    """`detach(x)`: the value of x with no gradient; symbolically, a function with zero derivative.
+
+    A constant is its own detached value, so `min(I, detach(1.17))` compares numbers as sympy must."""
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.S.Zero
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
+        return arg if arg.is_number else None
 
 
 class Sigmoid(sympy.Function):
@@ -36,6 +46,9 @@ class Sigmoid(sympy.Function):
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         return sympy.S.Half if arg == 0 else None
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr:  # a numeric value, so that `min`/`max` can compare it
+        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
 
 
 _SCALARS = {"t", "dt"}  # symbols every backend holds as a plain number, never as an array
@@ -111,7 +124,11 @@ def to_sympy(expr: ir.Expr, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
             return sympy.Float(float(left)) ** sympy.Float(float(right))  # never a giant exact integer
         return {"+": sympy.Add, "-": lambda a, b: a - b, "*": sympy.Mul, "/": lambda a, b: a / b,
                 "**": sympy.Pow}[expr.op](left, right)
-    return _TO_SYMPY[expr.fn](*(to_sympy(a, symbols) for a in expr.args))
+    args = [to_sympy(a, symbols) for a in expr.args]
+    try:
+        return _TO_SYMPY[expr.fn](*args)
+    except (ValueError, TypeError) as err:  # e.g. `min` of a number sympy cannot compare
+        raise Inexpressible(f"{expr.fn}() of {', '.join(map(str, args))}: {err}") from None
 
 
 _FROM_SYMPY_FUNCS: dict[type, str] = {
@@ -122,6 +139,8 @@ _FROM_SYMPY_FUNCS: dict[type, str] = {
 
 
 def _number(e: sympy.Expr) -> ir.Expr:
+    if not (e.is_real and e.is_finite):
+        raise Inexpressible(f"the value {e} is not a finite real number")
     if e is sympy.pi:
         return ir.Name(id="pi")
     if e.is_Integer or e.is_Float:
@@ -195,4 +214,4 @@ def from_sympy(e: sympy.Expr) -> ir.Expr:
         return out
     if e.func in _FROM_SYMPY_FUNCS:
         return ir.Call(fn=_FROM_SYMPY_FUNCS[e.func], args=tuple(from_sympy(a) for a in e.args))
-    raise ValueError(f"cannot express {type(e).__name__} in the language: {e}")
+    raise Inexpressible(f"cannot express {type(e).__name__} in the language: {e}")

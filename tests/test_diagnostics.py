@@ -150,10 +150,17 @@ def test_keywords_as_layer_names() -> None:
     assert snnspec.check(text=text, name="kw.snn") == []
 
 
-def test_a_keyword_where_a_name_cannot_stand_is_still_an_error() -> None:
+def test_a_keyword_before_an_update_arrow_is_a_name() -> None:
+    """Only a name stands before `<-`: `state <- 1` updates a state named `state` (unknown here)."""
     text = "neuron A {\n    state v = 0\n    state <- 1\n}\n"
     errors = [d for d in snnspec.check(text=text, name="kw.snn") if d.severity == "error"]
-    assert [(d.message, d.span.line, d.span.column) for d in errors if d.span] == [("unexpected '<-'", 3, 11)]
+    assert [(d.message, d.span.line, d.span.column) for d in errors if d.span] == [("unknown state 'state'", 3, 5)]
+
+
+def test_a_keyword_where_a_name_cannot_stand_is_still_an_error() -> None:
+    text = "neuron A {\n    state v = 0\n    state = 1\n}\n"
+    errors = [d for d in snnspec.check(text=text, name="kw.snn") if d.severity == "error"]
+    assert [(d.message, d.span.line, d.span.column) for d in errors if d.span] == [("unexpected '='", 3, 11)]
 
 
 def test_a_keyword_prefix_in_a_rule_block() -> None:

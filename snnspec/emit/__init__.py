@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import ir
+from ..depth import recursion_room
 from ..diagnostics import Diagnostic, SpecError
 from ..names import ModuleNames
 
@@ -13,6 +14,7 @@ class BackendError(SpecError):
     """The spec is valid but uses something this backend does not print yet."""
 
 
+@recursion_room()  # the printers walk expressions as deep as the parser allows
 def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
     if backend not in BACKENDS:
         raise BackendError([Diagnostic(message=f"unknown backend '{backend}'",
@@ -27,11 +29,12 @@ def generate(lowered: ir.LoweredSpec, backend: str = "torch") -> str:
         from .torch import MODULE_NAMES, emit_module
     names = ModuleNames(MODULE_NAMES)
     for kind, decls in (("neuron", lowered.neurons), ("network", lowered.networks), ("rule", lowered.rules)):
-        for name in decls:
-            names.declare(kind, name)
+        for name, decl in decls.items():
+            names.declare(kind, name, decl.span)
     if names.clashes:
         raise BackendError([Diagnostic(message=f"{owner} and {earlier} would both generate the Python class '{cls}'",
-                                       hint="rename one of them") for cls, owner, earlier in names.clashes])
+                                       span=span, hint="rename one of them")
+                            for cls, owner, earlier, span in names.clashes])
     try:
         return emit_module(lowered, names)
     except UnsupportedOp as e:

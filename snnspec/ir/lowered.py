@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Expr, Model
+from .base import Expr, Model, Span
 from .facts import LOp, LTrain
 from .kernel import LKernel
 from .program import LProgram
@@ -71,6 +71,7 @@ class LNeuron(Model):
     reads_t: bool = False  # a step reads the built-in `t` (time since the start of the run)
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LRuleAssignment(Model):
@@ -110,6 +111,7 @@ class LRule(Model):
     on_post: tuple[Update, ...] = ()
     clips: tuple[Clip, ...] = ()
     blocks: tuple[LRuleBlock, ...] = ()
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LPath(Model):
@@ -163,6 +165,7 @@ class LNetwork(Model):
     outputs: tuple[LOutput, ...]
     train: LTrain
     program: LProgram | None = None
+    span: Span | None = None  # the declaration's name, for diagnostics about the generated code
 
 
 class LoweredSpec(Model):

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from .. import ir
 from ..cache import cached
+from ..depth import recursion_room
 from ..diagnostics import Diagnostics
 from .plan import lower_network
 from .program import build_program
@@ -57,10 +58,21 @@ T = TypeVar("T")
 
 
 def _guarded(work: Callable[[], T], decl: ir.Neuron | ir.Rule, diags: Diagnostics) -> T | None:
-    """Run the symbolic work for one declaration; input nested past Python's recursion limit is a diagnostic."""
+    """Run the symbolic work for one declaration; input nested past Python's recursion limit, or a result
+    the language cannot write (an infinity, a complex number), is a diagnostic at the declaration."""
+    from ..symbolic import Inexpressible
+    from .budget import SymbolicTimeout
+
     try:
-        return work()
+        with recursion_room():  # the recursive passes take a few frames per level of the deepest tree parsed
+            return work()
     except RecursionError:
         diags.error(f"the equations of '{decl.name}' nest too deeply for symbolic work", decl.span,
                     "write them with fewer nested calls, or inline fewer `let`s into one another")
-        return None
+    except Inexpressible as err:
+        diags.error(f"the equations of '{decl.name}' give a value the language cannot express ({err})", decl.span,
+                    "look for a division by zero, or a log or square root of a negative constant")
+    except SymbolicTimeout:
+        diags.error(f"the symbolic work on '{decl.name}' ran past its time limit", decl.span,
+                    "simplify its equations, or give `method euler`")
+    return None

@@ -11,6 +11,9 @@ A backward pass that walks the steps in reverse needs the partial derivatives of
 they are computed here once, as IR expressions (zeros dropped), so any backend can print them.
 In these expressions a state's name is its value before the step and `name'` its updated
 value U; `gate'` is the gate g.
+
+`heaviside` and `sign` are steps: their derivative, a Dirac delta, is taken as zero, as torch's
+and JAX's autograd take it on the plain paths (docs/language-notes.md, "Gradients").
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def derive(n: ir.LNeuron, grad_params: set[str]) -> LAdjoint:
 
 
 def _add(out: list[Derivative], of: str, wrt: str, f: sympy.Expr, syms: dict[str, sympy.Symbol]) -> None:
-    d = sympy.diff(f, syms[wrt])
+    d = sympy.diff(f, syms[wrt]).replace(sympy.DiracDelta, lambda *_: sympy.S.Zero)
     if d != 0:
         out.append(Derivative(of=of, wrt=wrt, value=from_sympy(d)))
 

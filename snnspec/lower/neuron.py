@@ -10,7 +10,7 @@ from .. import ir
 from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
 from ..expr import format_expr, names, substitute, to_si
-from ..symbolic import from_sympy, to_sympy
+from ..symbolic import Inexpressible, from_sympy, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
 from .kernel import live_params, step_exprs, with_kernel
 from .rule import plan_rule
@@ -104,7 +104,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
             reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
                               with_gradient=n.on_spike.with_gradient)
     return with_kernel(_decided(ir.LNeuron(
-        name=n.name, file=n.span.file if n.span else "", method=integrated.method if integrated else None,
+        name=n.name, file=n.span.file if n.span else "", span=n.span, method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None,
         params=lower_params(n.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in n.states),
@@ -176,9 +176,17 @@ def _lower_spike(n: ir.Neuron, spike: ir.Spike, surrogates: Mapping[str, ir.Surr
     syms = symbols(local)
     bound = grad.xreplace({x: sympy.Symbol(var, real=True),
                            **{hyper[h]: to_sympy(v, syms) for h, v in values.items()}})
+    try:
+        grad_expr = from_sympy(bound)
+    except Inexpressible as err:
+        where = spike.surrogate.span if spike.surrogate.args else sur.span
+        given_text = ", ".join(f"{h} = {format_expr(v)}" for h, v in values.items())
+        diags.error(f"the gradient of surrogate '{sur.name}' is not finite with {given_text or 'no parameters'} "
+                    f"({err})", where or spike.span, "give the surrogate parameters where its `grad` is finite")
+        return None
     lhs, rhs = substitute(spike.lhs, inlined), substitute(spike.rhs, inlined)
     diff = rhs if isinstance(lhs, ir.Num) and lhs.value == 0 and not lhs.unit else ir.BinOp(op="-", left=lhs, right=rhs)
-    return ir.LSpike(x=to_si(diff, local), inclusive=spike.op == ">=", surrogate=sur.name, grad=from_sympy(bound),
+    return ir.LSpike(x=to_si(diff, local), inclusive=spike.op == ">=", surrogate=sur.name, grad=grad_expr,
                      grad_var=var, line=_line(spike))
 
 
@@ -211,7 +219,7 @@ def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
     events = {ev.event: ev for ev in r.on_events}
     return plan_rule(ir.LRule(
-        name=r.name, file=r.span.file if r.span else "", method=integrated.method if integrated else None,
+        name=r.name, file=r.span.file if r.span else "", span=r.span, method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None, params=lower_params(r.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in r.states),
         scopes={s.name: s.scope for s in r.states}, modulators=r.modulators, updates=tuple(updates),

@@ -54,7 +54,8 @@ def lower_network(net: ir.Network, spec: ir.Spec) -> ir.LNetwork:
     in_cycle |= {p.dst for p in paths if p.recurrent or p.learn}  # plastic weights change every step
     layers = [la.model_copy(update={"step_major": la.name in in_cycle}) for la in layers]
     return ir.LNetwork(
-        name=net.name, file=net.span.file if net.span else spec.file, dt=facts.dt, dt_has_unit=facts.dt_has_unit,
+        name=net.name, file=net.span.file if net.span else spec.file, span=net.span, dt=facts.dt,
+        dt_has_unit=facts.dt_has_unit,
         steps=net.steps, inputs=tuple(ir.LInput(name=i.name, shape=i.shape, encoding=i.encoding.name,
                                                 args=facts.encodings[i.name],
                                                 line=i.span.line if i.span else None) for i in net.inputs),
