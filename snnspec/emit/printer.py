@@ -26,7 +26,7 @@ _MATH: dict[str, Callable[[list[str]], str]] = {
     "sigmoid": lambda a: f"1.0 / (1.0 + math.exp(-({a[0]})))", "atan": lambda a: f"math.atan({a[0]})",
     "erf": lambda a: f"math.erf({a[0]})", "sin": lambda a: f"math.sin({a[0]})", "cos": lambda a: f"math.cos({a[0]})",
     "min": lambda a: f"min({a[0]}, {a[1]})", "max": lambda a: f"max({a[0]}, {a[1]})",
-    "clip": lambda a: f"min(max({a[0]}, {a[1]}), {a[2]})", "heaviside": lambda a: f"float({a[0]} > 0)",
+    "clip": lambda a: f"min(max({a[0]}, {a[1]}), {a[2]})", "heaviside": lambda a: f"(1.0 if {a[0]} > 0 else 0.0)",
     "detach": lambda a: a[0],
 }
 

@@ -29,6 +29,7 @@ from .base import Span as Span
 from .kernel import KAssign as KAssign
 from .kernel import KCountdown as KCountdown
 from .kernel import KElem as KElem
+from .kernel import KFinite as KFinite
 from .kernel import KFlag as KFlag
 from .kernel import KIf as KIf
 from .kernel import KLoad as KLoad
@@ -284,10 +285,18 @@ class LSpike(Model):
 
 
 class LReset(Model):
-    """`on spike`: each `var` blends to `value` where the neuron spiked."""
+    """`on spike`: each `var` blends to `value` where the neuron spiked: `var - gate * (var - value)`
+    (`var + gate * change` for `+=`, `-` for `-=`), so that a surrogate gradient can flow into it.
+
+    `guarded` names the vars whose value (or change) may be inf or NaN on a step without a spike
+    (`1 / v`), where `0 * inf` would make the blend NaN: there the value is replaced by a finite
+    fallback (`var`, or 0 for a change) unless the neuron spiked, `where(gate != 0 | isfinite(value),
+    value, fallback)` — the reset runs only on spiking steps, as in Brian2. The other vars keep
+    the plain blend, printed as it always was."""
 
     updates: tuple[Update, ...]
     with_gradient: bool = False
+    guarded: tuple[str, ...] = ()
 
 
 class LNeuron(Model):
@@ -310,6 +319,9 @@ class LNeuron(Model):
     reads_t: bool = False  # a step reads the built-in `t` (time since the start of the run)
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
+    # forward Euler's decay rates: for `var`, -d(rhs)/d(var) where it is constant (params and dt
+    # only); Euler is unstable once dt * rate >= 2, a warning wherever a network fixes dt
+    euler_rates: tuple[Update, ...] = ()
 
 
 class LRuleAssignment(Model):

@@ -29,6 +29,7 @@ class NeuronEmitter(NeuronSkeleton):
     array_word = "array"
     reserved_locals = _NEURON_LOCALS
     where = "jnp.where"
+    isfinite = "jnp.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)

@@ -26,6 +26,7 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
                        "final", "stacked"}
     where = "torch.where"
+    isfinite = "torch.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
