@@ -24,6 +24,7 @@ class Step:
 
     updates: dict[sympy.Symbol, sympy.Expr]
     lets: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
+    owners: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)  # the state a let is a stage of
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ class RK4:
         dt, t = system.dt, system.t
         taken = _taken(system)
         lets: dict[sympy.Symbol, sympy.Expr] = {}
+        owners: dict[sympy.Symbol, sympy.Symbol] = {}
 
         def stage(i: int, values: Mapping[sympy.Symbol, sympy.Expr],
                   time: sympy.Expr) -> dict[sympy.Symbol, sympy.Symbol]:
@@ -301,6 +303,7 @@ class RK4:
             for x in system.states:
                 k = sympy.Symbol(_fresh(f"k{i}_{x}", taken), real=True)
                 lets[k] = system.rhs[x].xreplace({**values, t: time})
+                owners[k] = x
                 out[x] = k
             return out
 
@@ -309,7 +312,7 @@ class RK4:
         k2 = stage(2, {x: x + dt / 2 * k1[x] for x in x0}, t + dt / 2)
         k3 = stage(3, {x: x + dt / 2 * k2[x] for x in x0}, t + dt / 2)
         k4 = stage(4, {x: x + dt * k3[x] for x in x0}, t + dt)
-        return Step({x: x + dt / 6 * (k1[x] + 2 * k2[x] + 2 * k3[x] + k4[x]) for x in x0}, lets)
+        return Step({x: x + dt / 6 * (k1[x] + 2 * k2[x] + 2 * k3[x] + k4[x]) for x in x0}, lets, owners)
 
 
 METHODS = {m.name: m for m in (Exact(), ExponentialEuler(), Euler(), RK4())}
@@ -323,6 +326,7 @@ class Integrated:
     note: str | None = None  # why a method was skipped or abandoned
     lets: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)  # locals the updates read, in order
     rates: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)  # euler only: see `decay_rates`
+    owners: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)  # see `Step.owners`
 
 
 class CannotIntegrate(Exception):
@@ -332,7 +336,7 @@ class CannotIntegrate(Exception):
 def _integrated(name: Method, system: System, notes: list[str]) -> Integrated:
     step = METHODS[name].integrate(system)
     rates = decay_rates(system) if name == "euler" else {}
-    return Integrated(name, step.updates, "; ".join(notes) or None, step.lets, rates)
+    return Integrated(name, step.updates, "; ".join(notes) or None, step.lets, rates, step.owners)
 
 
 def decay_rates(system: System) -> dict[sympy.Symbol, sympy.Expr]:

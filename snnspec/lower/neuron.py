@@ -43,7 +43,7 @@ def symbols(local: Iterable[str]) -> dict[str, sympy.Symbol]:
 
 def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr], syms: Mapping[str, sympy.Symbol],
                    held_names: set[str], method: ir.Method | None, span: ir.Span | None, diags: Diagnostics
-                   ) -> tuple[Integrated | None, dict[str, ir.Expr], dict[str, ir.Expr]]:
+                   ) -> tuple[Integrated | None, dict[str, ir.Expr], tuple[ir.Update, ...]]:
     """Integrate the `dX/dt` equations over one step; return the method used, the updates and the
     locals the method adds (rk4's stages), in order.
 
@@ -52,7 +52,7 @@ def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr]
     """
     odes = [e for e in equations if e.form == "ode"]
     if not odes:
-        return None, {}, {}
+        return None, {}, ()
     ode_vars = {e.var for e in odes}
     let_sym: dict[str, sympy.Expr] = {}
     for name, expr in lets.items():  # already in dependency order
@@ -64,23 +64,28 @@ def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr]
     held = tuple(s for name, s in syms.items() if s not in states and name in held_names) + held_lets
     system = System(states=states, rhs={syms[e.var]: to_sympy(e.rhs, {**syms, **let_sym}) for e in odes},
                     dt=syms["dt"], t=syms["t"], held=held, taken=frozenset([*syms, *lets]))
+    lines = {syms[e.var]: e.span.line if e.span else None for e in odes}
     try:
         result = integrate(system, method)
-        return result, *_as_ir(result)
+        return result, *_as_ir(result, lines)
     except CannotIntegrate as err:
         diags.error(str(err), span, "remove the `method` line to let the compiler choose")
     except ValueError as err:  # a form the language cannot print; euler always can
         euler = integrate(system, "euler")
         note = f"{method or 'the default method'} gave a form the language cannot express ({err}); used euler"
-        result = Integrated("euler", euler.updates, note)
-        return result, *_as_ir(result)
-    return None, {}, {}
+        result = Integrated("euler", euler.updates, note, rates=euler.rates)
+        return result, *_as_ir(result, lines)
+    return None, {}, ()
 
 
-def _as_ir(result: Integrated) -> tuple[dict[str, ir.Expr], dict[str, ir.Expr]]:
-    """(updates, added locals) of an integration as IR expressions, by name."""
+def _as_ir(result: Integrated, lines: Mapping[sympy.Symbol, int | None]
+           ) -> tuple[dict[str, ir.Expr], tuple[ir.Update, ...]]:
+    """(updates by name, the locals the method added) of an integration, in IR; a stage of a
+    state's ODE keeps that equation's line."""
+    owners = result.owners
     return ({x.name: from_sympy(v) for x, v in result.updates.items()},
-            {x.name: from_sympy(v) for x, v in result.lets.items()})
+            tuple(ir.Update(var=x.name, value=from_sympy(v), line=lines.get(owners[x]) if x in owners else None)
+                  for x, v in result.lets.items()))
 
 
 def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Diagnostics) -> ir.LNeuron | None:
@@ -101,12 +106,10 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)
         if value is not None:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
-    used_by_updates = _lets_needed([u.value for u in updates] + list(stages.values()), let_exprs)
-    ode_line = {eq.var: _line(eq) for eq in n.equations}
+    used_by_updates = _lets_needed([u.value for u in (*updates, *stages)], let_exprs)
     lets = tuple(ir.Update(var=name, value=to_si(ordered_lets[name], local), line=_line(x))
-                 for name in lets_order for x in n.lets if x.name == name and name in used_by_updates)
-    lets += tuple(ir.Update(var=name, value=value, line=ode_line.get(name.split("_", 1)[1].rstrip("_")))
-                  for name, value in stages.items())
+                 for name in lets_order for x in n.lets if x.name == name and name in used_by_updates) + stages
+    ode_line = {eq.var: _line(eq) for eq in n.equations}
 
     spike = reset = None
     if n.spike is not None:

@@ -30,12 +30,13 @@ def _fusable(x: torch.Tensor) -> bool:
 
 
 def _compiled(kernel):
-    """The numba-compiled kernel, compiled on first use (and cached on disk when this file is)."""
+    """The numba-compiled kernel, compiled on first use (and cached on disk when this file is).
+    IEEE float semantics as in torch (`1 / 0.0` is inf, not a ZeroDivisionError)."""
     if kernel not in _KERNELS:
         try:
-            _KERNELS[kernel] = numba.njit(cache=True, parallel=True)(kernel)
+            _KERNELS[kernel] = numba.njit(cache=True, parallel=True, error_model="numpy")(kernel)
         except RuntimeError:  # no file to cache next to (source executed from a string)
-            _KERNELS[kernel] = numba.njit(parallel=True)(kernel)
+            _KERNELS[kernel] = numba.njit(parallel=True, error_model="numpy")(kernel)
     return _KERNELS[kernel]
 
 
