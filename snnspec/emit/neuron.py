@@ -159,17 +159,15 @@ class NeuronSkeleton(ABC):
         values = []
         for u in reset.updates:
             var = self.locals[u.var]
-            v = u.value
-            increment = isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var
-            change = v.right if isinstance(v, ir.BinOp) and increment else v
+            op, change = ir.reset_change(u.var, u.value)
             if u.var in reset.guarded:
-                text, prec = self.emit_guarded(u, change, "0.0" if increment else var), PRODUCT + 1
+                text, prec = self.emit_guarded(u, change, var if op == "=" else "0.0"), PRODUCT + 1
             else:
                 text, prec = self.printer.print(change)
-            if isinstance(v, ir.BinOp) and increment:
-                values.append((var, f"{var} {v.op} gate * {text if prec > PRODUCT else f'({text})'}", u.line))
-            else:
+            if op == "=":
                 values.append((var, f"{var} - gate * ({var} - {text})", u.line))
+            else:
+                values.append((var, f"{var} {op} gate * {text if prec > PRODUCT else f'({text})'}", u.line))
         self.emit_assignments(values)
 
     def emit_guarded(self, u: ir.Update, change: ir.Expr, fallback: str) -> str:

@@ -299,6 +299,15 @@ class LReset(Model):
     guarded: tuple[str, ...] = ()
 
 
+def reset_change(var: str, value: Expr) -> tuple[Literal["=", "+", "-"], Expr]:
+    """How a reset of `var` blends: ("+", c) for `var + c` (`+=`), ("-", c) for `-=`, else ("=", value)."""
+    if isinstance(value, BinOp) and isinstance(value.left, Name) and value.left.id == var:
+        op = value.op
+        if op == "+" or op == "-":  # not `in`: mypy narrows the Literal only this way
+            return op, value.right
+    return "=", value
+
+
 class LNeuron(Model):
     name: str
     file: str

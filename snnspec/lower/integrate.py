@@ -93,10 +93,9 @@ class Exact:
         variables = [*system.states, *system.held]
         triangular = _triangular_exp(M, system.dt, [*map(str, system.states), "b"], _taken(system))
         if triangular is not None:  # only decaying exponentials already: a light tidy suffices
-            P = triangular.updates
+            P, lets = triangular
             new = P[:n, :n] * X + P[:n, n]
-            return Step({x: _collect_linear(new[i], variables) for i, x in enumerate(system.states)},
-                        triangular.lets)
+            return Step({x: _collect_linear(new[i], variables) for i, x in enumerate(system.states)}, lets)
         try:
             P = (M * system.dt).exp()
         except (NotImplementedError, sympy.matrices.exceptions.MatrixError) as err:  # no Jordan form found
@@ -106,15 +105,16 @@ class Exact:
         return Step({x: _tidy_linear(_real(new[i], roots), variables) for i, x in enumerate(system.states)})
 
 
-def _triangular_exp(M: sympy.Matrix, dt: sympy.Symbol, labels: list[str], taken: set[str]) -> Step | None:
-    """exp(M dt) (as `Step.updates[i, j]`) where M is triangular up to a reordering of the states (a
+def _triangular_exp(M: sympy.Matrix, dt: sympy.Symbol, labels: list[str], taken: set[str]
+                    ) -> tuple[sympy.Matrix, dict[sympy.Symbol, sympy.Expr]] | None:
+    """(exp(M dt), the lets it reads) where M is triangular up to a reordering of the states (a
     chain of couplings with no cycle) with diagonal entries that differ symbolically; else None.
 
     Each entry is a sum over the chain's paths of divided differences of `exp(d dt)` over the
     diagonal entries d on the path (Higham, Functions of Matrices, Thm 4.11), much faster than
     sympy's Jordan form. Two entries that can still be equal for some param values (`tau_syn =
     tau_mem`) make a removable singularity: `_DividedDifferences` never divides by such a
-    difference, and the `Step.lets` it adds hold the guarded factors (`labels` name the rows).
+    difference, and the lets it adds hold the guarded factors (`labels` name the rows).
     """
     n = M.rows
     needs = {i: {j for j in range(n) if j != i and M[i, j] != 0} for i in range(n)}
@@ -142,7 +142,7 @@ def _triangular_exp(M: sympy.Matrix, dt: sympy.Symbol, labels: list[str], taken:
             if a <= c:
                 P[i, j] = sum((sympy.Mul(*(T[p[k], p[k + 1]] for k in range(len(p) - 1))) * dd(p)
                                for p in paths(a, c)), sympy.S.Zero)
-    return Step(P, dd.lets)
+    return P, dd.lets
 
 
 TANHC_NEAR = 0.05  # |w| below it: tanh(w)/w by its Taylor series (error < 1e-12), above it directly

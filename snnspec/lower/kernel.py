@@ -156,14 +156,12 @@ class _Builder:
             if s in self.reset_vars and self.n.reset is not None:
                 value = next(u.value for u in self.n.reset.updates if u.var == s)
                 if s in self.n.reset.guarded:
-                    increment = isinstance(value, ir.BinOp) and value.op in "+-" and _strip(value.left) == _e(s)
-                    change = value.right if isinstance(value, ir.BinOp) and increment else value
+                    op, change = ir.reset_change(s, value)
                     guards += self.guard(s, change)
-                    safe = _e(f"%safe:{s}")
-                    value = ir.BinOp(op=value.op, left=_e(s), right=safe) if isinstance(value, ir.BinOp) and \
-                        increment else safe
                     guards.append(ir.KSelect(target=f"%safe:{s}", mask=f"%ok:{s}", then=f"%chg:{s}",
-                                             other=0.0 if increment else new(s)))
+                                             other=new(s) if op == "=" else 0.0))
+                    safe = _e(f"%safe:{s}")
+                    value = safe if op == "=" else ir.BinOp(op=op, left=_e(s), right=safe)
                 out.append((s, _strip(reset_blend(s, value, tuple(self.states)))))
             else:
                 out.append((s, _e(new(s))))

@@ -208,9 +208,7 @@ def _may_be_nonfinite(u: ir.Update, arrays: set[str]) -> bool:
     """Whether the value (or change, for `+=`/`-=`) of a reset can be inf or NaN on some step for
     finite states and inputs: it divides by a non-constant, or takes a log, root, power or exp
     (which overflows) of one. A value of params alone is computed once, never per step."""
-    v = u.value
-    change = v.right if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and \
-        v.left.id == u.var else v
+    change = ir.reset_change(u.var, u.value)[1]
     if not any(x.id in arrays for x in names(change)):
         return False
     for node in walk(change):
