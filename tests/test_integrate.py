@@ -237,15 +237,12 @@ def test_cubalif_exact_matches_analytic_and_expm(std, dt, params) -> None:
         assert max_rel_error(got[:, col], numeric[:, col]) < 1e-9
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: the exact CubaLIF propagator divides by "
-                   "tau_mem - tau_syn; it needs an `exprel(z) = expm1(z) / z` primitive to be stable")
 @pytest.mark.parametrize("ratio", [1.0, 1 + 1e-9])
 def test_cubalif_exact_with_equal_time_constants(std, ratio) -> None:
     """tau_syn == tau_mem (what a NIR graph exported from snnTorch's Synaptic with alpha == beta holds):
     the closed form is v(h) = v_inf + (v0 - v_inf) e^{-h/tau} + r D (h / tau) e^{-h/tau}. The lowered
-    update has (e^{-h/tau_syn} - e^{-h/tau_mem}) / (tau_mem - tau_syn): a division by zero at equality
-    and catastrophic cancellation near it (measured: relative error 1.4e-6 in float64 at a ratio of
-    1 + 1e-9; in float32, 0.17 at 1 + 1e-6 and 1e-3 at 1 + 1e-3)."""
+    update writes (e^{-h/tau_syn} - e^{-h/tau_mem}) / (1/tau_mem - 1/tau_syn) as
+    h (e^{-h/tau_syn} + e^{-h/tau_mem}) / 2 * tanh(w) / w, finite and free of cancellation there."""
     cuba = std["CubaLIF"]
     tau, dt, r = 10e-3, 1e-3, 1.0
     env = param_env(cuba, dt, tau_syn=tau * ratio, tau_mem=tau, r=r)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from .. import ir
 from ..expr import names
@@ -25,6 +26,7 @@ class NeuronSkeleton(ABC):
     dt_text: str  # how a step reads `dt`
     where: str  # the backend's elementwise select
     scalars: set[str]  # the names a step holds as plain numbers (`t` is an array inside JAX's scan)
+    isfinite: str  # the backend's elementwise test for a finite value
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         self.n = n
@@ -39,7 +41,7 @@ class NeuronSkeleton(ABC):
         self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
         self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
         self.uses_t = n.reads_t
-        local = Namer(self.reserved_locals)
+        local = self.namer = Namer(self.reserved_locals)
         self.inputs = [(i.var, local(i.var)) for i in n.inputs]
         self.locals = {name: local(name) for name, _ in self.state_fields}
         self.locals.update({spec: code for spec, code in self.inputs})
@@ -161,18 +163,34 @@ class NeuronSkeleton(ABC):
 
     def emit_reset(self, reset: ir.LReset) -> None:
         """Each reset state blended to its value where the neuron spiked: `v - gate * (v - value)`, or
-        `v - gate * c` for `v -= c`."""
+        `v - gate * c` for `v -= c`; a value in `reset.guarded` first replaced by its fallback where
+        it is not finite and the neuron did not spike (see `ir.LReset`)."""
         values = []
         for u in reset.updates:
             var = self.locals[u.var]
-            v = u.value
-            if isinstance(v, ir.BinOp) and v.op in "+-" and isinstance(v.left, ir.Name) and v.left.id == u.var:
-                right, prec = self.printer.print(v.right)
-                right = right if prec > PRODUCT else f"({right})"
-                values.append((var, f"{var} {v.op} gate * {right}", u.line))
+            op, change = ir.reset_change(u.var, u.value)
+            if u.var in reset.guarded:
+                text, prec = self.emit_guarded(u, change, var if op == "=" else "0.0"), PRODUCT + 1
             else:
-                values.append((var, f"{var} - gate * ({var} - {self.printer(v)})", u.line))
+                text, prec = self.printer.print(change)
+            if op == "=":
+                values.append((var, f"{var} - gate * ({var} - {text})", u.line))
+            else:
+                values.append((var, f"{var} {op} gate * {text if prec > PRODUCT else f'({text})'}", u.line))
         self.emit_assignments(values)
+
+    def emit_guarded(self, u: ir.Update, change: ir.Expr, fallback: str) -> str:
+        """The local holding `change`, replaced by `fallback` where it is not finite on a step without
+        a spike. It is computed again on arrays whose gradient is cut where it was not kept, so that
+        autograd's `0 * inf` there (d(1/v)/dv at v = 0) does not reach them either."""
+        o, value, kept = self.out, self.namer.fresh(f"{u.var}_on_spike"), self.namer.fresh(f"{u.var}_kept")
+        o.line(f"{value} = {self.printer(change)}", self.src(u.line))
+        o.line(f"{kept} = (gate != 0) | {self.isfinite}({value})")
+        read = {x.id for x in names(change)} & {*(s.var for s in self.n.states), *(i.var for i in self.n.inputs)}
+        cut = {name: f"{self.where}({kept}, {self.locals[name]}, {self.detached(self.locals[name])})" for name in read}
+        again = replace(self.printer, names={**self.printer.names, **cut})
+        o.line(f"{value} = {self.where}({kept}, {again(change)}, {fallback})", self.src(u.line))
+        return value
 
     def emit_assignments(self, values: list[tuple[str, str, int | None]]) -> None:
         """`a = x` for one, `a, b = (x, y)` for several (simultaneous), each value traced to its line."""

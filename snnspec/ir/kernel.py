@@ -56,6 +56,15 @@ class KTest(Model):
     value: float
 
 
+class KFinite(Model):
+    """A boolean local: the local `value` is finite or the local `gate` is nonzero (a guarded reset)."""
+
+    kind: Literal["finite"] = "finite"
+    target: str
+    value: str
+    gate: str
+
+
 class KSpike(Model):
     """`target` is 1.0 where `x > 0` (`>=` if inclusive) and the boolean local `mask` holds, else 0.0."""
 
@@ -108,7 +117,8 @@ class KIf(Model):
     orelse: tuple[KStatement, ...] = ()
 
 
-KStatement = Annotated[Union[KAssign, KLoad, KStore, KTest, KSpike, KSelect, KFlag, KCountdown, KTime, KIf],
+KStatement = Annotated[Union[KAssign, KLoad, KStore, KTest, KFinite, KSpike, KSelect, KFlag, KCountdown, KTime,
+                             KIf],
                        Field(discriminator="kind")]
 
 

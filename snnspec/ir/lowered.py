@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Expr, Model, Span
+from .base import BinOp, Expr, Model, Name, Span
 from .facts import LOp, LTrain
 from .kernel import LKernel
 from .program import LProgram
@@ -45,10 +45,27 @@ class LSpike(Model):
 
 
 class LReset(Model):
-    """`on spike`: each `var` blends to `value` where the neuron spiked."""
+    """`on spike`: each `var` blends to `value` where the neuron spiked: `var - gate * (var - value)`
+    (`var + gate * change` for `+=`, `-` for `-=`), so that a surrogate gradient can flow into it.
+
+    `guarded` names the vars whose value (or change) may be inf or NaN on a step without a spike
+    (`1 / v`), where `0 * inf` would make the blend NaN: there the value is replaced by a finite
+    fallback (`var`, or 0 for a change) unless the neuron spiked, `where(gate != 0 | isfinite(value),
+    value, fallback)` — the reset runs only on spiking steps, as in Brian2. The other vars keep
+    the plain blend, printed as it always was."""
 
     updates: tuple[Update, ...]
     with_gradient: bool = False
+    guarded: tuple[str, ...] = ()
+
+
+def reset_change(var: str, value: Expr) -> tuple[Literal["=", "+", "-"], Expr]:
+    """How a reset of `var` blends: ("+", c) for `var + c` (`+=`), ("-", c) for `-=`, else ("=", value)."""
+    if isinstance(value, BinOp) and isinstance(value.left, Name) and value.left.id == var:
+        op = value.op
+        if op == "+" or op == "-":  # not `in`: mypy narrows the Literal only this way
+            return op, value.right
+    return "=", value
 
 
 class LNeuron(Model):
@@ -72,6 +89,9 @@ class LNeuron(Model):
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
     span: Span | None = None  # the declaration's name, for diagnostics about the generated code
+    # forward Euler's decay rates: for `var`, -d(rhs)/d(var) where it is constant (params and dt
+    # only); Euler is unstable once dt * rate >= 2, a warning wherever a network fixes dt
+    euler_rates: tuple[Update, ...] = ()
 
 
 class LRuleAssignment(Model):

@@ -17,6 +17,7 @@ from ..depth import recursion_room
 from ..diagnostics import Diagnostics
 from .plan import lower_network
 from .program import build_program
+from .stability import warn_unstable_euler
 
 
 def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
@@ -39,6 +40,7 @@ def lower(spec: ir.Spec, diags: Diagnostics) -> ir.LoweredSpec:
             lowered_net = lower_network(net, spec)
             program = build_program(lowered_net, neurons, rules, diags)
             networks[name] = lowered_net.model_copy(update={"program": program})
+            warn_unstable_euler(net, neurons, diags)
     return ir.LoweredSpec(file=spec.file, neurons=neurons, rules=rules, networks=networks)
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from .. import ir
 from ..expr import EvalError, evaluate, names, substitute, walk
-from .adjoint import GATE, derive, new, reads_old_state, reset_blend, updated_values
+from .adjoint import GATE, Derivative, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
+from .budget import SymbolicTimeout
 
 ZERO = ir.Num(value=0.0)
 Statements = list[ir.KStatement]
@@ -48,12 +49,16 @@ def step_exprs(n: ir.LNeuron) -> list[ir.Expr]:
 
 def with_kernel(n: ir.LNeuron) -> ir.LNeuron:
     """`n` with its fused kernel recorded (or why it has none)."""
-    adj = derive(n, grad_params(n))
+    try:
+        adj = derive(n, grad_params(n))
+    except SymbolicTimeout:
+        return n.model_copy(update={"kernel_note": "the derivatives of its step ran past the symbolic time limit "
+                                                   "(the plain autograd path runs it)"})
     if reads_old_state(adj):
         return n.model_copy(update={"kernel_note": "the spike or a reset reads a state's value from before the step"})
     if not n.inputs or (n.spike is None and n.output is None):
         return n.model_copy(update={"kernel_note": "a neuron without inputs or output"})
-    return n.model_copy(update={"kernel": _Builder(n).build()})
+    return n.model_copy(update={"kernel": _Builder(n, adj).build()})
 
 
 def _e(text: str) -> ir.Name:
@@ -104,9 +109,9 @@ def _sum(terms: list[ir.Expr]) -> ir.Expr:
 
 
 class _Builder:
-    def __init__(self, n: ir.LNeuron):
+    def __init__(self, n: ir.LNeuron, adj: LAdjoint):
         self.n = n
-        self.adj = derive(n, grad_params(n))
+        self.adj = adj
         self.states = [s.var for s in n.states]
         self.inputs = [i.var for i in n.inputs]
         self.params = [p.name for p in n.params]
@@ -142,16 +147,32 @@ class _Builder:
                 ir.KSpike(target="%spike", x="%x", inclusive=spike.inclusive, mask=mask),
                 ir.KAssign(target=GATE, value=_e("%spike"))]
 
-    def reset_values(self) -> list[tuple[str, ir.Expr]]:
-        """(state, its post-reset value) for each state, on updated values."""
+    def reset_values(self) -> tuple[Statements, list[tuple[str, ir.Expr]]]:
+        """(the guards of `LReset.guarded` values, (state, its post-reset value) for each state), on
+        updated values."""
+        guards: Statements = []
         out: list[tuple[str, ir.Expr]] = []
         for s in self.states:
             if s in self.reset_vars and self.n.reset is not None:
                 value = next(u.value for u in self.n.reset.updates if u.var == s)
+                if s in self.n.reset.guarded:
+                    op, change = ir.reset_change(s, value)
+                    guards += self.guard(s, change)
+                    guards.append(ir.KSelect(target=f"%safe:{s}", mask=f"%ok:{s}", then=f"%chg:{s}",
+                                             other=new(s) if op == "=" else 0.0))
+                    safe = _e(f"%safe:{s}")
+                    value = safe if op == "=" else ir.BinOp(op=op, left=_e(s), right=safe)
                 out.append((s, _strip(reset_blend(s, value, tuple(self.states)))))
             else:
                 out.append((s, _e(new(s))))
-        return out
+        return guards, out
+
+    def guard(self, s: str, change: ir.Expr) -> Statements:
+        """`%ok:s`: the reset value of `s` is finite, or the neuron spiked (`LReset.guarded`)."""
+        for kind in ("chg", "ok", "safe"):
+            self.locals[f"%{kind}:{s}"] = f"{kind}_{s}"
+        return [ir.KAssign(target=f"%chg:{s}", value=_strip(updated_values(change, tuple(self.states)))),
+                ir.KFinite(target=f"%ok:{s}", value=f"%chg:{s}", gate=GATE)]
 
     def forward(self) -> Statements:
         n = self.n
@@ -169,7 +190,9 @@ class _Builder:
             mask = "%free"
         out += [ir.KStore(dst=_elem("saved", "t", s, "m"), value=_e(new(s))) for s in self.states]
         out += self.post(mask)
-        out += [ir.KStore(dst=_elem(f"st:{s}", "m"), value=value) for s, value in self.reset_values()]
+        guards, resets = self.reset_values()
+        out += guards
+        out += [ir.KStore(dst=_elem(f"st:{s}", "m"), value=value) for s, value in resets]
         if self.spiked:
             out.append(ir.KStore(dst=_elem("st:spiked", "m"), value=_e("%spike")))
         if self.refractory:
@@ -191,7 +214,9 @@ class _Builder:
         if self.refractory:
             before.append(ir.KTest(target="%free", src=_elem("active", "t-1", "m"), op="==", value=1.0))
         before += self.post("%free" if self.refractory else None)
-        before += [ir.KAssign(target=s, value=value) for s, value in self.reset_values()]
+        guards, resets = self.reset_values()
+        before += guards
+        before += [ir.KAssign(target=s, value=value) for s, value in resets]
         if self.spiked:
             before.append(ir.KAssign(target="spiked", value=_e("%spike")))
         out.append(ir.KIf(cond="first_step", body=tuple(ir.KLoad(target=f, src=_elem(f"st:{f}", "m"))
@@ -201,12 +226,33 @@ class _Builder:
         if self.refractory:
             out.append(ir.KTest(target="%free", src=_elem("active", "t", "m"), op="==", value=1.0))
         out += self.post("%free" if self.refractory else None)
+        out += self.reset_values()[0]  # the guards of this step's reset, for its derivatives
         return out + self.adjoint_step()
 
+    def guarded_derivatives(self) -> tuple[Statements, tuple[Derivative, ...]]:
+        """`adj.dR`, each derivative of a guarded reset a local that is the plain blend's (1 for its
+        own updated value, else 0) where its value was not kept: no `0 * inf` from a value that is
+        not finite on a step without a spike."""
+        guarded = set(self.n.reset.guarded) if self.n.reset else set()
+        out: Statements = []
+        dR = []
+        for d in self.adj.dR:
+            if d.of in guarded:
+                local = self.temp("dr")
+                out.append(ir.KAssign(target=local, value=d.value))
+                out.append(ir.KSelect(target=local, mask=f"%ok:{d.of}", then=local,
+                                      other=1.0 if d.wrt == new(d.of) else 0.0))
+                d = d.model_copy(update={"value": _e(local)})
+            dR.append(d)
+        return out, tuple(dR)
+
     def adjoint_step(self) -> Statements:
-        n, adj = self.n, self.adj
+        n = self.n
         out: Statements = [ir.KStore(dst=_elem(f"lam:{f}", "m"), src=_elem("g_rec", "t", k, "m"), add=True,
                                      optional=True) for k, f in enumerate(self.fields)]
+        guards, dR = self.guarded_derivatives()
+        out += guards
+        adj = self.adj.model_copy(update={"dR": dR})
         if n.spike is None:
             assert n.output is not None  # a neuron without spikes outputs one of its states
             out.append(ir.KStore(dst=_elem(f"lam:{n.output}", "m"), src=_elem("g_out", "t", "m"), add=True))
@@ -415,6 +461,8 @@ def _reads(s: ir.KStatement) -> list[ir.Name]:
         out += [_e(s.x)] + ([_e(s.mask)] if s.mask else [])
     elif isinstance(s, ir.KSelect):
         out += [_e(s.mask)] + [_e(v) for v in (s.then, s.other) if isinstance(v, str)]
+    elif isinstance(s, ir.KFinite):
+        out += [_e(s.value), _e(s.gate)]
     elif isinstance(s, ir.KFlag):
         out.append(_e(s.mask))
     elif isinstance(s, ir.KCountdown):

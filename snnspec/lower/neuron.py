@@ -9,7 +9,7 @@ import sympy
 from .. import ir
 from ..dependency import order_by_dependency
 from ..diagnostics import Diagnostics
-from ..expr import format_expr, names, substitute, to_si
+from ..expr import EvalError, evaluate, format_expr, names, substitute, to_si, walk
 from ..symbolic import Inexpressible, from_sympy, to_sympy
 from .integrate import CannotIntegrate, Integrated, System, integrate
 from .kernel import live_params, step_exprs, with_kernel
@@ -43,15 +43,16 @@ def symbols(local: Iterable[str]) -> dict[str, sympy.Symbol]:
 
 def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr], syms: Mapping[str, sympy.Symbol],
                    held_names: set[str], method: ir.Method | None, span: ir.Span | None, diags: Diagnostics
-                   ) -> tuple[Integrated | None, dict[str, ir.Expr]]:
-    """Integrate the `dX/dt` equations over one step; return the method used and the updates.
+                   ) -> tuple[Integrated | None, dict[str, ir.Expr], tuple[ir.Update, ...]]:
+    """Integrate the `dX/dt` equations over one step; return the method used, the updates and the
+    locals the method adds (rk4's stages), in order.
 
     A `let` that does not depend on an ODE state is constant over the step: it stays a name
     (computed before the step, like an input). Lets that do depend on one are substituted.
     """
     odes = [e for e in equations if e.form == "ode"]
     if not odes:
-        return None, {}
+        return None, {}, ()
     ode_vars = {e.var for e in odes}
     let_sym: dict[str, sympy.Expr] = {}
     for name, expr in lets.items():  # already in dependency order
@@ -62,17 +63,29 @@ def integrate_odes(equations: Iterable[ir.Equation], lets: Mapping[str, ir.Expr]
     states = tuple(syms[e.var] for e in odes)
     held = tuple(s for name, s in syms.items() if s not in states and name in held_names) + held_lets
     system = System(states=states, rhs={syms[e.var]: to_sympy(e.rhs, {**syms, **let_sym}) for e in odes},
-                    dt=syms["dt"], t=syms["t"], held=held)
+                    dt=syms["dt"], t=syms["t"], held=held, taken=frozenset([*syms, *lets]))
+    lines = {syms[e.var]: e.span.line if e.span else None for e in odes}
     try:
         result = integrate(system, method)
-        return result, {x.name: from_sympy(v) for x, v in result.updates.items()}
+        return result, *_as_ir(result, lines)
     except CannotIntegrate as err:
         diags.error(str(err), span, "remove the `method` line to let the compiler choose")
     except ValueError as err:  # a form the language cannot print; euler always can
-        result = integrate(system, "euler")
+        euler = integrate(system, "euler")
         note = f"{method or 'the default method'} gave a form the language cannot express ({err}); used euler"
-        return Integrated("euler", result.updates, note), {x.name: from_sympy(v) for x, v in result.updates.items()}
-    return None, {}
+        result = Integrated("euler", euler.updates, note, rates=euler.rates)
+        return result, *_as_ir(result, lines)
+    return None, {}, ()
+
+
+def _as_ir(result: Integrated, lines: Mapping[sympy.Symbol, int | None]
+           ) -> tuple[dict[str, ir.Expr], tuple[ir.Update, ...]]:
+    """(updates by name, the locals the method added) of an integration, in IR; a stage of a
+    state's ODE keeps that equation's line."""
+    owners = result.owners
+    return ({x.name: from_sympy(v) for x, v in result.updates.items()},
+            tuple(ir.Update(var=x.name, value=from_sympy(v), line=lines.get(owners[x]) if x in owners else None)
+                  for x, v in result.lets.items()))
 
 
 def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Diagnostics) -> ir.LNeuron | None:
@@ -87,22 +100,25 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
 
     syms = symbols(local - set(let_exprs))
     held = {s.name for s in n.states} | {i.name for i in n.inputs} | {"spiked"}
-    integrated, ode_updates = integrate_odes(n.equations, ordered_lets, syms, held, n.method, n.span, diags)
+    integrated, ode_updates, stages = integrate_odes(n.equations, ordered_lets, syms, held, n.method, n.span, diags)
     updates = []
     for eq in n.equations:
         value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)
         if value is not None:
             updates.append(ir.Update(var=eq.var, value=value, line=_line(eq)))
-    used_by_updates = _lets_needed([u.value for u in updates], let_exprs)
+    used_by_updates = _lets_needed([u.value for u in (*updates, *stages)], let_exprs)
     lets = tuple(ir.Update(var=name, value=to_si(ordered_lets[name], local), line=_line(x))
-                 for name in lets_order for x in n.lets if x.name == name and name in used_by_updates)
+                 for name in lets_order for x in n.lets if x.name == name and name in used_by_updates) + stages
+    ode_line = {eq.var: _line(eq) for eq in n.equations}
 
     spike = reset = None
     if n.spike is not None:
         spike = _lower_spike(n, n.spike, surrogates, inlined, local, diags)
         if n.on_spike is not None:
-            reset = ir.LReset(updates=_sequential(n.on_spike.body, inlined, local),
-                              with_gradient=n.on_spike.with_gradient)
+            reset_updates = _sequential(n.on_spike.body, inlined, local)
+            arrays = {s.name for s in n.states} | {i.name for i in n.inputs} | {"spiked"}
+            reset = ir.LReset(updates=reset_updates, with_gradient=n.on_spike.with_gradient,
+                              guarded=tuple(u.var for u in reset_updates if _may_be_nonfinite(u, arrays)))
     return with_kernel(_decided(ir.LNeuron(
         name=n.name, file=n.span.file if n.span else "", span=n.span, method=integrated.method if integrated else None,
         method_note=integrated.note if integrated else None,
@@ -113,6 +129,8 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         lets=lets, updates=tuple(updates), spike=spike, reset=reset,
         refractory=to_si(n.refractory, local) if n.refractory is not None else None,
         uses_units=n.uses_units, equations=tuple(_equation_text(n)), output=_output(n),
+        euler_rates=tuple(ir.Update(var=x.name, value=from_sympy(rate), line=ode_line.get(x.name))
+                          for x, rate in (integrated.rates if integrated else {}).items()),
     )))
 
 
@@ -190,6 +208,47 @@ def _lower_spike(n: ir.Neuron, spike: ir.Spike, surrogates: Mapping[str, ir.Surr
                      grad_var=var, line=_line(spike))
 
 
+_TOTAL = {"abs", "sign", "tanh", "sigmoid", "atan", "erf", "sin", "cos", "min", "max", "clip", "heaviside",
+          "detach"}  # finite for every finite argument
+
+
+def _may_be_nonfinite(u: ir.Update, arrays: set[str]) -> bool:
+    """Whether the value (or change, for `+=`/`-=`) of a reset can be inf or NaN on some step for
+    finite states and inputs: it divides by a non-constant, or takes a log, root, power or exp
+    (which overflows) of one. A value of params alone is computed once, never per step."""
+    change = ir.reset_change(u.var, u.value)[1]
+    if not any(x.id in arrays for x in names(change)):
+        return False
+    for node in walk(change):
+        if isinstance(node, ir.Call) and node.fn not in _TOTAL:
+            return True
+        if isinstance(node, ir.BinOp) and node.op == "/" and (_varies(node.right) or _is_zero(node.right)):
+            return True
+        if isinstance(node, ir.BinOp) and node.op == "**" and (_varies(node.right) or not _is_natural(node.right)):
+            return True
+    return False
+
+
+def _varies(expr: ir.Expr) -> bool:
+    return any(isinstance(x, ir.Name) for x in walk(expr))
+
+
+def _is_zero(expr: ir.Expr) -> bool:
+    try:
+        return evaluate(expr, {}) == 0
+    except EvalError:
+        return True
+
+
+def _is_natural(expr: ir.Expr) -> bool:
+    """A constant nonnegative integer exponent (`v ** 2`): a polynomial, finite for finite v."""
+    try:
+        value = evaluate(expr, {})
+    except EvalError:
+        return False
+    return value >= 0 and float(value).is_integer()
+
+
 def _equation_text(n: ir.Neuron) -> list[str]:
     """The neuron's equations as the spec writes them, for docstrings and `snnspec show`."""
     out = [f"let {x.name} = {format_expr(x.expr)}" for x in n.lets]
@@ -211,7 +270,7 @@ def lower_rule(r: ir.Rule, diags: Diagnostics) -> ir.LRule:
     local = {p.name for p in r.params} | {s.name for s in r.states} | set(r.modulators) | {"w"}
     syms = symbols(local)
     held = {s.name for s in r.states} | set(r.modulators) | {"w"}
-    integrated, ode_updates = integrate_odes(r.equations, {}, syms, held, None, r.span, diags)
+    integrated, ode_updates, _ = integrate_odes(r.equations, {}, syms, held, None, r.span, diags)
     updates = []
     for eq in r.equations:
         value = ode_updates.get(eq.var) if eq.form == "ode" else to_si(eq.rhs, local)

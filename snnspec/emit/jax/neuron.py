@@ -30,6 +30,7 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = _NEURON_LOCALS
     where = "jnp.where"
     scalars = {"dt", "pi"}
+    isfinite = "jnp.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)

@@ -83,6 +83,8 @@ class FusedEmitter:
         elif isinstance(s, ir.KSpike):
             cond = f"{v[s.x]} {'>=' if s.inclusive else '>'} 0.0"
             o.line(f"{v[s.target]} = 1.0 if {cond if s.mask is None else f'({cond} and {v[s.mask]})'} else 0.0")
+        elif isinstance(s, ir.KFinite):
+            o.line(f"{v[s.target]} = math.isfinite({v[s.value]}) or {v[s.gate]} != 0.0")
         elif isinstance(s, ir.KSelect):
             o.line(f"{v[s.target]} = {self.value(s.then)} if {v[s.mask]} else {self.value(s.other)}")
         elif isinstance(s, ir.KFlag):

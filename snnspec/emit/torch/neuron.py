@@ -27,6 +27,7 @@ class NeuronEmitter(NeuronSkeleton):
                        "final", "stacked"}
     where = "torch.where"
     scalars = {"dt", "pi"}  # `t` becomes a tensor in step(): IEEE arithmetic (`1 / t` at 0 is inf), as in JAX
+    isfinite = "torch.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
