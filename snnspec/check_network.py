@@ -16,7 +16,7 @@ from .check import BUILTINS, check_local_names, constant
 from .dependency import order_by_dependency
 from .diagnostics import Diagnostics, did_you_mean
 from .dims import Scope, dim_of
-from .expr import names
+from .expr import EvalError, evaluate, names
 from .ops import OPS, OpArgs, ShapeError, op_args, out_shape
 from .units import DIMENSIONLESS, TIME, Dim, dim_name, parse_dim_name
 
@@ -214,6 +214,8 @@ def layer_overrides(layer: ir.Layer, neuron: ir.Neuron | ir.Rule, dt: float, dia
         if value is not None:
             given[a.name] = value
     env = param_values(neuron, given, dt, diags)
+    if isinstance(neuron, ir.Neuron) and args is None:
+        _check_constant_lets(layer, neuron, env, diags)
     for a in (layer.overrides if args is None else args):
         p = params.get(a.name)
         if p is None or a.name not in given or p.low is None or p.high is None:
@@ -223,6 +225,28 @@ def layer_overrides(layer: ir.Layer, neuron: ir.Neuron | ir.Rule, dt: float, dia
             diags.error(f"'{a.name}' = {given[a.name]:g} is outside its range [{low:g}, {high:g}]", a.value.span,
                         f"'{a.name}' is declared `in [...]` on line {p.span.line if p.span else '?'}")
     return given
+
+
+def _check_constant_lets(layer: ir.Layer, neuron: ir.Neuron, env: Mapping[str, float], diags: Diagnostics) -> None:
+    """A let of params and `dt` alone has one value per layer: one that has none there (std `Alpha`'s
+    `tau_alpha` at `alpha = beta` divides by zero) would make every step NaN, so it is reported, at the
+    layer, with the params' values."""
+    lets = {x.name: x for x in neuron.lets}
+    known = dict(env)
+    for name in order_by_dependency({k: x.expr for k, x in lets.items()}, "let", {}, Diagnostics()):
+        let = lets[name]
+        read = {n.id for n in names(let.expr)}
+        if not read <= known.keys() or any(math.isnan(known[r]) for r in read):
+            continue
+        try:
+            known[name] = evaluate(let.expr, known)
+        except EvalError as err:
+            params = ", ".join(f"{r} = {known[r]:g}" for r in sorted(read) if r in env and r != "dt")
+            diags.error(f"let '{name}' of {neuron.name} has no finite value in layer '{layer.name}' ({err}"
+                        f"{', with ' + params if params else ''})", layer.span,
+                        f"change the params of layer '{layer.name}' (the let is on line "
+                        f"{let.span.line if let.span else '?'} of {let.span.file if let.span else 'its file'})")
+            return
 
 
 def _source_var(src: ir.Endpoint, kinds: Mapping[str, str], neurons: Mapping[str, ir.Neuron],

@@ -376,3 +376,32 @@ def test_euler_stability_is_only_claimed_where_computable(tmp_path):
     assert snnspec.check(path) == []
     path.write_text(STIFF.replace("(-v + I) / tau", "(-v * v * v + I) / tau"))
     assert snnspec.check(path) == []
+
+
+def test_std_alpha_at_equal_decays_is_a_diagnostic_not_nan(tmp_path):
+    """Std `Alpha` at `alpha = beta` (the issue's equal time constants): `tau_alpha` divides by
+    `log(beta) - log(alpha) = 0` and every step was NaN with no word. Its state (two currents whose sum
+    is 0 at equality) cannot carry the finite limit, so snnTorch refuses alpha <= beta; here a let of
+    params alone that has no value in a layer is an error at that layer, naming the values."""
+    spec = """from "std/neurons.snn" import Alpha
+network Net {
+    steps = 5
+    input x[2] encode direct
+    layer h = Alpha(alpha = 0.8)[3]
+    layer ok = Alpha(alpha = 0.9, beta = 0.7)[3]
+    x -> dense -> h
+    x -> dense -> ok
+    output h.spike count
+}
+"""
+    path = tmp_path / "alpha.snn"
+    path.write_text(spec)
+    (d,) = snnspec.check(path)
+    assert d.severity == "error" and d.span.line == 5
+    assert d.message.startswith("let 'tau_alpha' of Alpha has no finite value in layer 'h' (a division by zero")
+    assert "alpha = 0.8, beta = 0.8" in d.message and "of std/neurons.snn" in d.hint
+    path.write_text(spec.replace("Alpha(alpha = 0.8)", "Alpha(alpha = 0.85)"))
+    assert snnspec.check(path) == []
+    module = snnspec.compile(path=path)
+    out = module.Net()(torch.ones(2, 2))
+    assert all(np.isfinite(getattr(out, f).detach().numpy()).all() for f in out._fields)
