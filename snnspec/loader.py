@@ -101,7 +101,8 @@ def _enter(program: Program, path: list[tuple[str, Iterator[ir.Import]]], name: 
     if not module.imports and not module.declarations:
         what = "is empty" if not text.strip() else "declares nothing (only comments)"
         hint = "a spec declares neurons, surrogates, rules or networks, or imports files that do"
-        diags.error(f"'{imp.path if imp else name}' {what}", imp.span if imp else None, hint)
+        here = imp.span if imp else ir.Span(file=name, line=1, column=1, end_line=1, end_column=2)
+        diags.error(f"'{imp.path if imp else name}' {what}", here, hint)
     program.modules[name] = module
     program.imports[name] = []
     path.append((name, iter(module.imports)))

@@ -74,6 +74,7 @@ class _WholeWords:
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NAME = 24  # names joined in generated code (`x_h`, `h_v_now`) leave room in a line of 120 characters
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
 _UPDATE = re.compile(r"[ \t]*<-")
@@ -209,6 +210,13 @@ def parse(text: str, file: str, diags: Diagnostics) -> ir.Module | None:
     if depth > MAX_DEPTH:
         diags.error(f"an expression is a chain of more than {MAX_DEPTH} operations", _span_at(file, deep_line, 1),
                     "split it into parts with `let`")
+        return None
+    long = next((tok for tok in tree.scan_values(lambda v: isinstance(v, Token) and v.type == "NAME")
+                 if len(tok) > MAX_NAME), None)
+    if long is not None:
+        diags.error(f"the name '{long[:16]}...' is {len(long)} characters long; names have at most {MAX_NAME}",
+                    _span_at(file, long.line or 1, long.column or 1, len(long)),
+                    "shorten it: generated code holds names joined with others, in lines of at most 120 characters")
         return None
     return _Builder(file, diags).module(tree)
 

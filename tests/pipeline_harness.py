@@ -65,7 +65,9 @@ CONSTRUCTS: dict[str, str] = {
     "param_math_error": "reliability/min_param_default_math_error.snn: log(0) as a param default",
     "param_overflows_float32": "reliability/min_param_overflows_float32.snn: a range bound of 1e300",
 }
-KNOWN_OPEN: frozenset[str] = frozenset(CONSTRUCTS)
+# rk4 builds (the adjoint's time limit, then the unfused path) but spends 5 s of symbolic work a neuron,
+# too slow for the CI profile; the long profile (scripts/fuzz_pipeline.py) generates it
+KNOWN_OPEN: frozenset[str] = frozenset({"rk4"})
 EVERYTHING: frozenset[str] = frozenset(CONSTRUCTS)
 
 CANARY = "zqxcanary"  # never an identifier of a generated spec; must never reach generated code

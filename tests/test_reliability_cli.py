@@ -253,6 +253,7 @@ def test_unreadable_specs_say_why(tmp_path: Path) -> None:
         result = invoke("check", tmp_path / name)
         assert result.exit_code == 1 and said(result).startswith(f"error: '{tmp_path / name}' {what}")
         assert "hint: a spec declares neurons, surrogates, rules or networks" in said(result)
+        assert f"--> {tmp_path / name}:1:1" in said(result)  # located, as every diagnostic (found by the fuzzer)
         build = invoke("build", tmp_path / name)
         assert build.exit_code == 1 and build.stdout == ""
 

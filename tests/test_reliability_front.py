@@ -360,3 +360,50 @@ def test_step_functions_in_a_network_build(update: str) -> None:
     assert errors(text) == []
     for backend in ("torch", "jax"):
         assert "class Net" in snnspec.generate(text=text, name="spec.snn", backend=backend)
+
+
+def _names_of_length(n: int) -> str:
+    s, p, x, h, o, a = ("s" * n, "p" * n, "x" * n, "h" * n, "o" * n, "a" * n)
+    neuron = "N" + "n" * (n - 1)
+    return f"""neuron {neuron} {{
+    param {p} = 0.9 learnable per neuron
+    state {s} = 0
+    input {x} = 0
+    let {a} = {p} * {s}
+    d{s}/dt = (-{s} + {a} + {x}) / 5
+    spike when {s} > 1
+    on spike {{ {s} = 0 }}
+}}
+network Net {{
+    steps = 5
+    input {x}[2] encode direct
+    layer {h} = {neuron}[3]
+    layer {o} = {neuron}[3]
+    {x} -> dense -> {h}.{x}
+    {h} -> dense -> {o}.{x}
+    {o} -> dense -> {h}.{x}
+    output {o}.spike count, {h}.{s} trace
+}}
+"""
+
+
+def test_names_at_the_length_limit_give_lines_within_120_characters(tmp_path):
+    """Found by the pipeline fuzzer: 300- and 1000-character names gave generated lines of up to 1050
+    characters (the layout cannot break a name). Names have at most 24 characters; at 24, every name
+    joined with others (`x_h`, `h_s_now`, `"h.p": ...`) still breaks into lines of at most 120."""
+    path = tmp_path / "long.snn"
+    path.write_text(_names_of_length(24))
+    for backend in ("torch", "jax"):
+        source = snnspec.generate(path=path, backend=backend)
+        compile(source, "generated.py", "exec")
+        assert max(len(line) for line in source.splitlines()) <= 120, backend
+    out = snnspec.compile(path=path).Net()(torch.ones(2, 2))
+    assert out._fields[0].startswith("o")
+
+
+def test_a_name_over_the_limit_is_a_diagnostic_at_it(tmp_path):
+    path = tmp_path / "long.snn"
+    path.write_text(_names_of_length(25))
+    (d,) = snnspec.check(path)
+    assert d.message.startswith("the name 'Nnnnnnnnnnnnnnnn...' is 25 characters long; names have at most 24")
+    assert (d.span.line, d.span.column) == (1, 8) and "120 characters" in d.hint

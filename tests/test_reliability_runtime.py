@@ -359,3 +359,23 @@ neuron C {
             return 0.5 * v + I + 1 / (1 + 1 / t) + np.exp(np.log(t) - 5)
 
     check_against_reference(results, reference(I, 5, update))
+
+
+def test_abs_of_an_expression_of_a_learnable_param(tmp_path):
+    """Found by the pipeline fuzzer: `abs(sigmoid(p) ** 2)` with `p` learnable made the fused adjoint
+    differentiate sympy's complex `Abs` (`re(...)`, not expressible); `abs` is real, d/dx = sign(x)."""
+    path = spec(tmp_path, """
+neuron C {
+    param p = 3 learnable per neuron
+    state v = 0
+    v <- 0.5 * v + I + 2 / (1 + abs(sigmoid(p) ** 2 - 0.5))
+    spike when v > 1
+}""")
+    results = run_paths(path, X)
+    assert_same_on_every_path(results)
+    I = current(path, X)
+    s = 1 / (1 + math.exp(-3))
+    check_against_reference(results, reference(I, 5, lambda v, t: 0.5 * v + I + 2 / (1 + abs(s**2 - 0.5))))
+    # the gradient reaches p (through sign(s^2 - 0.5) * 2 s * s(1 - s)), the same on every path
+    (key,) = [k for k in results["fused"][1] if k.startswith("h.")]
+    assert np.all(results["fused"][1][key] != 0)

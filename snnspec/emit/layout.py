@@ -1,7 +1,8 @@
 """Generated lines kept under the line limit, as a careful person would break them.
 
 A statement longer than the limit is broken inside brackets (Python's implicit continuation): at
-the outermost commas first, else before the outermost `+`, `-`, `*` or `/`; an assignment whose
+the outermost commas first, else before the outermost `+`, `-`, `*`, `/`, `if` or `else`, else after an
+opening bracket (the arguments on the next line); an assignment whose
 value has no bracket around it gets one. Continuation lines hang four spaces deeper than the
 statement, and a `# file.snn:LINE` comment stays at the end of the statement's last line.
 Docstrings are wrapped at spaces (`wrap_text`).
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 LIMIT = 120
 _OPEN, _CLOSE = "([{", ")]}"
-_OPERATORS = (" + ", " - ", " * ", " / ")
+_OPERATORS = (" + ", " - ", " * ", " / ", " if ", " else ")
 
 
 def wrap_text(line: str, limit: int = LIMIT) -> list[str]:
@@ -36,6 +37,9 @@ def layout(source: str, limit: int = LIMIT) -> str:
     for k, line in enumerate(lines):
         if len(line) <= limit or in_string[k]:
             out.append(line)
+        elif line.lstrip().startswith("# "):  # a comment of its own: wrapped as prose
+            indent = line[: len(line) - len(line.lstrip())] + "# "
+            out.extend(indent + piece.lstrip() for piece in wrap_text(" " * len(indent) + line.lstrip()[2:], limit))
         else:
             out.extend(wrap_statement(line, depth[k], limit))
     return "\n".join(out)
@@ -83,14 +87,21 @@ def _scan(code: str, depth: int) -> Iterator[tuple[int, int]]:
         yield i, depth
 
 
-def _breaks(code: str, start_depth: int) -> list[tuple[int, int, bool]]:
-    """Where `code` may break: (position, bracket depth there, at a comma), outside strings."""
+COMMA, OPERATOR, HANGING = 0, 1, 2  # the kinds of break, the preferred first
+
+
+def _breaks(code: str, start_depth: int) -> list[tuple[int, int, int]]:
+    """Where `code` may break: (position, bracket depth there, kind), outside strings."""
     out = []
     for i, depth in _scan(code, start_depth):
         if depth > 0 and code[i] == "," and code[i + 1:i + 2] == " ":
-            out.append((i + 2, depth, True))
-        elif depth > 0 and code[i:i + 3] in _OPERATORS:
-            out.append((i + 1, depth, False))
+            out.append((i + 2, depth, COMMA))
+        elif depth > 0 and code[i] == " " and any(code.startswith(op, i) for op in _OPERATORS):
+            out.append((i + 1, depth, OPERATOR))
+        elif depth > 0 and code[i:i + 2] == ": ":  # a dict's value (or an annotation) on the next line
+            out.append((i + 2, depth, HANGING))
+        elif code[i] in "({" and code[i + 1:i + 2] not in ("", ")", "}"):  # a hanging break: `f(` then the arguments
+            out.append((i + 1, depth, HANGING))
     return out
 
 
@@ -103,24 +114,44 @@ def wrap_statement(line: str, start_depth: int, limit: int = LIMIT) -> list[str]
     """One long physical line as several, each within `limit` where a break allows it."""
     code, comment = _split_comment(line)
     indent = code[: len(code) - len(code.lstrip())]
+    if comment and len(code) <= limit and ".snn:" not in comment:  # a note, not a source map: the line above
+        return [*(indent + "# " + piece.lstrip() for piece in wrap_text(indent + comment.strip()[2:], limit - 2)),
+                code]
     if start_depth == 0 and " = " in code and not _breaks(code, 0):
         target, _, value = code.partition(" = ")
         if ", " in target:  # `a, b = ...`: bracket the targets to break between them
             code = f"{indent}({target.strip()}) = {value}"
         elif _closed(value):  # `x = a * b`: bracket the value to break inside it (not `x = (`, open already)
             code = f"{target} = ({value})"
+    pieces = _broken(code, comment, indent, start_depth, limit)
+    value = code.strip().removeprefix("return ")
+    if start_depth == 0 and code.strip().startswith("return ") and any(len(p) > limit for p in pieces) \
+            and _closed(value):  # `return a, b`: bracketed, to break between them
+        return _broken(f"{indent}return ({value})", comment, indent, 0, limit)
+    if start_depth == 0 and " = " in code and any(len(p) > limit for p in pieces):
+        target, _, value = code.partition(" = ")
+        if _closed(value) and not value.startswith("("):  # `x = a - g * (a - b)`: break outside the brackets too
+            return min(pieces, _broken(f"{target} = ({value})", comment, indent, 0, limit),
+                       key=lambda lines: sum(len(p) > limit for p in lines))
+    return pieces
+
+
+def _broken(code: str, comment: str, indent: str, start_depth: int, limit: int) -> list[str]:
+    """`code` broken at the best places its brackets allow, each piece within `limit` where one can be."""
     pieces: list[str] = []
     rest, hang = code, indent + "    "
     depth = start_depth
     while len(rest) + len(comment) > limit:
         head = len(indent) if not pieces else len(hang)
-        options = [(d, -pos, pos, comma) for pos, d, comma in _breaks(rest, depth)
+        options = [(d, -pos, pos, kind) for pos, d, kind in _breaks(rest, depth)
                    if head < pos <= limit and rest[:pos].strip()]
         if not options:
             break
-        top = min(d for d, *_ in options)
-        # the outermost level; commas before operators; the latest break that fits
-        best = min((o for o in options if o[0] == top), key=lambda o: (not o[3], o[1]))
+        # hanging breaks only where no other fits; then the outermost level; commas before operators;
+        # the latest break that fits
+        plain = [o for o in options if o[3] != HANGING] or options
+        top = min(d for d, *_ in plain)
+        best = min((o for o in plain if o[0] == top), key=lambda o: (o[3], o[1]))
         depth, pos = best[0], best[2]
         pieces.append(rest[:pos].rstrip())
         rest = hang + rest[pos:].lstrip()
