@@ -68,6 +68,10 @@ CONSTRUCTS: dict[str, str] = {
 # rk4 builds (the adjoint's time limit, then the unfused path) but spends 5 s of symbolic work a neuron,
 # too slow for the CI profile; the long profile (scripts/fuzz_pipeline.py) generates it
 KNOWN_OPEN: frozenset[str] = frozenset({"rk4"})
+# constructs fixed by making them a diagnostic: a spec that uses one is a SpecError (with a location)
+DIAGNOSED: frozenset[str] = frozenset({"long_names", "tau_zero", "spiked_without_spike", "empty_neuron",
+                                       "overflowing_literal", "huge_int_literal", "param_math_error",
+                                       "param_overflows_float32", "class_clash"})
 EVERYTHING: frozenset[str] = frozenset(CONSTRUCTS)
 
 CANARY = "zqxcanary"  # never an identifier of a generated spec; must never reach generated code
