@@ -232,16 +232,18 @@ neuron C {
 
 def test_long_state_names_compile_on_the_fused_path(tmp_path):
     """reliability/long_state_name.py: numba's LLVM 'redefinition of argument' for a 3,000-character
-    state name (kernel argument names are now short and unique)."""
-    v = "v" * 3000
-    path = spec(tmp_path, f"""
+    state name. Such a name is now a diagnostic (names have at most 24 characters); names at the limit
+    compile on the fused path, kernel arguments short and unique, every line within 120."""
+    v = "v" * 23
+    neuron = f"""
 neuron C {{
     state {v} = 0
     state {v}2 = 0
     {v} <- 0.9 * {v} + I
     {v}2 <- 0.5 * {v}2 + {v}
     spike when {v}2 > 1
-}}""", outputs="h.spike count")
+}}"""
+    path = spec(tmp_path, neuron, outputs="h.spike count")
     results = run_paths(path, X)
     assert_same_on_every_path(results)
     I = current(path, X)
@@ -250,7 +252,9 @@ neuron C {{
         a, b = 0.9 * a + I, 0.5 * b + a
         count += b > 1
     np.testing.assert_array_equal(results["fused"][0][0], count)
-    assert max(len(line) for line in snnspec.generate(path=path).splitlines() if "def _c_" in line) < 400
+    assert max(len(line) for line in snnspec.generate(path=path).splitlines()) <= 120
+    (d,) = snnspec.check(spec(tmp_path, neuron.replace(v, "v" * 3000), outputs="h.spike count"))
+    assert "3000 characters long; names have at most 24" in d.message and d.span.line == 3
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
