@@ -176,10 +176,11 @@ network {NET} {{
 }}
 """
 # names that the generated JAX code uses itself (modules, builtins, keywords, arguments and
-# locals of its functions, helpers' names without their underscore)
+# locals of its functions, helpers' names without their underscore; `state` and `spike` are keywords
+# in a neuron, so their keys hold other names, `stacked` and `rest`)
 TRICKY = dict(N="jnp", math="math", self="lax", lam="lambda", print="params", p="p", gate="gate", x="xs",
-              state="state", active="carry", refractory_left="refractory_left", i="values", out="dtype", dt="dt_",
-              zeros="zeros", spike="spike", NET="jax", jax="buffers", key="key", train="batch",
+              state="stacked", active="carry", refractory_left="refractory_left", i="values", out="dtype", dt="dt_",
+              zeros="zeros", spike="rest", NET="jax", jax="buffers", key="key", train="batch",
               L1="layer_params", L2="new_state", L3="new_buffers", o3="keys")
 PLAIN = {**{k: f"n{k.lower()}" for k in TRICKY}, "N": "Cell", "NET": "Net", "dt": "w_dt"}
 
@@ -197,7 +198,7 @@ def test_spec_names_never_shadow_generated_names():
         grads = jax.grad(lambda p, J=J, inputs=inputs: J.apply(p, *inputs)[1].sum())(params)
         outputs.append((out, list(params.values()), [grads[k] for k in params]))
     (tricky, tp, tg), (plain, pp, pg) = outputs
-    assert tricky._fields == ("layer_params_spike", "new_state_state", "keys", "new_state_spike")
+    assert tricky._fields == ("layer_params_spike", "new_state_stacked", "keys", "new_state_spike")
     assert tricky[0].sum() > 0 and tricky[3].sum() > 0
     for a, b in zip(tricky, plain, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -233,10 +233,11 @@ network {NET} {{
 }}
 """
 # names that generated code uses itself (modules, builtins, keywords, nn.Module methods, locals of
-# step/run/forward, fused-kernel arguments)
+# step/run/forward, fused-kernel arguments); `state` and `spike` are keywords in a neuron, so the
+# keys of those names hold other locals of step/run (`stacked`, `rest`)
 TRICKY = dict(N="torch", math="math", self="self", lam="lambda", print="print", forward="forward", p="p", gate="gate",
-              x="x", state="state", active="active", refractory_left="refractory_left", i="i", out="out", dt="dt_",
-              zeros="zeros", spike="spike", NET="math", torch="torch", fire="fire", previous="previous",
+              x="x", state="stacked", active="active", refractory_left="refractory_left", i="i", out="out", dt="dt_",
+              zeros="zeros", spike="rest", NET="math", torch="torch", fire="fire", previous="previous",
               L1="print", L2="forward", L3="lambda", o3="x")
 PLAIN = {**{k: f"n{k.lower()}" for k in TRICKY}, "N": "Cell", "NET": "Net", "dt": "w_dt"}
 
@@ -265,7 +266,7 @@ def test_spec_names_never_shadow_generated_names(float64_default):
         fire = torch.rand((3, 2), generator=gen)
         seq = torch.rand((9, 3, 2), generator=gen)
         out_tricky, out_plain = tricky(x, fire, seq), plain(x, fire, seq)
-        assert out_tricky._fields == ("print_spike", "forward_state", "x", "forward_spike")
+        assert out_tricky._fields == ("print_spike", "forward_stacked", "x", "forward_spike")
         assert out_tricky[0].sum() > 0 and out_tricky[3].sum() > 0
         for a, b in zip(out_tricky, out_plain, strict=True):
             assert torch.equal(a, b)
