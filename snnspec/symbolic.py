@@ -51,21 +51,6 @@ class Sigmoid(sympy.Function):
         return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
 
 
-class RealAbs(sympy.Function):
-    """`abs(x)` of a real `x`, its derivative `sign(x)` (0 at 0, as torch's). sympy's `Abs` of a symbol
-    not declared real differentiates through `re` and `im`, which the language cannot express."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.sign(self.args[0])
-
-    @classmethod
-    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        return sympy.Abs(arg) if arg.is_number else None
-
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return sympy.Abs(self.args[0])._eval_evalf(prec)
-
-
 _SCALARS = {"t", "dt"}  # symbols every backend holds as a plain number, never as an array
 
 
@@ -110,7 +95,7 @@ def _rational(value: float) -> sympy.Expr:
 
 
 _TO_SYMPY: dict[str, Callable[..., sympy.Expr]] = {
-    "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": RealAbs, "sign": sympy.sign,
+    "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": sympy.Abs, "sign": sympy.sign,
     "tanh": sympy.tanh, "sigmoid": Sigmoid, "atan": sympy.atan,
     "erf": sympy.erf, "sin": sympy.sin, "cos": sympy.cos, "min": SelectMin, "max": SelectMax,
     "clip": lambda x, lo, hi: SelectMin(SelectMax(x, lo), hi),
@@ -147,7 +132,7 @@ def to_sympy(expr: ir.Expr, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
 
 
 _FROM_SYMPY_FUNCS: dict[type, str] = {
-    sympy.exp: "exp", sympy.log: "log", sympy.Abs: "abs", RealAbs: "abs", sympy.sign: "sign", sympy.tanh: "tanh",
+    sympy.exp: "exp", sympy.log: "log", sympy.Abs: "abs", sympy.sign: "sign", sympy.tanh: "tanh",
     sympy.atan: "atan", sympy.erf: "erf", sympy.sin: "sin", sympy.cos: "cos", Detach: "detach",
     Sigmoid: "sigmoid", SelectMax: "max", SelectMin: "min",
 }
@@ -180,6 +165,10 @@ def _product(factors: list[ir.Expr]) -> ir.Expr:
 
 def from_sympy(e: sympy.Expr) -> ir.Expr:
     """A sympy expression as an IR expression, readable: `a - b`, `x / tau`, `-x`."""
+    if isinstance(e, sympy.re):  # every quantity is real: sympy's derivative of `Abs` of a symbol not
+        return from_sympy(e.args[0])  # declared real goes through `re` and `im`
+    if isinstance(e, sympy.im):
+        return num(0)
     if e.is_Symbol:
         return ir.Name(id=e.name)
     if e.is_Number or e is sympy.pi:
