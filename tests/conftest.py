@@ -28,3 +28,20 @@ def spec_file(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def float64():
+    """float64 by default in torch and, where it is installed, JAX (params given as Python floats stay
+    exact), for tests that compare paths to 1e-10."""
+    import torch
+
+    jax = pytest.importorskip("jax")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", False)
+        torch.set_default_dtype(old)

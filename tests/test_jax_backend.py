@@ -309,18 +309,6 @@ def same_draws(monkeypatch):
     return draws
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", False)
-        torch.set_default_dtype(old)
-
-
 # -- the comparison ------------------------------------------------------------------------------
 
 def build(case: Case, seed: int = 0):

@@ -26,19 +26,6 @@ import jax.numpy as jnp  # noqa: E402
 PATHS = ("fused", "plain", "jax")
 
 
-@pytest.fixture
-def float64():
-    """float64 by default in both frameworks (params given as Python floats stay exact)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", False)
-        torch.set_default_dtype(old)
-
-
 def run_path(path: str, spec, name: str, inputs: list[np.ndarray], dt: float, params: dict[str, float],
              grad_of: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
     """(outputs [T, B, n], recorded states by name, d(sum_t w_t out_t)/d(param) for `grad_of`) on one path.

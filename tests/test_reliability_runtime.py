@@ -33,16 +33,7 @@ network Net {{
 """
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", False)
-        torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # conftest.py: float64 in torch and JAX
 
 
 def spec(tmp_path, neuron: str, outputs: str = "h.spike count, h.v trace", steps: int = 5,
