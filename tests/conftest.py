@@ -45,3 +45,9 @@ def float64():
     finally:
         jax.config.update("jax_enable_x64", False)
         torch.set_default_dtype(old)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (trainings to an accuracy, installs) first: run in parallel (`-n auto`), each
+    starts on a worker at once instead of leaving one long test alone at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
