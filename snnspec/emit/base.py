@@ -70,13 +70,9 @@ def check_supported(net: ir.LNetwork, printers: Iterable[str], backend: str) -> 
 
 def emit_output_tuple(o: CodeWriter, net: ir.LNetwork, cls: str, fields: Namer, array: str, call: str) -> None:
     """The NamedTuple a network returns (`call`: how its docstring names the call that returns it)."""
-    o.line(f"class {cls}Output(NamedTuple):")
-    with o.indent():
-        o.docstring(f"What `{call}` returns: one field per `output` line of the spec.")
-        for out in net.outputs:
-            shape = "[T, batch, ...]" if out.readout == "trace" else "[batch, ...]"
-            o.line(f"{fields(out.name)}: {array}  # {out.layer}.{out.var} {out.readout}, {shape}")
-    o.blank(2)
+    o.named_tuple(f"{cls}Output", f"What `{call}` returns: one field per `output` line of the spec.", [
+        f"{fields(out.name)}: {array}  # {out.layer}.{out.var} {out.readout}, "
+        f"{'[T, batch, ...]' if out.readout == 'trace' else '[batch, ...]'}" for out in net.outputs])
 
 
 def declarations(lowered: ir.LoweredSpec, names: ModuleNames, neuron: Callable[..., Any], rule: Callable[..., Any],

@@ -26,7 +26,6 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
                        "final", "stacked"}
     where = "torch.where"
-    scalars = {"dt", "pi"}  # `t` becomes a tensor in step(): IEEE arithmetic (`1 / t` at 0 is inf), as in JAX
     isfinite = "torch.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
