@@ -9,7 +9,7 @@ from typing import Any
 from .. import ir
 from .._version import __version__
 from ..names import ModuleNames, Namer, class_name
-from .writer import CodeWriter
+from .writer import CodeWriter, literal
 
 
 class UnsupportedOp(Exception):
@@ -44,6 +44,15 @@ def emit_sum(o: CodeWriter, target: str, terms: list[tuple[str, int | None]], fi
         for k, (term, line) in enumerate(terms):
             o.line(f"{'+ ' if k else ''}{term}", (file, line))
     o.line(")")
+
+
+def input_terms(inp: ir.Update, paths: Iterable[ir.LPath], current: Callable[[ir.LPath], str]
+                ) -> list[tuple[str, int | None]]:
+    """The terms summed into a neuron input, each with its spec line: the current of every path into
+    it (`current(path)`), then its default where that is a nonzero number."""
+    terms = [(current(p), p.line) for p in paths if p.dst_input == inp.var]
+    default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+    return terms + ([(literal(default), inp.line)] if default else [])
 
 
 def plan_lines(net: ir.LNetwork, o: CodeWriter) -> list[str]:
