@@ -9,7 +9,7 @@ from typing import Any
 from .. import ir
 from .._version import __version__
 from ..names import ModuleNames, Namer, class_name
-from .writer import CodeWriter
+from .writer import CodeWriter, literal
 
 
 class UnsupportedOp(Exception):
@@ -46,6 +46,15 @@ def emit_sum(o: CodeWriter, target: str, terms: list[tuple[str, int | None]], fi
     o.line(")")
 
 
+def input_terms(inp: ir.Update, paths: Iterable[ir.LPath], current: Callable[[ir.LPath], str]
+                ) -> list[tuple[str, int | None]]:
+    """The terms summed into a neuron input, each with its spec line: the current of every path into
+    it (`current(path)`), then its default where that is a nonzero number."""
+    terms = [(current(p), p.line) for p in paths if p.dst_input == inp.var]
+    default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
+    return terms + ([(literal(default), inp.line)] if default else [])
+
+
 def plan_lines(net: ir.LNetwork, o: CodeWriter) -> list[str]:
     """The head of a network's docstring: dt, steps, and its inputs, layers and paths as declared."""
     dt = f"{net.dt:g} s" if net.dt_has_unit else f"{net.dt:g} (steps)"
@@ -70,13 +79,9 @@ def check_supported(net: ir.LNetwork, printers: Iterable[str], backend: str) -> 
 
 def emit_output_tuple(o: CodeWriter, net: ir.LNetwork, cls: str, fields: Namer, array: str, call: str) -> None:
     """The NamedTuple a network returns (`call`: how its docstring names the call that returns it)."""
-    o.line(f"class {cls}Output(NamedTuple):")
-    with o.indent():
-        o.docstring(f"What `{call}` returns: one field per `output` line of the spec.")
-        for out in net.outputs:
-            shape = "[T, batch, ...]" if out.readout == "trace" else "[batch, ...]"
-            o.line(f"{fields(out.name)}: {array}  # {out.layer}.{out.var} {out.readout}, {shape}")
-    o.blank(2)
+    o.named_tuple(f"{cls}Output", f"What `{call}` returns: one field per `output` line of the spec.", [
+        f"{fields(out.name)}: {array}  # {out.layer}.{out.var} {out.readout}, "
+        f"{'[T, batch, ...]' if out.readout == 'trace' else '[batch, ...]'}" for out in net.outputs])
 
 
 def declarations(lowered: ir.LoweredSpec, names: ModuleNames, neuron: Callable[..., Any], rule: Callable[..., Any],

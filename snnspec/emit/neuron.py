@@ -1,9 +1,6 @@
-"""The skeleton both code backends print a neuron with: the names of its state and params fields
-and of a step's locals, the two `NamedTuple`s, and the body of one step (lets, updates, the
-refractory hold, the spike, the reset blend, the new state). A backend subclass gives its
-function table, array type, reserved locals and the few lines that differ (`spike_call`,
-`detached`, `refractory_count`), and prints the class around the step.
-"""
+"""The skeleton both code backends print a neuron with: the names of its fields and of a step's
+locals, the two `NamedTuple`s and the body of one step. A backend subclass gives its tables and
+the few lines that differ, and prints the class around the step."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from .. import ir
 from ..expr import names
 from ..names import ModuleNames, Namer, class_name, py_name
 from .printer import PRODUCT, Printer
-from .writer import CodeWriter
+from .writer import CodeWriter, unpacked
 
 
 class NeuronSkeleton(ABC):
@@ -23,9 +20,7 @@ class NeuronSkeleton(ABC):
     array_type: str  # the annotation of a state or param array
     array_word: str  # what the docstrings call one ("tensor", "array")
     reserved_locals: set[str]  # the fixed locals of the generated step and run
-    dt_text: str  # how a step reads `dt`
     where: str  # the backend's elementwise select
-    scalars: set[str]  # the names a step holds as plain numbers (`t` is an array inside JAX's scan)
     isfinite: str  # the backend's elementwise test for a finite value
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
@@ -35,8 +30,7 @@ class NeuronSkeleton(ABC):
         self.cls = class_name(n.name)
         fields = Namer()
         self.state_fields = [(s.var, fields(s.var)) for s in n.states]
-        self.uses_spiked = any(x.id == "spiked" for e in self.step_exprs() for x in names(e))
-        if self.uses_spiked:
+        if n.reads_spiked:
             self.state_fields.append(("spiked", fields("spiked")))
         self.refrac_field = fields.fresh("refractory_left") if n.refractory is not None and n.spike else None
         self.param_fields = [(p.name, py_name(p.name)) for p in n.params]
@@ -47,14 +41,8 @@ class NeuronSkeleton(ABC):
         self.locals.update({spec: code for spec, code in self.inputs})
         self.locals.update({x.var: local(x.var) for x in n.lets})
         self.locals.update({p: f"p.{code}" for p, code in self.param_fields})
-        self.fixed = {"t", "dt", "pi"}  # the names without gradient: these, and the lets of them
-        self.scalar_lets: set[str] = set()  # lets of numbers only: plain math, not array functions
-        for x in n.lets:
-            read = {y.id for y in names(x.value)}
-            if read <= self.fixed:
-                self.fixed.add(x.var)
-            if read <= self.scalars | self.scalar_lets:
-                self.scalar_lets.add(x.var)
+        self.fixed = {"t", "dt", "pi", *n.constant_lets}  # the names without gradient
+        self.scalar_lets = set(n.number_lets)  # printed with plain math, not array functions
         self.printer = self.step_printer()
 
     @abstractmethod
@@ -73,48 +61,24 @@ class NeuronSkeleton(ABC):
     def refractory_count(self) -> str:
         """The new `refractory_left`: the refractory steps where the neuron fired, else one less."""
 
-    def step_exprs(self) -> list[ir.Expr]:
-        n = self.n
-        exprs = [u.value for u in (*n.updates, *n.lets)]
-        if n.spike:
-            exprs += [n.spike.x, n.spike.grad]
-        if n.reset:
-            exprs += [u.value for u in n.reset.updates]
-        return exprs
-
     def src(self, line: int | None) -> tuple[str, int | None]:
         return (self.n.file, line)
 
     def spike_extra(self) -> list[str]:
         """The names the surrogate gradient reads besides `x`: passed to the spike function."""
-        spike = self.n.spike
-        assert spike is not None
-        return sorted({x.id for x in names(spike.grad)} - {spike.grad_var, "pi", "dt", "t"})
+        assert self.n.spike is not None
+        return list(self.n.spike.grad_args)
 
     def live_params(self) -> set[str]:
         """Derived params that depend on a learnable one: recomputed from it on every forward."""
         return set(self.n.live_params)
 
     def emit_tuples(self) -> None:
-        o = self.out
-        o.line(f"class {self.cls}State(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The state of a `{self.cls}` layer, one {self.array_word} of shape [batch, *shape] each.")
-            for _spec, code in self.state_fields:
-                o.line(f"{code}: {self.array_type}")
-            if self.refrac_field:
-                o.line(f"{self.refrac_field}: {self.array_type}")
-            if not self.state_fields and not self.refrac_field:
-                o.line("pass")
-        o.blank(2)
-        o.line(f"class {self.cls}Params(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The params of a `{self.cls}` layer in SI units, clamped to their ranges.")
-            for _spec, code in self.param_fields:
-                o.line(f"{code}: {self.array_type}")
-            if not self.param_fields:
-                o.line("pass")
-        o.blank(2)
+        fields = [code for _spec, code in self.state_fields] + ([self.refrac_field] if self.refrac_field else [])
+        self.out.named_tuple(f"{self.cls}State", f"The state of a `{self.cls}` layer, one {self.array_word} of shape "
+                             "[batch, *shape] each.", [f"{code}: {self.array_type}" for code in fields])
+        self.out.named_tuple(f"{self.cls}Params", f"The params of a `{self.cls}` layer in SI units, clamped to their "
+                             "ranges.", [f"{code}: {self.array_type}" for _spec, code in self.param_fields])
 
     def state_inits(self) -> list[str]:
         """Each field's value at the start, from the local `zeros` [batch, *shape]."""
@@ -128,22 +92,19 @@ class NeuronSkeleton(ABC):
     def emit_step_body(self) -> None:
         """From the state's fields to `return spike, State(...)`."""
         n, o = self.n, self.out
-        fields = [self.locals[s] for s, _c in self.state_fields]
-        if self.refrac_field:
-            fields.append("refractory_left")
+        fields = [self.locals[s] for s, _c in self.state_fields] + (["refractory_left"] if self.refrac_field else [])
         if fields:
-            o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
+            o.line(f"{unpacked(fields)} = state")
         for let in n.lets:
             o.line(f"{self.locals[let.var]} = {self.printer(let.value)}", self.src(let.line))
-        updates = list(n.updates)
-        self.emit_assignments([(self.locals[u.var], self.printer(u.value), u.line) for u in updates])
+        o.assign([(self.locals[u.var], self.printer(u.value), u.line) for u in n.updates], n.file)
         if self.refrac_field:
             o.line("active = refractory_left <= 0")
-            old = {s.var for s in updates}
-            for var in (u.var for u in n.reset.updates) if n.reset else ():
-                if var in old:  # the state tuple still holds the value before this step
-                    o.line(f"{self.locals[var]} = {self.where}(active, {self.locals[var]}, "
-                           f"state.{dict(self.state_fields)[var]})")
+            updated = {u.var for u in n.updates}
+            for var in (u.var for u in n.reset.updates if u.var in updated) if n.reset else ():
+                # held while refractory: the state tuple still holds the value before this step
+                o.line(f"{self.locals[var]} = {self.where}(active, {self.locals[var]}, "
+                       f"state.{dict(self.state_fields)[var]})")
         if n.spike is None:
             spike_code = self.locals[n.output] if n.output else "None"
         else:
@@ -177,7 +138,7 @@ class NeuronSkeleton(ABC):
                 values.append((var, f"{var} - gate * ({var} - {text})", u.line))
             else:
                 values.append((var, f"{var} {op} gate * {text if prec > PRODUCT else f'({text})'}", u.line))
-        self.emit_assignments(values)
+        self.out.assign(values, self.n.file)
 
     def emit_guarded(self, u: ir.Update, change: ir.Expr, fallback: str) -> str:
         """The local holding `change`, replaced by `fallback` where it is not finite on a step without
@@ -191,16 +152,3 @@ class NeuronSkeleton(ABC):
         again = replace(self.printer, names={**self.printer.names, **cut})
         o.line(f"{value} = {self.where}({kept}, {again(change)}, {fallback})", self.src(u.line))
         return value
-
-    def emit_assignments(self, values: list[tuple[str, str, int | None]]) -> None:
-        """`a = x` for one, `a, b = (x, y)` for several (simultaneous), each value traced to its line."""
-        o = self.out
-        if len(values) == 1:
-            var, text, line = values[0]
-            o.line(f"{var} = {text}", self.src(line))
-        elif values:
-            o.line(f"{', '.join(v for v, _t, _l in values)} = (")
-            with o.indent():
-                for _v, text, line in values:
-                    o.line(f"{text},", self.src(line))
-            o.line(")")

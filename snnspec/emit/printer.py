@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .. import ir
-from ..expr import EvalError, evaluate
+from ..expr import EvalError, evaluate, names, walk
 from .writer import literal
 
 Emit = Callable[[list[str], list[bool]], str]  # prints a call from its arguments and which are arrays
@@ -19,13 +19,17 @@ Emit = Callable[[list[str], list[bool]], str]  # prints a call from its argument
 ATOM, POWER, UNARY, PRODUCT, SUM = 5, 4, 3, 2, 1
 _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 
+
+
+def _math_call(fn: str) -> Callable[[list[str]], str]:
+    return lambda a: f"math.{fn}({a[0]})"
+
+
 # each prints one atom; conditionals rather than `float(x > 0)`, which numba does not compile
 _MATH: dict[str, Callable[[list[str]], str]] = {
-    "exp": lambda a: f"math.exp({a[0]})", "log": lambda a: f"math.log({a[0]})", "sqrt": lambda a: f"math.sqrt({a[0]})",
+    **{fn: _math_call(fn) for fn in ("exp", "log", "sqrt", "tanh", "atan", "erf", "sin", "cos")},
     "abs": lambda a: f"abs({a[0]})", "sign": lambda a: f"(1.0 if {a[0]} > 0 else -1.0 if {a[0]} < 0 else 0.0)",
-    "tanh": lambda a: f"math.tanh({a[0]})",
-    "sigmoid": lambda a: f"(1.0 / (1.0 + math.exp(-({a[0]}))))", "atan": lambda a: f"math.atan({a[0]})",
-    "erf": lambda a: f"math.erf({a[0]})", "sin": lambda a: f"math.sin({a[0]})", "cos": lambda a: f"math.cos({a[0]})",
+    "sigmoid": lambda a: f"(1.0 / (1.0 + math.exp(-({a[0]}))))",
     "min": lambda a: f"min({a[0]}, {a[1]})", "max": lambda a: f"max({a[0]}, {a[1]})",
     "clip": lambda a: f"min(max({a[0]}, {a[1]}), {a[2]})", "heaviside": lambda a: f"(1.0 if {a[0]} > 0 else 0.0)",
     "detach": lambda a: a[0],
@@ -51,13 +55,9 @@ class Printer:
         return self.print(expr)[0]
 
     def is_array(self, expr: ir.Expr) -> bool:
-        from ..expr import names
-
         return any(n.id in self.arrays for n in names(expr))
 
     def varies(self, expr: ir.Expr) -> bool:
-        from ..expr import names
-
         return any(n.id not in self.fixed for n in names(expr))
 
     def canonical(self, call: ir.Call) -> ir.Call:
@@ -70,17 +70,11 @@ class Printer:
         return call
 
     def print(self, expr: ir.Expr) -> tuple[str, int]:
-        if not isinstance(expr, (ir.Num, ir.Name)) and _numbers_only(expr):
-            try:
-                value = evaluate(expr, {})
-            except EvalError:
-                value = None
-            if value is not None:
-                text = literal(value)
-                return text, (UNARY if text.startswith("-") else ATOM)
         if isinstance(expr, ir.Num):
-            text = literal(expr.value)
-            return text, (UNARY if text.startswith("-") else ATOM)
+            return _number(expr.value)
+        value = _folded(expr)
+        if value is not None:
+            return _number(value)
         if isinstance(expr, ir.Name):
             if expr.id == "pi":
                 return "math.pi", ATOM
@@ -116,7 +110,16 @@ def _wrap(text: str, prec: int, needed: int) -> str:
     return f"({text})" if prec < needed else text
 
 
-def _numbers_only(expr: ir.Expr) -> bool:
-    from ..expr import walk
+def _number(value: float) -> tuple[str, int]:
+    text = literal(value)
+    return text, (UNARY if text.startswith("-") else ATOM)
 
-    return all(not isinstance(n, ir.Name) for n in walk(expr))
+
+def _folded(expr: ir.Expr) -> float | None:
+    """The value of an operation on numbers alone (None for anything that reads a name)."""
+    if any(isinstance(n, ir.Name) for n in walk(expr)):
+        return None
+    try:
+        return evaluate(expr, {})
+    except EvalError:
+        return None

@@ -1,12 +1,7 @@
-"""What the backends print alike for a plasticity rule (LANGUAGE.md §4).
-
-The lowering says what one step of a rule does (`LRule.blocks`: blocks of assignments, checked
-against the scope rules); `RuleEmitter` prints it: the state tuple, each block as one simultaneous
-assignment with every name broadcast to the shape of the value it is read in, `w` as the batch
-mean of its per-sample values (`w + _batch_mean(D)`), and the clips. The indexing is the same text
-in torch and jax.numpy, so a backend (`torch/rule.py`, `jax/rule.py`) only gives its function
-table, its clamp and the class around the step.
-"""
+"""What the backends print alike for a plasticity rule (LANGUAGE.md §4): its state tuple and one
+step (`LRule.blocks`), every name broadcast to the shape of the value it is read in and `w` the
+batch mean of its per-sample values. The indexing is the same text in torch and jax.numpy, so a
+backend gives only its function table, its clamp and the class around the step."""
 
 from __future__ import annotations
 
@@ -18,7 +13,7 @@ from ..expr import names
 from ..names import Namer, py_name
 from ..rule_scope import scope_of
 from .printer import Printer
-from .writer import CodeWriter
+from .writer import CodeWriter, unpacked
 
 SHAPES = {"pre": "[batch, pre]", "post": "[batch, post]", "syn": "[batch, post, pre]", "w": "[post, pre]"}
 
@@ -88,15 +83,9 @@ class RuleEmitter(ABC):
 
     def emit_state_tuple(self, o: CodeWriter) -> None:
         r = self.rule
-        o.line(f"class {self.cls}State(NamedTuple):")
-        with o.indent():
-            o.docstring(f"The state of rule `{r.name}`: pre {SHAPES['pre']}, post {SHAPES['post']}, "
-                        f"syn {SHAPES['syn']}.")
-            for s in r.states:
-                o.line(f"{self.local[s.var]}: {self.array_type}  # {r.scopes[s.var]}")
-            if not r.states:
-                o.line("pass")
-        o.blank(2)
+        o.named_tuple(f"{self.cls}State", f"The state of rule `{r.name}`: pre {SHAPES['pre']}, post {SHAPES['post']}, "
+                      f"syn {SHAPES['syn']}.", [f"{self.local[s.var]}: {self.array_type}  # {r.scopes[s.var]}"
+                                                for s in r.states])
 
     def state_values(self, zeros: Callable[[str], str]) -> list[str]:
         """Each state's initial value, from `zeros(size)` of its scope's size (`(batch, pre)`, ...)."""
@@ -113,7 +102,7 @@ class RuleEmitter(ABC):
         r = self.rule
         fields = [self.local[s.var] for s in r.states]
         if fields:
-            o.line(f"{', '.join(fields)}{',' if len(fields) == 1 else ''} = state")
+            o.line(f"{unpacked(fields)} = state")
         for block in self.rule.blocks:
             values = []
             for a in block.assignments:
@@ -136,21 +125,9 @@ class RuleEmitter(ABC):
                 values.append((target, text, a.line))
             if block.event is not None:
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
-            self.emit_assignments(o, values)
+            o.assign(values, r.file)
         for c in self.rule.clips:
             p = self.printer(self.scope_of(c.var))
             var = self.local.get(c.var, "w")
             o.line(f"{var} = {self.clamp(var, p(c.low), p(c.high), p.is_array(c.low) or p.is_array(c.high))}")
         o.line(f"return {self.cls}State({', '.join(fields)}), w")
-
-    def emit_assignments(self, o: CodeWriter, values: list[tuple[str, str, int | None]]) -> None:
-        src = self.rule.file
-        if len(values) == 1:
-            var, text, line = values[0]
-            o.line(f"{var} = {text}", (src, line))
-            return
-        o.line(f"{', '.join(v for v, _t, _l in values)} = (")
-        with o.indent():
-            for _v, text, line in values:
-                o.line(f"{text},", (src, line))
-        o.line(")")

@@ -44,16 +44,6 @@ def op_text(op: ir.LOp) -> str:
     return f"{op.name}({args})" if args else op.name
 
 
-def op_macs(op: ir.LOp) -> int:
-    """Multiply-adds per sample of one application of an op (dense and conv; the rest are elementwise)."""
-    if op.name == "dense":
-        return op.in_shape[0] * op.out_shape[0]
-    if op.name in ("conv1d", "conv2d"):
-        kernel = int(op.args["kernel"]) ** (len(op.in_shape) - 1)
-        return prod(op.out_shape) * op.in_shape[0] * kernel
-    return 0
-
-
 class NetworkSummary(ProgramVisitor):
     """Prints one network's summary into `lines`."""
 
@@ -75,8 +65,8 @@ class NetworkSummary(ProgramVisitor):
         self.lines += ["", "  schedule of one run:"]
         self.lines += [f"    {k}. {text}" for k, text in enumerate(self.schedule, 1)]
         static = set(program.static_paths)
-        each = sum(op_macs(op) for p in net.paths if p.index not in static for op in p.ops)
-        once = sum(op_macs(op) for p in net.paths if p.index in static for op in p.ops)
+        each = sum(macs for index, macs in program.path_macs.items() if index not in static)
+        once = sum(macs for index, macs in program.path_macs.items() if index in static)
         self.lines += ["", f"  multiply-adds per sample: {each:,} each step" + (f", {once:,} once" if once else "")]
         return self.lines
 

@@ -28,6 +28,11 @@ def literal(value: float | int | bool) -> str:
     return text
 
 
+def unpacked(names: list[str]) -> str:
+    """The targets that unpack a tuple: `a, b`, or `a,` for one."""
+    return f"{', '.join(names)}{',' if len(names) == 1 else ''}"
+
+
 def source_name(file: str, root: str) -> str:
     """How generated code names a spec file: the only door for file names. Relative to the root
     spec's folder (the output does not depend on how its path was spelled; `std/...` stays), with
@@ -65,6 +70,28 @@ class CodeWriter:
         if source is not None and source[1] is not None:
             text = f"{text}  # {self.source(source[0])}:{source[1]}"
         self.lines.append(self.indent_unit * self.level + text)
+
+    def assign(self, values: list[tuple[str, str, int | None]], file: str) -> None:
+        """`a = x` for one (target, value, spec line), `a, b = (x, y)` (simultaneous) for several, each
+        value traced to its line."""
+        if len(values) == 1:
+            target, value, line = values[0]
+            self.line(f"{target} = {value}", (file, line))
+        elif values:
+            self.line(f"{', '.join(target for target, _v, _l in values)} = (")
+            with self.indent():
+                for _t, value, line in values:
+                    self.line(f"{value},", (file, line))
+            self.line(")")
+
+    def named_tuple(self, name: str, doc: str, fields: list[str]) -> None:
+        """`class NAME(NamedTuple)`: its docstring, then one `field: type` line each (`pass` for none)."""
+        self.line(f"class {name}(NamedTuple):")
+        with self.indent():
+            self.docstring(doc)
+            for field in fields or ["pass"]:
+                self.line(field)
+        self.blank(2)
 
     def blank(self, count: int = 1) -> None:
         """Blank lines, never more than `count` in a row and none at the start of a block."""

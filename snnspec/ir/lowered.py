@@ -41,6 +41,7 @@ class LSpike(Model):
     surrogate: str
     grad: Expr
     grad_var: str = "x"
+    grad_args: tuple[str, ...] = ()  # what `grad` reads besides `grad_var` (params, states): the spike's arguments
     line: int | None = None
 
 
@@ -86,6 +87,9 @@ class LNeuron(Model):
     output: str | None = None  # what a step returns: "spike", or for a non-spiking neuron a state
     live_params: tuple[str, ...] = ()  # derived params of learnable ones: recomputed on every forward
     reads_t: bool = False  # a step reads the built-in `t` (time since the start of the run)
+    reads_spiked: bool = False  # a step reads `spiked` (whether it spiked at the step before)
+    constant_lets: tuple[str, ...] = ()  # lets of `t`, `dt`, `pi` and numbers only: they carry no gradient
+    number_lets: tuple[str, ...] = ()  # lets of `dt`, `pi` and numbers only: plain numbers (`t` is an array)
     kernel: LKernel | None = None  # the fused recurrence; None where it cannot be fused
     kernel_note: str | None = None  # why not
     span: Span | None = None  # the declaration's name, for diagnostics about the generated code

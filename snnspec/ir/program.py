@@ -110,6 +110,7 @@ class LProgram(Model):
     static_paths: tuple[int, ...] = ()
     loop_paths: tuple[int, ...] = ()
     plastic_dense: dict[int, int] = {}
+    path_macs: dict[int, int] = {}  # multiply-adds per sample of one application of a path's dense and conv ops
     modulators: tuple[str, ...] = ()
     reads_t: bool = False
     statements: tuple[Statement, ...] = ()

@@ -136,11 +136,22 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
 
 def _decided(n: ir.LNeuron) -> ir.LNeuron:
     """`n` with what every backend needs to know of its step: which derived params are recomputed
-    from learnable ones, and whether it reads the time `t`."""
+    from learnable ones, whether it reads the time `t` or `spiked`, and which lets are constant."""
+    reads = {x.id for e in step_exprs(n) for x in names(e)}
     exprs = [e for e in step_exprs(n) if n.spike is None or e is not n.spike.grad]  # a surrogate never reads t
     reads_t = any(x.id == "t" for e in exprs for x in names(e))
-    return n.model_copy(update={"live_params": tuple(p.name for p in n.params if p.name in live_params(n)),
-                                "reads_t": reads_t})
+    constant, numbers = {"t", "dt", "pi"}, {"dt", "pi"}  # each grows by the lets of its names, in order
+    for x in n.lets:
+        read = {y.id for y in names(x.value)}
+        if read <= constant:
+            constant.add(x.var)
+        if read <= numbers:
+            numbers.add(x.var)
+    return n.model_copy(update={
+        "live_params": tuple(p.name for p in n.params if p.name in live_params(n)), "reads_t": reads_t,
+        "reads_spiked": "spiked" in reads,
+        "constant_lets": tuple(x.var for x in n.lets if x.var in constant),
+        "number_lets": tuple(x.var for x in n.lets if x.var in numbers)})
 
 
 MEMBRANE_NAMES = ("v", "mem", "u", "V")
@@ -205,7 +216,8 @@ def _lower_spike(n: ir.Neuron, spike: ir.Spike, surrogates: Mapping[str, ir.Surr
     lhs, rhs = substitute(spike.lhs, inlined), substitute(spike.rhs, inlined)
     diff = rhs if isinstance(lhs, ir.Num) and lhs.value == 0 and not lhs.unit else ir.BinOp(op="-", left=lhs, right=rhs)
     return ir.LSpike(x=to_si(diff, local), inclusive=spike.op == ">=", surrogate=sur.name, grad=grad_expr,
-                     grad_var=var, line=_line(spike))
+                     grad_var=var, grad_args=tuple(sorted({x.id for x in names(grad_expr)} - {var, "pi", "dt", "t"})),
+                     line=_line(spike))
 
 
 _TOTAL = {"abs", "sign", "tanh", "sigmoid", "atan", "erf", "sin", "cos", "min", "max", "clip", "heaviside",

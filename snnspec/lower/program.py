@@ -9,6 +9,7 @@ input, run each layer layer-major or a group of layers step by step, read out ea
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 
 from .. import ir
 from ..diagnostics import Diagnostics
@@ -23,6 +24,17 @@ WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  
 # ops that act on each step alone: a layer whose paths hold only these may compute its currents per step
 PER_STEP_OPS = {"dense", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool", "flatten", "scale", "one_to_one",
                 "dropout", "lateral"}
+
+
+def path_macs(p: ir.LPath) -> int:
+    """Multiply-adds per sample of one application of a path's ops (dense and conv; the rest are elementwise)."""
+    macs = 0
+    for op in p.ops:
+        if op.name == "dense":
+            macs += op.in_shape[0] * op.out_shape[0]
+        elif op.name in ("conv1d", "conv2d"):
+            macs += prod(op.out_shape) * op.in_shape[0] * int(op.args["kernel"]) ** (len(op.in_shape) - 1)
+    return macs
 
 
 class _Planner:
@@ -133,20 +145,9 @@ class _Planner:
         by step (every path reads a sequence through per-sample ops; the neuron does not read `t`)."""
         if self.neurons[layer].reads_t or not paths:
             return 0
-        macs = 0
-        for p in paths:
-            if p.index in self.static or any(op.name not in PER_STEP_OPS for op in p.ops):
-                return 0
-            for op in p.ops:
-                if op.name == "dense":
-                    macs += op.in_shape[0] * op.out_shape[0]
-                elif op.name in ("conv1d", "conv2d"):
-                    spatial = 1
-                    for n in op.out_shape[1:]:
-                        spatial *= n
-                    kernel = int(op.args["kernel"]) ** (len(op.in_shape) - 1)
-                    macs += op.out_shape[0] * spatial * op.in_shape[0] * kernel
-        return macs
+        if any(p.index in self.static or any(op.name not in PER_STEP_OPS for op in p.ops) for p in paths):
+            return 0
+        return sum(path_macs(p) for p in paths)
 
     def statements(self) -> list[ir.Statement]:
         net = self.net
@@ -198,6 +199,7 @@ def build_program(net: ir.LNetwork, neurons: Mapping[str, ir.LNeuron], rules: Ma
         layer_attrs=plan.layer_attrs, rule_attrs=plan.rule_attrs,
         op_slots=tuple(ir.OpSlot(path=i, op=k, attr=a) for (i, k), a in plan.op_attr.items()),
         params=plan.params(), buffers=plan.buffers(), random=plan.random(), static_paths=tuple(sorted(plan.static)),
-        loop_paths=loop_paths, plastic_dense=plan.plastic_dense, modulators=tuple(network_modulators(net, rules)),
+        loop_paths=loop_paths, plastic_dense=plan.plastic_dense, path_macs={p.index: path_macs(p) for p in net.paths},
+        modulators=tuple(network_modulators(net, rules)),
         reads_t=any(n.reads_t for n in plan.neurons.values()), statements=tuple(plan.statements()),
         streaming=plan.step_loop(tuple(la.name for la in net.layers)))

@@ -1,4 +1,4 @@
-"""The torch backend's table of array functions for the expression printer."""
+"""The torch backend's table of array functions for the expression printer, and its clamp."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def _clip(a: list[str], flags: list[bool]) -> str:
     if flags[1] == flags[2]:
         return f"torch.clamp({a[0]}, {a[1]}, {a[2]})"
     return f"torch.clamp(torch.clamp({a[0]}, min={a[1]}), max={a[2]})"
+
+
+def clamp(value: str, low: str, high: str, arrays: bool) -> str:
+    """`value` clamped to [low, high], the high bound winning; `arrays`: a bound is a tensor."""
+    return f"torch.clamp(torch.clamp({value}, min={low}), max={high})" if arrays else f"{value}.clamp({low}, {high})"
 
 
 TORCH_FUNCTIONS: dict[str, Emit] = {

@@ -8,6 +8,8 @@ step loop under autograd, which gives the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ... import ir
 from ...names import ModuleNames, Namer, short
 from ..printer import Printer
@@ -27,6 +29,11 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)).lstrip("_")
 
 
+def _views(prefix: str, ids: Iterable[str], local: str) -> dict[str, str]:
+    """Kernel arguments `prefix + id` as numpy views of the items of the list `local`, in the order of `ids`."""
+    return {f"{prefix}{name}": f"{local}[{k}].numpy()" for k, name in enumerate(ids)}
+
+
 def _tuple(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
@@ -34,25 +41,30 @@ def _tuple(items: list[str]) -> str:
 class FusedEmitter:
     """Prints the fused kernels and the autograd Function for one neuron's `ir.LKernel`."""
 
-    def __init__(self, k: ir.LKernel, n: ir.LNeuron, cls: str, fields: list[tuple[str, str]]):
-        self.k, self.n, self.cls = k, n, cls
+    def __init__(self, n: ir.LNeuron, cls: str, fields: list[tuple[str, str]], module_names: ModuleNames):
+        assert n.kernel is not None
+        self.k, self.n, self.cls = n.kernel, n, cls
         self.fields = fields  # (spec name, State field): real states, spiked if read, refractory counter
-        self.forward_name = self.backward_name = ""
+        snake = _snake(cls)  # module-level names, unique in the generated file
+        self.forward_name = module_names.internal(f"_{snake}_forward")
+        self.backward_name = module_names.internal(f"_{snake}_backward")
         names = Namer(_FIXED)
         self.v = {}
-        for local, base in k.locals:  # `spike` and `gate` are fine in a kernel (not at class level)
+        for local, base in self.k.locals:  # `spike` and `gate` are fine in a kernel (not at class level)
             self.v[local] = base if base in ("spike", "gate") and base not in names.taken else names.fresh(short(base))
             names.taken.add(self.v[local])
         self.v["dt"] = "dt"
-        self.arr = {a: names.fresh(short(base)) for a, base in k.arrays}
+        self.arr = {a: names.fresh(short(base)) for a, base in self.k.arrays}
         self.arr.update({a: a for a in _FIXED})
         self.scalar = Printer({}, self.v, arrays=set())
 
-    def name_kernels(self, module_names: ModuleNames) -> None:
-        """The module-level names of the two kernels, unique in the generated file."""
-        snake = _snake(self.cls)
-        self.forward_name = module_names.internal(f"_{snake}_forward")
-        self.backward_name = module_names.internal(f"_{snake}_backward")
+    def emit(self, o: CodeWriter) -> None:
+        """The forward kernel, the backward kernel and the autograd Function that calls them."""
+        self.emit_forward(o)
+        o.blank(2)
+        self.emit_backward(o)
+        o.blank(2)
+        self.emit_function(o)
 
     # ---- the kernels: a visitor of kernel statements ----------------------------------------------
     def elem(self, e: ir.KElem) -> str:
@@ -166,12 +178,10 @@ class FusedEmitter:
                 if k.saved_start:
                     clones = ", ".join(f"start[{spec_fields.index(f)}].clone()" for f in k.saved_start)
                     o.line(f"initial = [{clones}]")
-                code = {"steps": "float(steps)", **{f"pa:{p}": f"params[{j}].numpy()" for j, p in enumerate(used)},
-                        **{f"in:{i}": f"inputs[{j}].numpy()" for j, i in enumerate(k.inputs)},
-                        **{f"st:{f}": f"start[{j}].numpy()" for j, f in enumerate(spec_fields)}}
-                if k.refractory:
-                    code["counter"] = f"start[{len(spec_fields) - 1}].numpy()"
-                self.call(o, self.forward_name, k.forward, code)
+                self.call(o, self.forward_name, k.forward, {
+                    "steps": "float(steps)", "counter": f"start[{len(spec_fields) - 1}].numpy()",
+                    **_views("pa:", used, "params"), **_views("in:", k.inputs, "inputs"),
+                    **_views("st:", spec_fields, "start")})
                 kept = (["*inputs"] if k.saves_inputs else []) + (["*initial"] if k.saved_start else [])
                 kept += ["*params"] if used and list(k.saved_params) == used else [f"params[{used.index(p)}]"
                                                                          for p in k.saved_params]
@@ -215,15 +225,13 @@ class FusedEmitter:
             o.line(f"g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range({len(k.inputs)})]")
             if k.grad_params:
                 o.line(f"g_params = [torch.zeros(M, dtype=dtype) for _ in range({len(k.grad_params)})]")
-            spec_fields = [spec for spec, _code in self.fields]
-            code = {"g_out": "g_out.contiguous().numpy()", "g_rec": "g_rec.contiguous().numpy()",
-                    **{f"in:{i}": f"{x}.numpy()" for i, x in zip(k.inputs, ins)},
-                    **{f"st:{f}": f"{x}.numpy()" for f, x in zip(k.saved_start, initial)},
-                    **{f"pa:{p}": f"{x}.numpy()" for p, x in zip(k.saved_params, params)},
-                    **{f"lam:{f}": f"g_final[{j}].numpy()" for j, f in enumerate(spec_fields[:adjoints])},
-                    **{f"g:{i}": f"g_inputs[{j}].numpy()" for j, i in enumerate(k.inputs)},
-                    **{f"g:{p}": f"g_params[{j}].numpy()" for j, p in enumerate(k.grad_params)}}
-            self.call(o, self.backward_name, k.backward, code)
+            self.call(o, self.backward_name, k.backward, {
+                "g_out": "g_out.contiguous().numpy()", "g_rec": "g_rec.contiguous().numpy()",
+                **{f"in:{i}": f"{x}.numpy()" for i, x in zip(k.inputs, ins)},
+                **{f"st:{f}": f"{x}.numpy()" for f, x in zip(k.saved_start, initial)},
+                **{f"pa:{p}": f"{x}.numpy()" for p, x in zip(k.saved_params, params)},
+                **_views("lam:", [spec for spec, _code in self.fields][:adjoints], "g_final"),
+                **_views("g:", k.inputs, "g_inputs"), **_views("g:", k.grad_params, "g_params")})
             returned = ["None", "None", "None", "*(g.reshape(T, *shape) for g in g_inputs)",
                         f"*(g.reshape(shape) for g in g_final[:{adjoints}])"] + ["None"] * (n_fields - adjoints)
             index = {p: j for j, p in enumerate(k.grad_params)}

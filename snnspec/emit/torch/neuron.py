@@ -12,7 +12,7 @@ from ...names import ModuleNames, py_name
 from ..neuron import NeuronSkeleton
 from ..printer import Printer
 from ..writer import CodeWriter, literal
-from .functions import TORCH_FUNCTIONS
+from .functions import TORCH_FUNCTIONS, clamp
 from .fused import FusedEmitter
 
 
@@ -26,12 +26,13 @@ class NeuronEmitter(NeuronSkeleton):
     reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "refractory_left", "i", "out", "rest",
                        "final", "stacked"}
     where = "torch.where"
-    scalars = {"dt", "pi"}  # `t` becomes a tensor in step(): IEEE arithmetic (`1 / t` at 0 is inf), as in JAX
     isfinite = "torch.isfinite"
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out, module_names)
-        self.fused = self.make_fused()
+        refractory = [("refractory_left", self.refrac_field)] if self.refrac_field else []
+        self.fused = None if n.kernel is None else FusedEmitter(n, self.cls, [*self.state_fields, *refractory],
+                                                                  module_names)
 
     def step_printer(self) -> Printer:
         return Printer(TORCH_FUNCTIONS, {**self.locals, "dt": "self.dt", "t": "t"},
@@ -53,21 +54,8 @@ class NeuronEmitter(NeuronSkeleton):
         if self.n.spike is not None:
             self.emit_spike_function()
         if self.fused is not None:
-            self.fused.emit_forward(self.out)
-            self.out.blank(2)
-            self.fused.emit_backward(self.out)
-            self.out.blank(2)
-            self.fused.emit_function(self.out)
+            self.fused.emit(self.out)
         self.emit_module()
-
-    def make_fused(self) -> FusedEmitter | None:
-        """The fused (numba) recurrence for this neuron, if lowering gave it one."""
-        if self.n.kernel is None:
-            return None
-        fused = FusedEmitter(self.n.kernel, self.n, self.cls, [*self.state_fields, *(
-            [("refractory_left", self.refrac_field)] if self.refrac_field else [])])
-        fused.name_kernels(self.module_names)
-        return fused
 
     def emit_spike_function(self) -> None:
         spike = self.n.spike
@@ -157,24 +145,18 @@ class NeuronEmitter(NeuronSkeleton):
         o.line(f"def params(self) -> {self.cls}Params:")
         with o.indent():
             o.docstring("The params as used in a step: ranges applied, derived params recomputed.")
-            env = {spec: code for spec, code in self.param_fields}
+            env = dict(self.param_fields)
             printer = Printer(TORCH_FUNCTIONS, {**env, "dt": "self.dt"}, arrays=set(env))
             live = self.live_params()
             for p in n.params:
                 code = env[p.name]
                 value = f"self.{code}"
-                if p.name in live:
+                if p.name in live:  # None unless given: computed from the learnable params it depends on
                     value = f"self.{code} if self.{code} is not None else {printer(p.default)}"
                 if p.low is not None and p.high is not None:
-                    low, high = printer(p.low), printer(p.high)
-                    if p.name in live:
-                        value = f"({value})"
-                    value = f"{value}.clamp({low}, {high})" if not (printer.is_array(p.low) or printer.is_array(
-                        p.high)) else f"torch.clamp(torch.clamp({value}, min={low}), max={high})"
-                if value != f"self.{code}":
-                    o.line(f"{code} = {value}", self.src(p.line))
-                else:
-                    o.line(f"{code} = self.{code}")
+                    bounds = printer.is_array(p.low) or printer.is_array(p.high)
+                    value = clamp(f"({value})" if p.name in live else value, printer(p.low), printer(p.high), bounds)
+                o.line(f"{code} = {value}", self.src(p.line) if value != f"self.{code}" else None)
             o.line(f"return {self.cls}Params({', '.join(code for _s, code in self.param_fields)})")
         o.blank()
 

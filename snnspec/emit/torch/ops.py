@@ -1,4 +1,5 @@
-"""The torch backend's ops: one printer per op of a path (`OP_PRINTERS`), given where it is printed."""
+"""The torch backend's ops: one printer per op of a path (`OP_PRINTERS`), given where it is printed,
+and the module (or parameter) an op with arrays holds (`op_module`)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,6 @@ class OpContext:
     weight: str | None = None  # a plastic dense: the local holding this step's weight
 
 
-def _spatial(op: ir.LOp) -> int:
-    return len(op.in_shape) - 1
-
-
 def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
     if ctx.weight is not None:  # plastic: the weight of this step, not the module's
         return f"nn.functional.linear({value}, {ctx.weight}, self.{ctx.attr}.bias)"
@@ -34,20 +31,15 @@ def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _per_sample(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    """Convolution and normalisation see [T*batch, C, ...] in one call when there is a time axis."""
+    """Convolution and batchnorm see [T*batch, C, ...] in one call when there is a time axis."""
     return f"_fold_time(self.{ctx.attr}, {value})" if ctx.time_axis else f"self.{ctx.attr}({value})"
 
 
 def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    kind = "max" if op.name == "maxpool" else "avg"
-    fn = f"nn.functional.{kind}_pool{_spatial(op)}d"
-    k = int(op.args["kernel"])
+    spatial, k = len(op.in_shape) - 1, int(op.args["kernel"])
+    fn = f"nn.functional.{'max' if op.name == 'maxpool' else 'avg'}_pool{spatial}d"
     text = f"_fold_time({fn}, {value}, {k})" if ctx.time_axis else f"{fn}({value}, {k})"
-    return f"({text} * {literal(k ** _spatial(op))})" if op.name == "sumpool" else text
-
-
-def _batchnorm(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return _per_sample(op, value, ctx)
+    return f"({text} * {literal(k ** spatial)})" if op.name == "sumpool" else text
 
 
 def _dropout(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -87,20 +79,18 @@ def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
     "dense": _dense, "conv1d": _per_sample, "conv2d": _per_sample, "maxpool": _pool, "avgpool": _pool,
-    "sumpool": _pool, "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
+    "sumpool": _pool, "batchnorm": _per_sample, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
     "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
-
 
 
 def op_module(op: ir.LOp) -> str:
     """The constructor of the module (or parameter) an op holds."""
     a = op.args
+    bias = "" if a.get("bias", True) else ", bias=False"
     if op.name == "dense":
-        bias = "" if a.get("bias", True) else ", bias=False"
         return f"nn.Linear({literal(op.in_shape[0])}, {literal(op.out_shape[0])}{bias})"
     if op.name in ("conv1d", "conv2d"):
-        bias = "" if a.get("bias", True) else ", bias=False"
         return (f"nn.Conv{op.name[-2:]}({literal(op.in_shape[0])}, {literal(int(a['channels']))}, "
                 f"kernel_size={literal(int(a['kernel']))}, stride={literal(int(a['stride']))}, "
                 f"padding={literal(int(a['padding']))}{bias})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..printer import Printer
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import CodeWriter
-from .functions import TORCH_FUNCTIONS
+from .functions import TORCH_FUNCTIONS, clamp
 
 
 class RuleEmitter(SharedRuleEmitter):
@@ -25,7 +25,7 @@ class RuleEmitter(SharedRuleEmitter):
     zeros_like = "torch.zeros_like"
 
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        return f"torch.clamp(torch.clamp({var}, min={low}), max={high})" if arrays else f"{var}.clamp({low}, {high})"
+        return clamp(var, low, high, arrays)
 
     def emit(self, o: CodeWriter) -> None:
         r = self.rule
