@@ -86,6 +86,17 @@ def evaluate(expr: ir.Expr, env: Mapping[str, float]) -> float:
     return float(value)
 
 
+def number_value(expr: ir.Expr) -> float | None:
+    """The value of an expression of numbers alone; None where it reads any name (a param, a unit, `pi`)
+    or is a math error, so that callers fold only what is a plain number in the source."""
+    if any(isinstance(node, ir.Name) for node in walk(expr)):
+        return None
+    try:
+        return evaluate(expr, {})
+    except EvalError:
+        return None
+
+
 def _evaluate(expr: ir.Expr, env: Mapping[str, float]) -> float:
     if isinstance(expr, ir.Num):
         if expr.unit is not None and expr.unit not in UNITS:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .. import ir
-from ..expr import EvalError, evaluate, names, walk
+from ..expr import names, number_value
 from .writer import literal
 
 Emit = Callable[[list[str], list[bool]], str]  # prints a call from its arguments and which are arrays
@@ -72,7 +72,7 @@ class Printer:
     def print(self, expr: ir.Expr) -> tuple[str, int]:
         if isinstance(expr, ir.Num):
             return _number(expr.value)
-        value = _folded(expr)
+        value = number_value(expr)
         if value is not None:
             return _number(value)
         if isinstance(expr, ir.Name):
@@ -113,13 +113,3 @@ def _wrap(text: str, prec: int, needed: int) -> str:
 def _number(value: float) -> tuple[str, int]:
     text = literal(value)
     return text, (UNARY if text.startswith("-") else ATOM)
-
-
-def _folded(expr: ir.Expr) -> float | None:
-    """The value of an operation on numbers alone (None for anything that reads a name)."""
-    if any(isinstance(n, ir.Name) for n in walk(expr)):
-        return None
-    try:
-        return evaluate(expr, {})
-    except EvalError:
-        return None

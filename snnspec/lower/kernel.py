@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from .. import ir
-from ..expr import EvalError, evaluate, names, substitute, walk
+from ..expr import names, number_value, substitute, walk
 from .adjoint import GATE, Derivative, LAdjoint, derive, new, reads_old_state, reset_blend, updated_values
 from .budget import SymbolicTimeout
 
@@ -80,18 +80,9 @@ def _strip(expr: ir.Expr) -> ir.Expr:
     return expr.model_copy(update={"span": None})
 
 
-def _constant(expr: ir.Expr) -> float | None:
-    if any(isinstance(x, ir.Name) for x in walk(expr)):
-        return None
-    try:
-        return evaluate(expr, {})
-    except EvalError:
-        return None
-
-
 def _times(weight: ir.Expr, factor: ir.Expr) -> ir.Expr:
     """`weight * factor`, without the multiplication by a factor of 1 or -1."""
-    value = _constant(factor)
+    value = number_value(factor)
     if value == 1.0:
         return weight
     if value == -1.0:
