@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ... import ir
 from ...names import Namer, class_name, py_name
-from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, plan_lines, state_fields
+from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, input_terms, plan_lines, state_fields
 from ..writer import CodeWriter, literal
 from .ops import OP_PRINTERS, OpContext
 from .params import ParamsPrinter
@@ -267,11 +267,8 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         (expression, spec line) for each path, then the input's default."""
         out = []
         for inp in self.neurons[layer].inputs:
-            terms = [(self.path_value(p, True, False, ctx), p.line) for p in paths if p.dst_input == inp.var]
-            default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
-            if default:
-                terms.append((literal(default), inp.line))
-            if not terms or (len(terms) == 1 and default):
+            terms = input_terms(inp, paths, lambda p: self.path_value(p, True, False, ctx))
+            if not any(p.dst_input == inp.var for p in paths):  # the sum takes the layer's shape from zeros
                 terms.insert(0, (self.zeros(layer, True), None))
             out.append(terms)
         return out
@@ -411,15 +408,9 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             ctx = OpContext(None, False, False, False, self.param, self.local)
             values = []
             for inp in neuron.inputs:
-                terms = []
-                for p in paths:
-                    if p.dst_input != inp.var:
-                        continue
-                    terms.append((self.path_value(p, False, False, ctx, source=sources[seq[p.index]]), p.line))
-                default = inp.value.value if isinstance(inp.value, ir.Num) else 0.0
-                if default:
-                    terms.append((literal(default), inp.line))
-                if not terms or (len(terms) == 1 and default):
+                terms = input_terms(inp, paths,
+                                    lambda p: self.path_value(p, False, False, ctx, source=sources[seq[p.index]]))
+                if not any(p.dst_input == inp.var for p in paths):
                     terms.insert(0, (self.zeros(layer, False), None))
                 self.emit_pre(ctx)
                 name = self.local.fresh(f"{layer}_{inp.var}_t")
