@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import snnspec
-from snnspec.emit.torch.helpers import HELPERS
+from snnspec.emit.torch import HELPERS
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = sorted((ROOT / "tests" / "golden" / "torch").glob("*.py"))
@@ -52,3 +52,39 @@ def test_std_neurons_module_text() -> None:
 @pytest.mark.parametrize("path", JAX_GOLDEN, ids=[p.stem for p in JAX_GOLDEN])
 def test_jax_golden_lines(path: Path) -> None:
     _check_lines(path.read_text())
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_runtime_helpers_are_copied_definition_by_definition(backend: str) -> None:
+    """Each helper a generated module carries is one definition of snnspec/runtime/BACKEND_helpers.py,
+    with the statements before it (constants, a guarded import) and without the file's own imports;
+    a module gets exactly the helpers its code calls, and those they call."""
+    import ast
+
+    from snnspec.runtime import called, helpers
+
+    pytest.importorskip(backend)
+    source = (ROOT / "snnspec" / "runtime" / f"{backend}_helpers.py").read_text()
+    defined = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    pieces = helpers(backend)
+    assert list(pieces) == defined
+    for name, text in pieces.items():
+        assert not text.startswith(("import ", "from ", '"""')), name
+        assert re.search(rf"^(def|class) {name}\b", text, re.M), name
+        compile(text, name, "exec")
+    if backend == "torch":
+        assert pieces["_fusable"].startswith("try:\n    import numba")  # the guarded import travels with it
+        assert called(pieces, "y = _shift(x, 2)") == [pieces["_shift"]]
+    else:  # `_batchnorm` calls `_channel_mean`, which the file defines before it
+        assert called(pieces, "y = _batchnorm(x)") == [pieces["_channel_mean"], pieces["_batchnorm"]]
+
+
+def test_runtime_helpers_run_as_the_generated_code_runs_them() -> None:
+    """The helper file is real code: importable, and its `_shift` delays a sequence with zeros."""
+    import torch
+
+    from snnspec.runtime import torch_helpers
+
+    x = torch.arange(1.0, 5.0).reshape(4, 1)
+    assert torch_helpers._shift(x, 1).flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert torch_helpers._shift(x, 9).abs().sum() == 0

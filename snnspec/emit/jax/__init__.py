@@ -13,14 +13,15 @@ import re
 
 from ... import ir
 from ...names import ModuleNames, defined_names
+from ...runtime import called, helpers
 from ..base import declarations, module_docstring
 from ..writer import CodeWriter
-from .helpers import HELPERS
 from .network import NetworkEmitter
 from .neuron import NeuronEmitter
 from .rule import RuleEmitter
 
 # module-level names the generated code defines or imports itself, besides the declarations'
+HELPERS = helpers("jax")
 MODULE_NAMES = defined_names(HELPERS.values()) | {"jax", "jnp", "lax", "math", "NamedTuple"}
 
 
@@ -31,22 +32,18 @@ def emit_module(lowered: ir.LoweredSpec, names: ModuleNames) -> str:
     module_docstring(o, lowered, "Pure JAX functions (jit, grad and vmap work on them); params and states are "
                                  "pytrees.\nSelf-contained: imports only jax, jax.numpy, math and typing.")
     o.line()
-    used = text
-    for name, helper in reversed(HELPERS.items()):  # helpers may call helpers defined after them
-        if re.search(rf"\b{name}\(", used):
-            used += helper
-    helpers = [helper for name, helper in HELPERS.items() if re.search(rf"\b{name}\(", used)]
+    used = called(HELPERS, text)
     o.line("from __future__ import annotations")
     o.line()
-    if re.search(r"\bmath\.", used):
+    if any(re.search(r"\bmath\.", code) for code in (text, *used)):
         o.line("import math")
     o.line("from typing import NamedTuple")
     o.line()
     o.line("import jax")
     o.line("import jax.numpy as jnp")
     o.line("from jax import lax")
-    for helper in helpers:
+    for helper in used:
         o.blank(2)
-        o.lines.extend(helper.strip("\n").split("\n"))
+        o.lines.extend(helper.split("\n"))
     o.blank(2)
     return o.text() + "\n\n" + text if text.strip() else o.text()

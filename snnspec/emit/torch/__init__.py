@@ -14,14 +14,15 @@ import re
 
 from ... import ir
 from ...names import ModuleNames, defined_names
+from ...runtime import called, helpers
 from ..base import declarations, module_docstring
 from ..writer import CodeWriter
-from .helpers import HELPERS
 from .network import NetworkEmitter
 from .neuron import NeuronEmitter
 from .rule import RuleEmitter
 
 # module-level names the generated code defines or imports itself, besides the declarations'
+HELPERS = helpers("torch")
 MODULE_NAMES = defined_names(HELPERS.values()) | {"torch", "nn", "math", "NamedTuple", "numba"}
 
 
@@ -31,17 +32,17 @@ def emit_module(lowered: ir.LoweredSpec, names: ModuleNames) -> str:
     o = CodeWriter(lowered.file)
     module_docstring(o, lowered, "Self-contained: imports only torch, math and typing.")
     o.line()
-    helpers = [helper for name, helper in HELPERS.items() if re.search(rf"\b{name}\(", text)]
+    used = called(HELPERS, text)
     o.line("from __future__ import annotations")
     o.line()
-    if any(re.search(r"\bmath\.", code) for code in (text, *helpers)):
+    if any(re.search(r"\bmath\.", code) for code in (text, *used)):
         o.line("import math")
     o.line("from typing import NamedTuple")
     o.line()
     o.line("import torch")
     o.line("from torch import nn")
-    for helper in helpers:
+    for helper in used:
         o.blank(2)
-        o.lines.extend(helper.strip("\n").split("\n"))
+        o.lines.extend(helper.split("\n"))
     o.blank(2)
     return o.text() + "\n" + text if text.strip() else o.text()
