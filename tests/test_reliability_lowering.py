@@ -392,3 +392,43 @@ network Net {
     module = snnspec.compile(path=path)
     out = module.Net()(torch.ones(2, 2))
     assert all(np.isfinite(getattr(out, f).detach().numpy()).all() for f in out._fields)
+
+
+BIASED = """
+neuron Biased {
+    param tau = 10 ms
+    input I = -1
+    input J = 2 * 1.5
+    state v = 0
+    dv/dt = (I + J - v) / tau
+}
+
+network Net {
+    dt = 1 ms
+    steps = 20
+    input x[1] encode direct
+    layer h = Biased[1]
+    x -> dense(1) -> h.I
+    output v = h.v trace
+}
+"""
+
+
+def test_input_defaults_written_as_expressions_are_added(tmp_path, float64):
+    """`input I = -1` and `input J = 2 * 1.5` were dropped (only a bare number literal was kept): with
+    no current from the path, v must relax to I + J = 2 as v(t) = 2 (1 - exp(-t / tau)), exactly."""
+    path = tmp_path / "biased.snn"
+    path.write_text(BIASED)
+    steps = 20
+    expected = 2 * (1 - np.exp(-np.arange(1, steps + 1) * 1e-3 / 10e-3))
+    net = snnspec.compile(path).Net().double()
+    with torch.no_grad():
+        net.x_h.weight.zero_()
+        net.x_h.bias.zero_()
+        v = net(torch.zeros(3, 1, dtype=torch.float64)).v
+    np.testing.assert_allclose(v[:, 0, 0].numpy(), expected, rtol=1e-12)
+    jax_net = snnspec.compile(path, backend="jax").Net
+    params = jax_net.init(jax.random.PRNGKey(0), dtype=jnp.float64)
+    params = {k: jnp.zeros_like(value) for k, value in params.items()}
+    v_jax = jax_net.apply(params, jnp.zeros((3, 1), jnp.float64)).v
+    np.testing.assert_allclose(np.asarray(v_jax)[:, 0, 0], expected, rtol=1e-12)

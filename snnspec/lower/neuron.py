@@ -124,8 +124,7 @@ def lower_neuron(n: ir.Neuron, surrogates: Mapping[str, ir.Surrogate], diags: Di
         method_note=integrated.note if integrated else None,
         params=lower_params(n.params, local, diags),
         states=tuple(ir.Update(var=s.name, value=to_si(s.init, local), line=_line(s)) for s in n.states),
-        inputs=tuple(ir.Update(var=i.name, value=to_si(i.default, local) if i.default else ir.Num(value=0.0),
-                               line=_line(i)) for i in n.inputs),
+        inputs=tuple(ir.Update(var=i.name, value=_input_default(i), line=_line(i)) for i in n.inputs),
         lets=lets, updates=tuple(updates), spike=spike, reset=reset,
         refractory=to_si(n.refractory, local) if n.refractory is not None else None,
         uses_units=n.uses_units, equations=tuple(_equation_text(n)), output=_output(n),
@@ -243,6 +242,12 @@ def _may_be_nonfinite(u: ir.Update, arrays: set[str]) -> bool:
 
 def _varies(expr: ir.Expr) -> bool:
     return any(isinstance(x, ir.Name) for x in walk(expr))
+
+
+def _input_default(i: ir.Input) -> ir.Num:
+    """An input's default folded to its SI value (the checker has made sure it is a finite constant), so
+    that every backend adds one number, whatever expression the spec wrote (`-1`, `2 * 0.5`, `0.1 nA`)."""
+    return ir.Num(value=evaluate(to_si(i.default), {}) if i.default else 0.0)
 
 
 def _is_zero(expr: ir.Expr) -> bool:
