@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import PurePath
 
@@ -113,6 +113,20 @@ class CodeWriter:
             yield
         finally:
             self.level -= 1
+
+    @contextmanager
+    def block(self, header: str, doc: str | None = None, *, decorators: Sequence[str] = (),
+              after: int = 0) -> Iterator[None]:
+        """`header:` with its decorators and the indented body (its docstring first), then `after`
+        blank lines: the frame of every generated class, function and `if`."""
+        for decorator in decorators:
+            self.line(decorator)
+        self.line(f"{header}:")
+        with self.indent():
+            if doc is not None:
+                self.docstring(doc)
+            yield
+        self.blank(after)
 
     def docstring(self, text: str) -> None:
         """A docstring, its lines wrapped at spaces to the line limit."""
