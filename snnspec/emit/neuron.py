@@ -43,6 +43,7 @@ class NeuronSkeleton(ABC):
     isfinite: str  # the backend's elementwise test for a finite value
     dt_text: str  # how a step reads `dt`
     decorators: tuple[str, ...]  # printed above each method of the class
+    spike_fn: str  # what a step calls to make the spike (set by a backend's __init__ for a spiking neuron)
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter):
         self.n = n
@@ -70,13 +71,9 @@ class NeuronSkeleton(ABC):
                                arrays={*self.locals, "t"} - set(n.number_lets),
                                fixed={"t", "dt", "pi", *n.constant_lets})  # the names without gradient
 
-    @abstractmethod
-    def spike_call(self, args: str) -> str:
-        """The call that makes the spike from `x` and the surrogate's extra arguments."""
-
-    @abstractmethod
     def detached(self, value: str) -> str:
-        """`value` without gradient."""
+        """`value` without gradient, as the spec's `detach` prints."""
+        return self.functions["detach"]([value], [True])
 
     @abstractmethod
     def refractory_count(self) -> str:
@@ -179,7 +176,7 @@ class NeuronSkeleton(ABC):
             spike_code = self.locals[n.output] if n.output else "None"
         else:
             extra_args = "".join(f", {self.printer(ir.Name(id=e))}" for e in n.spike.grad_args)
-            o.line(f"spike = {self.spike_call(self.printer(n.spike.x) + extra_args)}", self.src(n.spike.line))
+            o.line(f"spike = {self.spike_fn}({self.printer(n.spike.x)}{extra_args})", self.src(n.spike.line))
             if self.refrac_field:
                 o.line("spike = spike * active")
             spike_code = "spike"

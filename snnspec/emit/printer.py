@@ -20,7 +20,6 @@ ATOM, POWER, UNARY, PRODUCT, SUM = 5, 4, 3, 2, 1
 _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 
 
-
 def _math_call(fn: str) -> Callable[[list[str]], str]:
     return lambda a: f"math.{fn}({a[0]})"
 

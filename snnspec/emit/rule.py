@@ -56,6 +56,7 @@ class RuleEmitter(ABC):
         local = Namer(_RULE_LOCALS)
         self.local = {s.var: local(s.var) for s in rule.states}
         self.mods = {m: local(m) for m in rule.modulators}
+        self.mod_args = "".join(f", {code}" for code in self.mods.values())  # as `step` takes them
         self.params = {p.name: py_name(p.name) for p in rule.params}
 
     def scope_of(self, name: str) -> str:
@@ -80,6 +81,12 @@ class RuleEmitter(ABC):
     @abstractmethod
     def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
         """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
+
+    def class_doc(self, o: CodeWriter) -> str:
+        """What the rule's class is; a backend adds how to call it."""
+        return (f"Plasticity rule `{self.rule.name}` ({o.source(self.rule.file)}): changes a connection's weight `w`\n"
+                "[post, pre] without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
+                "changes to `w` are averaged over the batch.")
 
     def emit_state_tuple(self, o: CodeWriter) -> None:
         r = self.rule

@@ -86,12 +86,9 @@ class CodeWriter:
 
     def named_tuple(self, name: str, doc: str, fields: list[str]) -> None:
         """`class NAME(NamedTuple)`: its docstring, then one `field: type` line each (`pass` for none)."""
-        self.line(f"class {name}(NamedTuple):")
-        with self.indent():
-            self.docstring(doc)
+        with self.block(f"class {name}(NamedTuple)", doc, after=2):
             for field in fields or ["pass"]:
                 self.line(field)
-        self.blank(2)
 
     def blank(self, count: int = 1) -> None:
         """Blank lines, never more than `count` in a row and none at the start of a block."""

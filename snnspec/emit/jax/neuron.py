@@ -37,12 +37,6 @@ class NeuronEmitter(NeuronSkeleton):
             self.spike_fn = module_names.internal(f"_{self.cls}_spike")
             self.spike_jvp = module_names.internal(f"_{self.cls}_spike_jvp")
 
-    def spike_call(self, args: str) -> str:
-        return f"{self.spike_fn}({args})"
-
-    def detached(self, value: str) -> str:
-        return f"lax.stop_gradient({value})"
-
     def refractory_count(self) -> str:
         if self.n.reset is None:
             self.out.line("gate = lax.stop_gradient(spike)")

@@ -30,13 +30,8 @@ class NeuronEmitter(NeuronSkeleton):
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out)
+        self.spike_fn = f"{self.cls}Spike.apply"
         self.fused = None if n.kernel is None else FusedEmitter(n, self.cls, self.fields, module_names)
-
-    def spike_call(self, args: str) -> str:
-        return f"{self.cls}Spike.apply({args})"
-
-    def detached(self, value: str) -> str:
-        return f"{value}.detach()"
 
     def refractory_count(self) -> str:
         fired = "gate" if self.n.reset is not None else "spike.detach()"
