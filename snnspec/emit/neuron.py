@@ -5,7 +5,7 @@ subclass gives its tables and the few lines that differ, and prints the class ar
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import NamedTuple
@@ -13,7 +13,7 @@ from typing import NamedTuple
 from .. import ir
 from ..expr import format_expr, names
 from ..names import Namer, class_name, py_name
-from .printer import PRODUCT, Printer
+from .printer import PRODUCT, Emit, Printer
 from .writer import CodeWriter, literal, unpacked
 
 
@@ -35,7 +35,7 @@ class SpikeFunction(NamedTuple):
 
 
 class NeuronSkeleton(ABC):
-    functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
+    functions: Mapping[str, Emit]  # the backend's array functions
     array_type: str  # the annotation of a state or param array
     array_word: str  # what the docstrings call one ("tensor", "array")
     reserved_locals: set[str]  # the fixed locals of the generated step and run

@@ -45,7 +45,7 @@ class Printer:
     put an argument that varies first, as the lowering's derivatives do (`symbolic._Select`).
     """
 
-    functions: Mapping[str, Callable[[list[str], list[bool]], str]]
+    functions: Mapping[str, Emit]
     names: Mapping[str, str]
     arrays: set[str]
     fixed: set[str] = field(default_factory=lambda: {"t", "dt", "pi"})

@@ -12,7 +12,7 @@ from .. import ir
 from ..expr import names
 from ..names import Namer, py_name
 from ..rule_scope import scope_of
-from .printer import Printer
+from .printer import Emit, Printer
 from .writer import CodeWriter, unpacked
 
 SHAPES = {"pre": "[batch, pre]", "post": "[batch, post]", "syn": "[batch, post, pre]", "w": "[post, pre]"}
@@ -44,7 +44,7 @@ _RULE_LOCALS = {"p", "params", "values", "state", "w", "pre", "post", "gate", "b
 class RuleEmitter(ABC):
     """Prints one lowered rule; a backend subclass gives the names below and the class around it."""
 
-    functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
+    functions: Mapping[str, Emit]  # the backend's array functions
     array_type: str  # the annotation of an array
     param_prefix: str  # how a step reads a param: `self.` (torch) or `p.` (JAX)
     dt_text: str  # how a step reads `dt`
@@ -59,14 +59,11 @@ class RuleEmitter(ABC):
         self.mod_args = "".join(f", {code}" for code in self.mods.values())  # as `step` takes them
         self.params = {p.name: py_name(p.name) for p in rule.params}
 
-    def scope_of(self, name: str) -> str:
-        return scope_of(name, self.rule.scopes)
-
     def printer(self, context: str, extra: dict[str, str] | None = None) -> Printer:
         """Names as seen from a value of scope `context` (pre, post or syn/w)."""
         text: dict[str, str] = dict(extra or {})
         for name, code in self.local.items():
-            text[name] = code + broadcast(self.scope_of(name), context)
+            text[name] = code + broadcast(scope_of(name, self.rule.scopes), context)
         for name, code in self.mods.items():
             text[name] = code + modulator_index(context)
         text.update({p: self.param_prefix + code for p, code in self.params.items()})
@@ -79,8 +76,8 @@ class RuleEmitter(ABC):
         return any(n.id in self.local or n.id in self.mods or n.id == "w" for n in names(value))
 
     @abstractmethod
-    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
+    def clamp(self, value: str, low: str, high: str, arrays: bool) -> str:
+        """`value` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
 
     def class_doc(self, o: CodeWriter) -> str:
         """What the rule's class is; a backend adds how to call it."""
@@ -134,7 +131,7 @@ class RuleEmitter(ABC):
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
             o.assign(values, r.file)
         for c in self.rule.clips:
-            p = self.printer(self.scope_of(c.var))
+            p = self.printer(scope_of(c.var, self.rule.scopes))
             var = self.local.get(c.var, "w")
             o.line(f"{var} = {self.clamp(var, p(c.low), p(c.high), p.is_array(c.low) or p.is_array(c.high))}")
         o.line(f"return {self.cls}State({', '.join(fields)}), w")

@@ -25,8 +25,8 @@ class RuleEmitter(SharedRuleEmitter):
     dt_text = "dt"
     zeros_like = "jnp.zeros_like"
 
-    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        return f"_clamp({var}, {low}, {high})"
+    def clamp(self, value: str, low: str, high: str, arrays: bool) -> str:
+        return f"_clamp({value}, {low}, {high})"
 
     def emit(self, o: CodeWriter) -> None:
         self.emit_state_tuple(o)

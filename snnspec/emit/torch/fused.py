@@ -85,7 +85,7 @@ class FusedEmitter:
     def statement(self, o: CodeWriter, s: ir.KStatement) -> None:
         v = self.v
         if isinstance(s, ir.KAssign):
-            o.line(f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line) if s.line else None)
+            o.line(f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line))
         elif isinstance(s, ir.KLoad):
             o.line(f"{v[s.target]} = {self.elem(s.src)}")
         elif isinstance(s, ir.KStore):

@@ -23,9 +23,7 @@ class RuleEmitter(SharedRuleEmitter):
     param_prefix = "self."
     dt_text = "self.dt"
     zeros_like = "torch.zeros_like"
-
-    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        return clamp(var, low, high, arrays)
+    clamp = staticmethod(clamp)  # torch's clamp, as the neuron's params are clamped
 
     def emit(self, o: CodeWriter) -> None:
         self.emit_state_tuple(o)
