@@ -101,6 +101,24 @@ class RuleEmitter(ABC):
             values.append(zeros(sizes[scope]) if init == "0" else f"{zeros(sizes[scope])} + {init}")
         return values
 
+    def assignment(self, event: str | None, a: ir.LRuleAssignment) -> tuple[str, str, int | None]:
+        """The target, value and spec line of one assignment of a block (`on event`, or none)."""
+        extra = None
+        if event is not None:
+            extra = {f"{a.var}'": self.local.get(a.var, "w"), ir.GATE: gate(event, a.scope)}
+        printer = self.printer(a.scope, extra)
+        target = self.local.get(a.var, "w")
+        # a value of numbers and params only is the same for every sample: no batch mean, and
+        # assigned on its own it takes the shape of what it replaces
+        same = event is None and not self.reads_shaped(a.value)
+        if same and a.op is None:
+            return target, f"{self.zeros_like}({target}) + {printer(a.value)}", a.line
+        if a.var != "w":
+            return target, printer(a.value), a.line
+        if a.op is not None:
+            return target, f"w {a.op} {printer(a.value) if same else f'_batch_mean({printer(a.value)})'}", a.line
+        return target, f"_batch_mean({printer(a.value)})", a.line
+
     def emit_step_body(self, o: CodeWriter) -> None:
         """From the state's fields to `return State(...), w`: each block, then the clips."""
         r = self.rule
@@ -108,28 +126,9 @@ class RuleEmitter(ABC):
         if fields:
             o.line(f"{unpacked(fields)} = state")
         for block in self.rule.blocks:
-            values = []
-            for a in block.assignments:
-                extra = None
-                if block.event is not None:
-                    extra = {f"{a.var}'": self.local.get(a.var, "w"), ir.GATE: gate(block.event, a.scope)}
-                printer = self.printer(a.scope, extra)
-                target = self.local.get(a.var, "w")
-                # a value of numbers and params only is the same for every sample: no batch mean, and
-                # assigned on its own it takes the shape of what it replaces
-                same = block.event is None and not self.reads_shaped(a.value)
-                if same and a.op is None:
-                    text = f"{self.zeros_like}({target}) + {printer(a.value)}"
-                elif a.var != "w":
-                    text = printer(a.value)
-                elif a.op is not None:
-                    text = f"w {a.op} {printer(a.value) if same else f'_batch_mean({printer(a.value)})'}"
-                else:
-                    text = f"_batch_mean({printer(a.value)})"
-                values.append((target, text, a.line))
             if block.event is not None:
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
-            o.assign(values, r.file)
+            o.assign([self.assignment(block.event, a) for a in block.assignments], r.file)
         for c in self.rule.clips:
             p = self.printer(scope_of(c.var, self.rule.scopes))
             var = self.local.get(c.var, "w")

@@ -13,11 +13,6 @@ from ..neuron import NeuronSkeleton, SpikeFunction
 from ..writer import CodeWriter, unpacked
 from .functions import JAX_FUNCTIONS
 
-# locals of the generated neuron functions that spec names must not take
-_NEURON_LOCALS = {"p", "state", "t", "dt", "spike", "gate", "active", "zeros", "refractory_left", "values", "params",
-                  "shape", "batch", "dtype", "record", "body", "carry", "xs", "out", "outputs", "stacked", "steps",
-                  "refractory_steps", "jax", "jnp", "lax", "math"}
-
 
 class NeuronEmitter(NeuronSkeleton):
     """Prints one lowered neuron: its state and params tuples, spike function and namespace."""
@@ -25,7 +20,10 @@ class NeuronEmitter(NeuronSkeleton):
     functions = JAX_FUNCTIONS
     array_type = "jax.Array"
     array_word = "array"
-    reserved_locals = _NEURON_LOCALS
+    # the locals of the generated functions, so that no input, state or let takes their names
+    reserved_locals = {"p", "state", "t", "dt", "spike", "gate", "active", "zeros", "refractory_left", "values",
+                       "params", "shape", "batch", "dtype", "record", "body", "carry", "xs", "out", "outputs",
+                       "stacked", "steps", "refractory_steps", "jax", "jnp", "lax", "math"}
     where = "jnp.where"
     isfinite = "jnp.isfinite"
     dt_text = "dt"
