@@ -20,7 +20,6 @@ ATOM, POWER, UNARY, PRODUCT, SUM = 5, 4, 3, 2, 1
 _PREC = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "**": POWER}
 
 
-
 def _math_call(fn: str) -> Callable[[list[str]], str]:
     return lambda a: f"math.{fn}({a[0]})"
 
@@ -46,7 +45,7 @@ class Printer:
     put an argument that varies first, as the lowering's derivatives do (`symbolic._Select`).
     """
 
-    functions: Mapping[str, Callable[[list[str], list[bool]], str]]
+    functions: Mapping[str, Emit]
     names: Mapping[str, str]
     arrays: set[str]
     fixed: set[str] = field(default_factory=lambda: {"t", "dt", "pi"})

@@ -12,7 +12,7 @@ from .. import ir
 from ..expr import names
 from ..names import Namer, py_name
 from ..rule_scope import scope_of
-from .printer import Printer
+from .printer import Emit, Printer
 from .writer import CodeWriter, unpacked
 
 SHAPES = {"pre": "[batch, pre]", "post": "[batch, post]", "syn": "[batch, post, pre]", "w": "[post, pre]"}
@@ -44,7 +44,7 @@ _RULE_LOCALS = {"p", "params", "values", "state", "w", "pre", "post", "gate", "b
 class RuleEmitter(ABC):
     """Prints one lowered rule; a backend subclass gives the names below and the class around it."""
 
-    functions: Mapping[str, Callable[[list[str], list[bool]], str]]  # the backend's array functions
+    functions: Mapping[str, Emit]  # the backend's array functions
     array_type: str  # the annotation of an array
     param_prefix: str  # how a step reads a param: `self.` (torch) or `p.` (JAX)
     dt_text: str  # how a step reads `dt`
@@ -56,16 +56,14 @@ class RuleEmitter(ABC):
         local = Namer(_RULE_LOCALS)
         self.local = {s.var: local(s.var) for s in rule.states}
         self.mods = {m: local(m) for m in rule.modulators}
+        self.mod_args = "".join(f", {code}" for code in self.mods.values())  # as `step` takes them
         self.params = {p.name: py_name(p.name) for p in rule.params}
-
-    def scope_of(self, name: str) -> str:
-        return scope_of(name, self.rule.scopes)
 
     def printer(self, context: str, extra: dict[str, str] | None = None) -> Printer:
         """Names as seen from a value of scope `context` (pre, post or syn/w)."""
         text: dict[str, str] = dict(extra or {})
         for name, code in self.local.items():
-            text[name] = code + broadcast(self.scope_of(name), context)
+            text[name] = code + broadcast(scope_of(name, self.rule.scopes), context)
         for name, code in self.mods.items():
             text[name] = code + modulator_index(context)
         text.update({p: self.param_prefix + code for p, code in self.params.items()})
@@ -78,8 +76,14 @@ class RuleEmitter(ABC):
         return any(n.id in self.local or n.id in self.mods or n.id == "w" for n in names(value))
 
     @abstractmethod
-    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        """`var` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
+    def clamp(self, value: str, low: str, high: str, arrays: bool) -> str:
+        """`value` clamped to [low, high] (hi wins), as the backend writes it; `arrays`: a bound is an array."""
+
+    def class_doc(self, o: CodeWriter) -> str:
+        """What the rule's class is; a backend adds how to call it."""
+        return (f"Plasticity rule `{self.rule.name}` ({o.source(self.rule.file)}): changes a connection's weight `w`\n"
+                "[post, pre] without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
+                "changes to `w` are averaged over the batch.")
 
     def emit_state_tuple(self, o: CodeWriter) -> None:
         r = self.rule
@@ -97,6 +101,24 @@ class RuleEmitter(ABC):
             values.append(zeros(sizes[scope]) if init == "0" else f"{zeros(sizes[scope])} + {init}")
         return values
 
+    def assignment(self, event: str | None, a: ir.LRuleAssignment) -> tuple[str, str, int | None]:
+        """The target, value and spec line of one assignment of a block (`on event`, or none)."""
+        extra = None
+        if event is not None:
+            extra = {f"{a.var}'": self.local.get(a.var, "w"), ir.GATE: gate(event, a.scope)}
+        printer = self.printer(a.scope, extra)
+        target = self.local.get(a.var, "w")
+        # a value of numbers and params only is the same for every sample: no batch mean, and
+        # assigned on its own it takes the shape of what it replaces
+        same = event is None and not self.reads_shaped(a.value)
+        if same and a.op is None:
+            return target, f"{self.zeros_like}({target}) + {printer(a.value)}", a.line
+        if a.var != "w":
+            return target, printer(a.value), a.line
+        if a.op is not None:
+            return target, f"w {a.op} {printer(a.value) if same else f'_batch_mean({printer(a.value)})'}", a.line
+        return target, f"_batch_mean({printer(a.value)})", a.line
+
     def emit_step_body(self, o: CodeWriter) -> None:
         """From the state's fields to `return State(...), w`: each block, then the clips."""
         r = self.rule
@@ -104,30 +126,11 @@ class RuleEmitter(ABC):
         if fields:
             o.line(f"{unpacked(fields)} = state")
         for block in self.rule.blocks:
-            values = []
-            for a in block.assignments:
-                extra = None
-                if block.event is not None:
-                    extra = {f"{a.var}'": self.local.get(a.var, "w"), ir.GATE: gate(block.event, a.scope)}
-                printer = self.printer(a.scope, extra)
-                target = self.local.get(a.var, "w")
-                # a value of numbers and params only is the same for every sample: no batch mean, and
-                # assigned on its own it takes the shape of what it replaces
-                same = block.event is None and not self.reads_shaped(a.value)
-                if same and a.op is None:
-                    text = f"{self.zeros_like}({target}) + {printer(a.value)}"
-                elif a.var != "w":
-                    text = printer(a.value)
-                elif a.op is not None:
-                    text = f"w {a.op} {printer(a.value) if same else f'_batch_mean({printer(a.value)})'}"
-                else:
-                    text = f"_batch_mean({printer(a.value)})"
-                values.append((target, text, a.line))
             if block.event is not None:
                 o.line(f"# on {block.event}: where the {block.event}synaptic neuron spiked")
-            o.assign(values, r.file)
+            o.assign([self.assignment(block.event, a) for a in block.assignments], r.file)
         for c in self.rule.clips:
-            p = self.printer(self.scope_of(c.var))
+            p = self.printer(scope_of(c.var, self.rule.scopes))
             var = self.local.get(c.var, "w")
             o.line(f"{var} = {self.clamp(var, p(c.low), p(c.high), p.is_array(c.low) or p.is_array(c.high))}")
         o.line(f"return {self.cls}State({', '.join(fields)}), w")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import PurePath
 
@@ -86,12 +86,9 @@ class CodeWriter:
 
     def named_tuple(self, name: str, doc: str, fields: list[str]) -> None:
         """`class NAME(NamedTuple)`: its docstring, then one `field: type` line each (`pass` for none)."""
-        self.line(f"class {name}(NamedTuple):")
-        with self.indent():
-            self.docstring(doc)
+        with self.block(f"class {name}(NamedTuple)", doc, after=2):
             for field in fields or ["pass"]:
                 self.line(field)
-        self.blank(2)
 
     def blank(self, count: int = 1) -> None:
         """Blank lines, never more than `count` in a row and none at the start of a block."""
@@ -113,6 +110,20 @@ class CodeWriter:
             yield
         finally:
             self.level -= 1
+
+    @contextmanager
+    def block(self, header: str, doc: str | None = None, *, decorators: Sequence[str] = (),
+              after: int = 0) -> Iterator[None]:
+        """`header:` with its decorators and the indented body (its docstring first), then `after`
+        blank lines: the frame of every generated class, function and `if`."""
+        for decorator in decorators:
+            self.line(decorator)
+        self.line(f"{header}:")
+        with self.indent():
+            if doc is not None:
+                self.docstring(doc)
+            yield
+        self.blank(after)
 
     def docstring(self, text: str) -> None:
         """A docstring, its lines wrapped at spaces to the line limit."""

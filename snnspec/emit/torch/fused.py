@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ... import ir
 from ...names import ModuleNames, Namer, short
 from ..printer import Printer
-from ..writer import CodeWriter
+from ..writer import CodeWriter, unpacked
 
 _FIXED = {"T", "M", "N", "b", "t", "m", "n", "dt", "steps", "math", "numba", "counter", "out", "saved", "rec",
           "active", "g_out", "g_rec"}
@@ -32,10 +32,6 @@ def _snake(name: str) -> str:
 def _views(prefix: str, ids: Iterable[str], local: str) -> dict[str, str]:
     """Kernel arguments `prefix + id` as numpy views of the items of the list `local`, in the order of `ids`."""
     return {f"{prefix}{name}": f"{local}[{k}].numpy()" for k, name in enumerate(ids)}
-
-
-def _tuple(items: list[str]) -> str:
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 class FusedEmitter:
@@ -60,10 +56,17 @@ class FusedEmitter:
 
     def emit(self, o: CodeWriter) -> None:
         """The forward kernel, the backward kernel and the autograd Function that calls them."""
-        self.emit_forward(o)
-        o.blank(2)
-        self.emit_backward(o)
-        o.blank(2)
+        self.emit_kernel(o, self.forward_name, self.k.forward, (
+            f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
+            "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
+            "Writes the output of each step to `out`, the updated pre-reset states the backward\n"
+            "reads to `saved`, with `rec` of nonzero length every state after the step, and the\n"
+            "refractory mask to `active`."))
+        self.emit_kernel(o, self.backward_name, self.k.backward, (
+            f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
+            "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
+            "the final states and leave as that of the initial ones. Gradients of the inputs\n"
+            "go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later)."))
         self.emit_function(o)
 
     # ---- the kernels: a visitor of kernel statements ----------------------------------------------
@@ -82,7 +85,7 @@ class FusedEmitter:
     def statement(self, o: CodeWriter, s: ir.KStatement) -> None:
         v = self.v
         if isinstance(s, ir.KAssign):
-            o.line(f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line) if s.line else None)
+            o.line(f"{v[s.target]} = {self.scalar(s.value)}", (self.n.file, s.line))
         elif isinstance(s, ir.KLoad):
             o.line(f"{v[s.target]} = {self.elem(s.src)}")
         elif isinstance(s, ir.KStore):
@@ -106,44 +109,22 @@ class FusedEmitter:
         elif isinstance(s, ir.KTime):
             o.line(f"{v[s.target]} = t * dt")
         else:
-            o.line("if t == 0:" if s.cond == "first_step" else "if rec.shape[0] > 0:")
-            with o.indent():
+            with o.block("if t == 0" if s.cond == "first_step" else "if rec.shape[0] > 0"):
                 self.statements(o, s.body)
             if s.orelse:
-                o.line("else:")
-                with o.indent():
+                with o.block("else"):
                     self.statements(o, s.orelse)
 
     def emit_kernel(self, o: CodeWriter, name: str, p: ir.KPass, doc: str) -> None:
-        o.line(f"def {name}({', '.join(self.arr[a] for a in p.args)}):")
-        with o.indent():
-            o.docstring(doc)
+        with o.block(f"def {name}({', '.join(self.arr[a] for a in p.args)})", doc, after=2):
             o.line(f"T, M = {'g_out' if p.reverse else 'out'}.shape")
             o.line("for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps")
-            with o.indent():
-                o.line("for n in range(N):")
-                with o.indent():
-                    o.line("m = b * N + n")
-                    for s in p.invariants:
-                        self.statement(o, s)
-                    o.line("for t in range(T - 1, -1, -1):" if p.reverse else "for t in range(T):")
-                    with o.indent():
-                        self.statements(o, p.step)
-
-    def emit_forward(self, o: CodeWriter) -> None:
-        self.emit_kernel(o, self.forward_name, self.k.forward, (
-            f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
-            "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
-            "Writes the output of each step to `out`, the updated pre-reset states the backward\n"
-            "reads to `saved`, with `rec` of nonzero length every state after the step, and the\n"
-            "refractory mask to `active`."))
-
-    def emit_backward(self, o: CodeWriter) -> None:
-        self.emit_kernel(o, self.backward_name, self.k.backward, (
-            f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
-            "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
-            "the final states and leave as that of the initial ones. Gradients of the inputs\n"
-            "go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later)."))
+            with o.indent(), o.block("for n in range(N)"):
+                o.line("m = b * N + n")
+                for s in p.invariants:
+                    self.statement(o, s)
+                with o.block("for t in range(T - 1, -1, -1)" if p.reverse else "for t in range(T)"):
+                    self.statements(o, p.step)
 
     # ---- the autograd Function ------------------------------------------------------------------
     def emit_function(self, o: CodeWriter) -> None:
@@ -155,18 +136,16 @@ class FusedEmitter:
         read = {a for p in (k.forward, k.backward) for a in p.args}
         used = [p for p in k.params if f"pa:{p}" in read]
         spec_fields = [spec for spec, _code in self.fields]
-        o.line(f"class {cls}Run(torch.autograd.Function):")
-        with o.indent():
-            o.docstring(f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
-                        f"`{self.backward_name}`).")
-            o.line("@staticmethod")
-            o.line(f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])}):")
-            with o.indent():
+        doc = (f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
+               f"`{self.backward_name}`).")
+        with o.block(f"class {cls}Run(torch.autograd.Function)", doc, after=2):
+            with o.block(f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])})",
+                         decorators=["@staticmethod"], after=1):
                 o.line(f"T, shape = {ins[0]}.shape[0], {ins[0]}.shape[1:]")
-                o.line(f"inputs = [x.detach().reshape(T, -1).contiguous() for x in {_tuple(ins)}]")
-                o.line(f"start = [s.detach().reshape(-1).clone() for s in {_tuple(sts)}]")
+                o.line(f"inputs = [x.detach().reshape(T, -1).contiguous() for x in ({unpacked(ins)})]")
+                o.line(f"start = [s.detach().reshape(-1).clone() for s in ({unpacked(sts)})]")
                 if used:
-                    o.line(f"params = {_tuple([pas[p] for p in used])}")
+                    o.line(f"params = ({unpacked([pas[p] for p in used])})")
                     o.line("params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]")
                 o.line("M = inputs[0].shape[1]")
                 o.line("out = torch.empty_like(inputs[0])")
@@ -192,9 +171,7 @@ class FusedEmitter:
                 o.line("final = [s.reshape(shape) for s in start]")
                 o.line("records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []")
                 o.line("return (out.reshape(T, *shape), *final, *records)")
-            o.blank()
             self.emit_function_backward(o, names, pas)
-        o.blank(2)
 
     def emit_function_backward(self, o: CodeWriter, names: Namer, pas: dict[str, str]) -> None:
         k = self.k
@@ -203,23 +180,19 @@ class FusedEmitter:
         ins = [names.fresh(f"{i}_all") for i in k.inputs] if k.saves_inputs else []
         initial = [names.fresh(f"{f}_start") for f in k.saved_start]
         params = [names.fresh(f"{p}_value") for p in k.saved_params]
-        o.line("@staticmethod")
-        o.line("def backward(ctx, g_out, *grads):")
-        with o.indent():
+        with o.block("def backward(ctx, g_out, *grads)", decorators=["@staticmethod"]):
             o.line(f"dt, T, shape, dtype{', param_shapes' if k.grad_params else ''} = ctx.meta")
             kept = [*ins, *initial, *params] + (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
             if kept:
-                o.line(f"{_tuple(kept)} = ctx.saved_tensors")
+                o.line(f"({unpacked(kept)}) = ctx.saved_tensors")
             o.line("M = shape.numel()")
             o.line("g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) "
                      f"for g in grads[:{adjoints}]]")
             o.line(f"g_recs = grads[{n_fields}:]")
-            o.line("if any(g is not None for g in g_recs):")
-            with o.indent():
+            with o.block("if any(g is not None for g in g_recs)"):
                 o.line("zeros = torch.zeros(T, M, dtype=dtype)")
                 o.line("g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)")
-            o.line("else:")
-            with o.indent():
+            with o.block("else"):
                 o.line(f"g_rec = torch.zeros((0, {n_fields}, M), dtype=dtype)")
             o.line("g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)")
             o.line(f"g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range({len(k.inputs)})]")

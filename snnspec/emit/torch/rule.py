@@ -23,29 +23,20 @@ class RuleEmitter(SharedRuleEmitter):
     param_prefix = "self."
     dt_text = "self.dt"
     zeros_like = "torch.zeros_like"
-
-    def clamp(self, var: str, low: str, high: str, arrays: bool) -> str:
-        return clamp(var, low, high, arrays)
+    clamp = staticmethod(clamp)  # torch's clamp, as the neuron's params are clamped
 
     def emit(self, o: CodeWriter) -> None:
-        r = self.rule
         self.emit_state_tuple(o)
-        o.line(f"class {self.cls}(nn.Module):")
-        with o.indent():
-            o.docstring(f"Plasticity rule `{r.name}` ({o.source(r.file)}): changes a connection's weight `w`\n"
-                        "[post, pre] without gradients. Per step: states integrate, then `on pre`, `on post`, `clip`;\n"
-                        "changes to `w` are averaged over the batch.")
+        with o.block(f"class {self.cls}(nn.Module)", self.class_doc(o), after=2):
             o.blank()
             self.emit_init(o)
             self.emit_init_state(o)
             self.emit_step(o)
-        o.blank(2)
 
     def emit_init(self, o: CodeWriter) -> None:
         r = self.rule
         kwargs = "".join(f", {code}=None" for code in self.params.values())
-        o.line(f"def __init__(self, *, dt{kwargs}):")
-        with o.indent():
+        with o.block(f"def __init__(self, *, dt{kwargs})", after=1):
             o.line("super().__init__()")
             o.line("self.dt = float(dt)")
             o.line("dt = self.dt")
@@ -54,24 +45,21 @@ class RuleEmitter(SharedRuleEmitter):
                 code = self.params[p.name]
                 o.line(f"{code} = _tensor({env(p.default)} if {code} is None else {code})", (r.file, p.line))
                 o.line(f'self.register_buffer("{code}", {code})')
-        o.blank()
 
     def emit_init_state(self, o: CodeWriter) -> None:
-        o.line(f"def init_state(self, batch: int, post: int, pre: int, like: torch.Tensor) -> {self.cls}State:")
-        with o.indent():
+        with o.block(f"def init_state(self, batch: int, post: int, pre: int, like: torch.Tensor) -> {self.cls}State",
+                     after=1):
             values = self.state_values(lambda size: f"torch.zeros({size}, dtype=like.dtype, device=like.device)")
             o.line(f"return {self.cls}State({', '.join(values)})")
-        o.blank()
 
     def emit_step(self, o: CodeWriter) -> None:
-        mods = "".join(f", {code}" for code in self.mods.values())
         # no_grad: a rule changes `w` without gradients (LANGUAGE.md §4); without it, spikes that carry a
         # surrogate gradient would put the weight updates on the autograd tape of the rest of the model
-        o.line("@torch.no_grad()")
-        o.line(f"def step(self, state: {self.cls}State, w: torch.Tensor, pre: torch.Tensor, post: torch.Tensor{mods}):")
-        with o.indent():
-            o.docstring("One step after the postsynaptic layer spiked: `pre` [batch, pre] and `post` [batch, post]\n"
-                        "are this step's spikes; modulators are scalars or [batch]. Returns the new state and w.")
+        with o.block(f"def step(self, state: {self.cls}State, w: torch.Tensor, pre: torch.Tensor, "
+                     f"post: torch.Tensor{self.mod_args})",
+                     "One step after the postsynaptic layer spiked: `pre` [batch, pre] and `post` [batch, post]\n"
+                     "are this step's spikes; modulators are scalars or [batch]. Returns the new state and w.",
+                     decorators=["@torch.no_grad()"]):
             for code in self.mods.values():
                 o.line(f"{code} = torch.as_tensor({code}, dtype=w.dtype, device=w.device).reshape(-1)")
             self.emit_step_body(o)
