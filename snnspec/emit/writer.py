@@ -114,6 +114,16 @@ class CodeWriter:
         finally:
             self.level -= 1
 
+    @contextmanager
+    def function(self, signature: str, static: bool = False) -> Iterator[None]:
+        """`def SIGNATURE:` (a `@staticmethod` if `static`), its body printed inside the block, a blank line after."""
+        if static:
+            self.line("@staticmethod")
+        self.line(f"def {signature}:")
+        with self.indent():
+            yield
+        self.blank()
+
     def docstring(self, text: str) -> None:
         """A docstring, its lines wrapped at spaces to the line limit."""
         body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ... import ir
 from ...names import Namer, class_name, py_name
@@ -25,9 +25,6 @@ from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum,
 from ..writer import CodeWriter, literal, unpacked
 from .ops import OP_PRINTERS, OpContext
 from .params import ParamsPrinter
-
-# a layer whose currents may be computed inside its scan (`_per_step`) gets the choice printed from this size
-_PER_STEP_MIN_MACS = 2 ** 14  # per sample: below, no batch up to 1024 reaches the generated `PER_STEP_MACS`
 
 _READOUTS = {"count": "jnp.sum({}, 0)", "rate": "jnp.mean({}, 0)", "last": "{}[-1]", "max": "jnp.max({}, 0)",
              "trace": "{}"}
@@ -42,8 +39,7 @@ Terms = list[tuple[str, int | None]]  # (expression, spec line) summed into a ne
 
 @dataclass
 class Plastic:
-    """A plastic path inside a step-major scan: its dense op, the rule's class, the locals holding
-    the rule's params and carrying the weight and the rule's state, and the weight's buffers key."""
+    """A plastic path in a scan: its dense op, rule class, the locals of its rule's params, weight and rule state."""
 
     dense: int
     cls: str
@@ -53,9 +49,9 @@ class Plastic:
     key: str
 
 
-def _uses(body: CodeWriter, name: str) -> bool:
+def _uses(body: list[str], name: str) -> bool:
     """Whether the code of `body` (comments aside) reads `name`: its preamble defines only what it reads."""
-    code = "\n".join(line.split("#")[0] for line in body.lines)
+    code = "\n".join(line.split("#")[0] for line in body)
     return re.search(rf"\b{re.escape(name)}\b", code) is not None
 
 
@@ -98,15 +94,11 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
     def fresh_scope(self) -> None:
         """A new function body: fresh local names, no dropout masks."""
         self.local = Namer(self.reserved)
-        self.var_name: dict[tuple[str, str], str] = {}
         self.masks: dict[tuple[int, int], str] = {}
 
     def v(self, layer: str, var: str, suffix: str = "") -> str:
         """The local holding `layer.var` (a sequence [T, ...], or with `_now` its value at one step)."""
-        key = (layer, var + suffix)
-        if key not in self.var_name:
-            self.var_name[key] = self.local(f"{layer}_{var}{suffix}")
-        return self.var_name[key]
+        return self.local(f"{layer}_{var}{suffix}")
 
     def now(self, layer: str, var: str) -> str:
         """The value of `layer.var` at this step: its spike local, or a field of its state."""
@@ -114,22 +106,11 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             return self.v(layer, "spike", "_now")
         return f"{self.local(layer + '_state')}.{state_fields(self.neurons[layer])[var]}"
 
-    def aside(self, print_body: Callable[[], None]) -> CodeWriter:
-        """What `print_body` prints, at this writer's indentation, kept aside to splice in later: what
-        goes before it (a preamble, a scan's carry) depends on what it printed."""
-        outer = self.out
-        self.out = outer.child()
-        print_body()
-        body, self.out = self.out, outer
+    def take(self, start: int) -> list[str]:
+        """The lines printed since `start`, taken out: a body, to print first what depends on it (a preamble)."""
+        body = self.out.lines[start:]
+        del self.out.lines[start:]
         return body
-
-    def param(self, key: str) -> str:
-        """The code reading a params key: frozen weights without gradient, plastic ones from `buffers`."""
-        if key in self.buffer_keys:
-            return f'buffers["{key}"]'
-        attr = key.split(".")[0]
-        text = f'params["{key}"]'
-        return f"lax.stop_gradient({text})" if attr in self.frozen else text
 
     # -- structure
     def emit(self) -> None:
@@ -172,7 +153,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         if self.random and (not rate_only or any(i.encoding == "rate" for i in self.net.inputs)):
             self.out.line(f"keys = None if key is None else jax.random.split(key, {len(self.random)})")
 
-    def emit_steps_batch(self, body: CodeWriter) -> None:
+    def emit_steps_batch(self, body: list[str]) -> None:
         """`steps, batch = ...`, each only if `body` uses it."""
         sequences = [i for i in self.net.inputs if i.encoding in ("none", "delta")]
         first = self.input_arg[(sequences or list(self.net.inputs))[0].name]
@@ -224,52 +205,44 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
     def emit_encode(self) -> None:
         o = self.out
         self.fresh_scope()
-        o.line("@staticmethod")
-        o.line(f"def encode({self.args()}, key=None, *, dtype=None) -> tuple:")
-        with o.indent():
+        with o.function(f"encode({self.args()}, key=None, *, dtype=None) -> tuple", static=True):
             o.docstring("The encoded inputs, one [T, batch, ...] sequence per input: what `step` takes at each\n"
                         "step (`key` is split as `apply` splits it, so the same key gives the same spikes).")
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             self.emit_cast_inputs()
-            body = self.aside(self.emit_encodings)
+            start = len(o.lines)
+            self.emit_keys(rate_only=True)
+            for inp in self.net.inputs:
+                self.emit_encoding(inp)
+            o.line(f"return ({', '.join(self.v(i.name, 'seq') for i in self.net.inputs)},)")
+            body = self.take(start)
             self.emit_steps_batch(body)
-            o.lines.extend(body.lines)
-        o.blank()
-
-    def emit_encodings(self) -> None:
-        """`encode`'s body: the keys of rate-coded inputs, then every input's sequence."""
-        self.emit_keys(rate_only=True)
-        for inp in self.net.inputs:
-            self.emit_encoding(inp)
-        self.out.line(f"return ({', '.join(self.v(i.name, 'seq') for i in self.net.inputs)},)")
+            o.lines.extend(body)
 
     # -- paths
-    def path_value(self, p: ir.LPath, time_axis: bool, at_step: bool, ctx_out: OpContext,
-                   streaming: bool = False, source: str | None = None, ops: tuple[int, int] | None = None,
-                   weight: str | None = None) -> str:
-        """The current a path delivers: over all steps (`time_axis`) or at one step of a loop
-        (reading `source`, if given, as the value at its start). `ops` prints only ops[start:end];
-        `weight` is the local holding a plastic dense's weight at this step.
+    def context(self, time_axis: bool, at_step: bool, streaming: bool = False) -> OpContext:
+        """Where paths are printed: over all steps (`time_axis`), in a loop's step, or in the streaming `step`."""
+        return OpContext(None, time_axis, at_step, streaming, self.param, self.local)
 
-        Statements it needs first go to `ctx_out.pre`; values carried over steps to `ctx_out.carry`.
-        """
-        static = p.index in self.program.static_paths and not streaming
+    def path_value(self, p: ir.LPath, where: OpContext, source: str | None = None,
+                   ops: tuple[int, int] | None = None, weight: str | None = None) -> str:
+        """The current a path delivers where `where` says, from `source` if given; only ops[start:end] with
+        `ops`; `weight`: a plastic dense's weight local. Statements first: `where.pre`; carried: `where.carry`."""
+        static = p.index in self.program.static_paths and not where.streaming
         if source is not None:
             value = source
         elif p.src in self.inputs:
-            value = self.input_arg[p.src] if streaming or static else self.v(p.src, "seq")
-        elif time_axis:
-            value = self.v(p.src, p.src_var)
+            value = self.input_arg[p.src] if where.streaming or static else self.v(p.src, "seq")
         else:
-            value = self.v(p.src, p.src_var, "_now")
+            value = self.v(p.src, p.src_var, "" if where.time_axis else "_now")
         start, end = ops or (0, len(p.ops))
         for k in range(start, end):
             op = p.ops[k]
-            ctx = OpContext(self.op_attr.get((p.index, k)), time_axis and not static, at_step and not static,
-                            streaming, self.param, self.local, ctx_out.pre, ctx_out.carry,
-                            self.masks.get((p.index, k)), p.line, weight if op.name == "dense" else None)
+            ctx = replace(where, attr=self.op_attr.get((p.index, k)), time_axis=where.time_axis and not static,
+                          at_step=where.at_step and not static, mask=self.masks.get((p.index, k)), line=p.line,
+                          weight=weight if op.name == "dense" else None)
             value = OP_PRINTERS[op.name](op, value, ctx)
-        return f"_repeat({value}, steps)" if static and time_axis else value
+        return f"_repeat({value}, steps)" if static and where.time_axis else value
 
     def zeros(self, layer: str, time_axis: bool) -> str:
         lead = ["steps", "batch"] if time_axis else ["batch"]
@@ -277,8 +250,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
 
     def layer_terms(self, layer: str, inp: ir.Update, paths: list[ir.LPath], time_axis: bool,
                     current: Callable[[ir.LPath], str]) -> Terms:
-        """The terms summed into a neuron input of a layer run over all steps or per step: zeros of
-        the layer's shape first when no path feeds the input (the sum takes its shape from them)."""
+        """A layer-major input's terms, zeros first where no path feeds it (the sum takes its shape from them)."""
         terms = input_terms(inp, paths, current)
         if not any(p.dst_input == inp.var for p in paths):
             terms.insert(0, (self.zeros(layer, time_axis), None))
@@ -296,9 +268,8 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         args = self.args()
         mods = "".join(f", {code}=0.0" for code in self.mod_arg.values())
         passed = "".join(f", {code}={code}" for code in self.mod_arg.values())
-        o.line("@staticmethod")
-        o.line(f"def apply(params, {args}, key=None, *, train=True, buffers=None{mods}) -> {self.cls}Output:")
-        with o.indent():
+        with o.function(f"apply(params, {args}, key=None, *, train=True, buffers=None{mods}) -> {self.cls}Output",
+                        static=True):
             doc = ("Run the network over all steps. `key` draws rate-coded inputs and, when `train`, dropout\n"
                    "masks (no key: no dropout). Batchnorm normalises with batch statistics when `train`, else\n"
                    "with the running statistics in `buffers` (default: `init_buffers()`).")
@@ -309,56 +280,40 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                 doc += f"\nModulators ({', '.join(self.mod_arg)}) are scalars or [batch] arrays for the rules."
             o.docstring(doc)
             o.line(f"return {self.cls}.apply_with_buffers(params, buffers, {args}, key, train=train{passed})[0]")
-        o.blank()
+        self.emit_apply_with_buffers(args, mods)
+
+    def emit_apply_with_buffers(self, args: str, mods: str) -> None:
+        """`apply_with_buffers`: the program's statements, then the outputs and the buffers."""
+        o = self.out
         self.fresh_scope()
-        o.line("@staticmethod")
-        o.line(f"def apply_with_buffers(params, buffers, {args}, key=None, *, train=True{mods})"
-               f" -> tuple[{self.cls}Output, dict]:")
-        with o.indent():
+        with o.function(f"apply_with_buffers(params, buffers, {args}, key=None, *, train=True{mods})"
+                        f" -> tuple[{self.cls}Output, dict]", static=True):
             o.docstring("`apply`, also returning the buffers: when `train`, the batchnorm running statistics updated\n"
                         "as torch updates them and the plastic weights as their rules left them; else unchanged\n"
                         "(`buffers=None` starts from `init_buffers()`).")
-            body = self.aside(self.emit_program)
+            start = len(o.lines)
+            self.emit_buffers()
+            if self.new_buffers:
+                o.line("new_buffers = dict(buffers)")
+            o.line(f"layer_params = {self.cls}.neuron_params(params)")
+            self.emit_keys()
+            self.emit_masks()
+            self.readouts: list[str] = []
+            for statement in self.program.statements:
+                self.visit(statement)
+            buffers = "new_buffers" if self.new_buffers else "{} if buffers is None else buffers"
+            o.line(f"return {self.cls}Output({', '.join(self.readouts)}), {buffers}")
+            body = self.take(start)
             if _uses(body, "dt"):
                 o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             self.emit_cast_inputs()
             self.emit_steps_batch(body)
-            o.lines.extend(body.lines)
-        o.blank()
-
-    def emit_program(self) -> None:
-        """`apply_with_buffers`'s body: buffers, neuron params, keys and masks, the program's statements,
-        then the outputs and the buffers."""
-        o = self.out
-        self.emit_buffers()
-        if self.new_buffers:
-            o.line("new_buffers = dict(buffers)")
-        o.line(f"layer_params = {self.cls}.neuron_params(params)")
-        self.emit_keys()
-        self.emit_masks()
-        self.readouts: list[str] = []
-        for statement in self.program.statements:
-            self.visit(statement)
-        buffers = "new_buffers" if self.new_buffers else "{} if buffers is None else buffers"
-        o.line(f"return {self.cls}Output({', '.join(self.readouts)}), {buffers}")
+            o.lines.extend(body)
 
     def visit_Readout(self, out: ir.Readout) -> None:
         seq = self.v(out.layer, out.var)
         self.readouts.append(f"{self.out_fields(out.output)}={_READOUTS[out.readout].format(seq)}")
-
-    def emit_buffers(self) -> None:
-        """`buffers` where a function reads them: plastic weights must be given; batchnorm statistics
-        default to `init_buffers()`."""
-        o = self.out
-        if self.program.plastic_dense:
-            o.line("if buffers is None:")
-            with o.indent():
-                o.line(f'raise ValueError("{self.cls} has plastic weights: pass buffers, from '
-                       f'{self.cls}.init_buffers(key) "')
-                o.line('                 "or torch\'s named_buffers()")')
-        elif self.has_bn:
-            o.line(f"buffers = {self.cls}.init_buffers(dtype=dtype) if buffers is None else buffers")
 
     def emit_masks(self) -> None:
         """One dropout mask per sequence and op, [batch, *in_shape], drawn when training with a key."""
@@ -382,9 +337,8 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         spike = self.v(layer, "spike")
         rec = self.local(f"{layer}_record") if run.records else "_"
         target = f"{spike}, _, {rec}"
-        macs = run.per_step_macs
-        if macs >= _PER_STEP_MIN_MACS:
-            o.line(f"if _per_step(batch * {literal(macs)}):  # a large product per step: inside the scan")
+        if run.per_step_macs:
+            o.line(f"if _per_step(batch * {literal(run.per_step_macs)}):  # a large product per step: inside the scan")
             with o.indent():
                 self.emit_per_step(layer, paths, target, bool(run.records))
             o.line("else:")
@@ -399,8 +353,8 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
     def emit_all_steps(self, layer: str, paths: list[ir.LPath], target: str, record: bool) -> None:
         """`target = NEURON.run(...)`: the layer's currents of all steps, each from one op, then its run."""
         neuron = self.neurons[layer]
-        ctx = OpContext(None, True, False, False, self.param, self.local)
-        currents = [self.layer_terms(layer, inp, paths, True, lambda p: self.path_value(p, True, False, ctx))
+        ctx = self.context(True, False)
+        currents = [self.layer_terms(layer, inp, paths, True, lambda p: self.path_value(p, ctx))
                     for inp in neuron.inputs]
         self.emit_pre(ctx)
         names = []
@@ -422,11 +376,11 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         fn = self.local.fresh(f"{layer}_currents")
         o.line(f"def {fn}({', '.join(sources.values())}):")
         with o.indent():
-            ctx = OpContext(None, False, False, False, self.param, self.local)
+            ctx = self.context(False, False)
             values = []
             for inp in neuron.inputs:
                 terms = self.layer_terms(layer, inp, paths, False,
-                                         lambda p: self.path_value(p, False, False, ctx, source=sources[seq[p.index]]))
+                                         lambda p: self.path_value(p, ctx, source=sources[seq[p.index]]))
                 self.emit_pre(ctx)
                 values.append(self.local.fresh(f"{layer}_{inp.var}_t"))
                 emit_sum(o, values[-1], terms, self.net.file)
@@ -444,12 +398,15 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         self.out.line(f"# layers {', '.join(group)}: step by step ({'; '.join(why)})")
         outside = self.emit_outside_currents(loop)
         learning = self.emit_rule_params(plastic)
-        # the body first, into its own writer: it decides what the loop carries
-        ctx = OpContext(None, False, True, False, self.param, self.local)
+        # the body first: it decides what the loop carries
+        ctx = self.context(False, True)
         xs = {index: self.local(f"{name}_t") for index, name in outside.items()}
         t = "t" if loop.reads_t else None
+        start = len(self.out.lines)
         with self.out.indent():
-            body = self.aside(lambda: self.emit_layer_steps(group, xs, ctx, t, learning=learning))
+            for layer in group:
+                self.emit_layer_step(layer, xs, ctx, t, learning)
+        body = self.take(start)
         carried = self.loop_carry(loop, ctx, learning)
         outputs = [(self.v(member.layer, var), self.now(member.layer, var)) for member in loop.layers
                    for var in ["spike", *sorted((set(member.now) | set(member.after)) - {"spike"})]]
@@ -463,17 +420,16 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                     self.out.line(f'new_buffers["{pl.key}"] = {pl.weight}')
 
     def emit_outside_currents(self, loop: ir.StepLoop) -> dict[int, str]:
-        """The paths into the loop from outside it, over all steps, before it: each one's current, or
-        for a plastic path what enters its dense (which runs in the loop, with the weight of the step)."""
+        """Before the loop, the currents of paths from outside it (a plastic path's: what enters its dense)."""
         outside: dict[int, str] = {}
-        ctx = OpContext(None, True, False, False, self.param, self.local)
+        ctx = self.context(True, False)
         for p in (self.net.paths[i] for i in loop.outside):
             dense = self.program.plastic_dense.get(p.index)
             if dense == 0 and p.index not in self.program.static_paths:  # the dense reads the sequence itself
-                outside[p.index] = self.path_value(p, True, False, ctx, ops=(0, 0))
+                outside[p.index] = self.path_value(p, ctx, ops=(0, 0))
                 continue
             name = self.local(f"{p.src}_{p.dst}_{'current' if dense is None else 'pre'}")
-            value = self.path_value(p, True, False, ctx, ops=None if dense is None else (0, dense))
+            value = self.path_value(p, ctx, ops=None if dense is None else (0, dense))
             self.emit_pre(ctx)
             self.out.line(f"{name} = {value}", self.src(p.line))
             outside[p.index] = name
@@ -494,8 +450,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         return learning
 
     def loop_carry(self, loop: ir.StepLoop, ctx: OpContext, learning: dict[int, Plastic]) -> list[tuple[str, str]]:
-        """What a scan carries, each with its initial value: the layers' states, the values recurrent
-        paths read at the next step, the delays' buffers, the plastic weights and their rules' states."""
+        """What a scan carries, with initial values: states, recurrent values, delays, plastic weights and rules."""
         carried = [(self.local(m.layer + "_state"), self.init_state_expr(m.layer)) for m in loop.layers]
         carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in loop.carried]
         carried += ctx.carry
@@ -506,11 +461,10 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                                       "dtype=dtype)"))
         return carried
 
-    def emit_scan(self, name: str, carried: list[tuple[str, str]], outputs: list[tuple[str, str]], body: CodeWriter,
+    def emit_scan(self, name: str, carried: list[tuple[str, str]], outputs: list[tuple[str, str]], body: list[str],
                   xs: list[str], sequences: list[str], kept: set[str]) -> None:
-        """`lax.scan` of a step function printed around `body`: it unpacks the `carried` values and the
-        step's `xs` (from `sequences`), and returns the carry and the `outputs` (stacked local, value at
-        the step); of the final carry only the names in `kept` are bound."""
+        """`lax.scan` of a step function around `body` over `sequences` (its `xs`), stacking `outputs`
+        ((stacked, value at the step)); only the names in `kept` are bound from the final carry."""
         o = self.out
         fn = self.local.fresh(f"{name}_step")
         init = self.local.fresh(f"{name}_init")
@@ -522,7 +476,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             o.line(f"{carry_names} = carry")
             if xs:
                 o.line(f"{unpacked(xs)} = xs")
-        o.lines.extend(body.lines)
+        o.lines.extend(body)
         with o.indent():
             o.line(f"return ({carry_names}), ({unpacked([value for _n, value in outputs])})")
         o.blank()
@@ -552,18 +506,10 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         return (f'{class_name(neuron.name)}.init_state(layer_params["{attr}"], batch, '
                 f"{tuple(self.layers[layer].shape)!r}, dt=dt, dtype=dtype)")
 
-    def emit_layer_steps(self, group: tuple[str, ...], outside: dict[int, str], ctx: OpContext, t: str | None,
-                         streaming: bool = False, learning: dict[int, Plastic] | None = None) -> None:
-        """One step of the layers of `group`, in order: each reads the values current at its turn
-        (this step's for layers before it, the previous step's for itself and later ones)."""
-        for layer in group:
-            self.emit_layer_step(layer, outside, ctx, t, streaming, learning or {})
-
-    def emit_layer_step(self, layer: str, outside: dict[int, str], ctx: OpContext, t: str | None, streaming: bool,
+    def emit_layer_step(self, layer: str, outside: dict[int, str], ctx: OpContext, t: str | None,
                         learning: dict[int, Plastic]) -> None:
-        """One layer's step, then its `_now` values. A plastic path (`learning`) uses the weight its rule
-        left at the step before, and after the layer's step its rule runs when `train` (`outside` holds
-        a path's current, or a plastic path's input, at this step if it comes from outside)."""
+        """One layer's step, then its `_now` values (this step's for later layers, the next step's for earlier
+        ones). `outside`: currents (plastic paths: inputs) from outside the loop; `learning`: plastic paths."""
         o = self.out
         neuron = self.neurons[layer]
         state = self.local(layer + "_state")
@@ -573,12 +519,12 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         def current(p: ir.LPath) -> str:
             if p.index in learning:
                 pl = learning[p.index]
-                pre[p.index] = self.plastic_input(p, layer, outside, ctx, streaming, pl.dense)
-                return self.path_value(p, False, True, ctx, streaming, source=pre[p.index],
+                pre[p.index] = self.plastic_input(p, layer, outside, ctx, pl.dense)
+                return self.path_value(p, ctx, source=pre[p.index],
                                        ops=(pl.dense, len(p.ops)), weight=pl.weight)
             if p.index in outside:
                 return outside[p.index]
-            return self.path_value(p, False, True, ctx, streaming)
+            return self.path_value(p, ctx)
 
         values = []
         for inp in neuron.inputs:
@@ -601,13 +547,11 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             if var != "spike":
                 o.line(f"{self.v(layer, var, '_now')} = {self.now(layer, var)}")
 
-    def plastic_input(self, p: ir.LPath, layer: str, outside: dict[int, str], ctx: OpContext, streaming: bool,
-                      dense: int) -> str:
-        """What enters a plastic path's dense at this step: its input from outside the loop, or a local
-        of its own (the source's value may be rebound before the rule reads it)."""
+    def plastic_input(self, p: ir.LPath, layer: str, outside: dict[int, str], ctx: OpContext, dense: int) -> str:
+        """What enters a plastic dense at this step: a local (its source may be rebound before the rule reads it)."""
         if p.index in outside:
             return outside[p.index]
-        value = self.path_value(p, False, True, ctx, streaming, ops=(0, dense))
+        value = self.path_value(p, ctx, ops=(0, dense))
         self.emit_pre(ctx)
         name = self.local(f"{p.src}_{layer}_pre")
         self.out.line(f"{name} = {value}", self.src(p.line))
@@ -634,34 +578,31 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         assert streaming is not None
         self.fresh_scope()
         self.loop_reads = {la.layer: la.now for la in streaming.layers}
-        ctx = OpContext(None, False, True, True, self.param, self.local)
+        ctx = self.context(False, True, streaming=True)
         t = "t" if self.program.reads_t else None
+        start = len(self.out.lines)
         with self.out.indent():
-            body = self.aside(lambda: self.emit_layer_steps(tuple(la.layer for la in streaming.layers), {}, ctx, t,
-                                                            streaming=True))
-        self.emit_init_state({self.previous_key(la, var): self.zeros(la, False) for la, var in streaming.carried},
-                             dict(ctx.carry))
-        self.emit_step(body, streaming.carried, [name for name, _init in ctx.carry])
+            for la in streaming.layers:
+                self.emit_layer_step(la.layer, {}, ctx, t, {})
+        body = self.take(start)
+        previous = {f"{self.layer_attr[la]}.{var}": (la, var) for la, var in streaming.carried}
+        self.emit_init_state({"previous": {key: self.zeros(la, False) for key, (la, _var) in previous.items()},
+                              "delays": dict(ctx.carry)})
+        self.emit_step(body, {"previous": {key: self.v(la, var, "_now") for key, (la, var) in previous.items()},
+                              "delays": {name: name for name, _init in ctx.carry}})
 
-    def previous_key(self, layer: str, var: str) -> str:
-        """The key in a streaming state's "previous" of a value that recurrent paths read at the next step."""
-        return f"{self.layer_attr[layer]}.{var}"
-
-    def emit_carried_entries(self, previous: dict[str, str], delays: dict[str, str], step: str) -> None:
+    def emit_state_parts(self, parts: dict[str, dict[str, str]], step: str) -> None:
         """A streaming state's entries after its layers: the previous step's values that recurrent paths
-        read, the values that delays hold, the step count if a neuron reads `t`."""
-        if previous:
-            self.out.line('"previous": {' + _entries(previous) + "},")
-        if delays:
-            self.out.line('"delays": {' + _entries(delays) + "},")
+        read ("previous"), the values that delays hold ("delays"), the step count if a neuron reads `t`."""
+        for part, entries in parts.items():
+            if entries:
+                self.out.line(f'"{part}": {{{_entries(entries)}}},')
         if self.program.reads_t:
             self.out.line(f'"step": {step},')
 
-    def emit_init_state(self, previous: dict[str, str], delays: dict[str, str]) -> None:
+    def emit_init_state(self, parts: dict[str, dict[str, str]]) -> None:
         o = self.out
-        o.line("@staticmethod")
-        o.line("def init_state(params, batch: int) -> dict:")
-        with o.indent():
+        with o.function("init_state(params, batch: int) -> dict", static=True):
             o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
                         "that recurrent paths read (zero at first); the values that delays hold; the step count if a\n"
                         "neuron reads `t`.")
@@ -675,17 +616,14 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                     for la in self.net.layers:
                         o.line(f'"{self.layer_attr[la.name]}": {self.init_state_expr(la.name)},')
                 o.line("},")
-                self.emit_carried_entries(previous, delays, "jnp.zeros((), int)")
+                self.emit_state_parts(parts, "jnp.zeros((), int)")
             o.line("}")
-        o.blank()
 
-    def emit_step(self, body: CodeWriter, carried: tuple[tuple[str, str], ...], delays: list[str]) -> None:
-        """`step`: the state's values unpacked into the locals `body` reads, `body`, then the new state
-        and the outputs at this step."""
+    def emit_step(self, body: list[str], parts: dict[str, dict[str, str]]) -> None:
+        """`step`: the state unpacked into the locals `body` reads, `body`, the new state and the outputs."""
         o = self.out
-        o.line("@staticmethod")
-        o.line(f"def step(params, state, {self.args()}, *, buffers=None) -> tuple[dict, {self.cls}Output]:")
-        with o.indent():
+        with o.function(f"step(params, state, {self.args()}, *, buffers=None) -> tuple[dict, {self.cls}Output]",
+                        static=True):
             o.docstring("One step of the whole network, layers in declaration order, from inputs already encoded\n"
                         "for this step ([batch, ...], as `encode` gives them at one step). Returns the new state and\n"
                         "the outputs' variables at this step (before any readout over time). Evaluation mode: no\n"
@@ -701,19 +639,16 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             states = {self.layer_attr[la.name]: self.local(la.name + "_state") for la in self.net.layers}
             for key, name in states.items():
                 o.line(f'{name} = state["layers"]["{key}"]')
-            previous = {self.previous_key(la, var): self.v(la, var, "_now") for la, var in carried}
-            kept = {"previous": previous, "delays": {name: name for name in delays}}
-            for part, entries in kept.items():
+            for part, entries in parts.items():
                 for key, name in entries.items():
                     o.line(f'{name} = state["{part}"]["{key}"]')
             if self.program.reads_t:
                 o.line('t = state["step"] * dt')
-            o.lines.extend(body.lines)
+            o.lines.extend(body)
             o.line("new_state = {")
             with o.indent():
                 o.line('"layers": {' + _entries(states) + "},")
-                self.emit_carried_entries(previous, kept["delays"], 'state["step"] + 1')
+                self.emit_state_parts(parts, 'state["step"] + 1')
             o.line("}")
             fields = [f"{self.out_fields(out.name)}={self.now(out.layer, out.var)}" for out in self.net.outputs]
             o.line(f"return new_state, {self.cls}Output({', '.join(fields)})")
-        o.blank()
