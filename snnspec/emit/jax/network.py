@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from ... import ir
 from ...names import Namer, class_name, py_name
 from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, input_terms, plan_lines, state_fields
+from ..layout import LIMIT
 from ..writer import CodeWriter, literal, unpacked
 from .ops import OP_PRINTERS, OpContext
 from .params import ParamsPrinter
@@ -34,12 +35,11 @@ _NETWORK_LOCALS = {"params", "state", "key", "keys", "train", "buffers", "new_bu
                    "steps", "batch", "i", "t", "carry", "xs", "layer_params", "new_state", "jax", "jnp", "lax", "math",
                    "self", "values"}
 
-Terms = list[tuple[str, int | None]]  # (expression, spec line) summed into a neuron input
-
 
 @dataclass
 class Plastic:
-    """A plastic path in a scan: its dense op, rule class, the locals of its rule's params, weight and rule state."""
+    """A plastic path in a scan: its dense op, rule class, the locals of its rule's params, weight and rule
+    state, and the buffers key of its weight."""
 
     dense: int
     cls: str
@@ -245,11 +245,12 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         return f"_repeat({value}, steps)" if static and where.time_axis else value
 
     def zeros(self, layer: str, time_axis: bool) -> str:
+        """Zeros of a layer's shape, over all steps or at one: a sum's shape where no path feeds it."""
         lead = ["steps", "batch"] if time_axis else ["batch"]
         return f"jnp.zeros(({', '.join(lead + [literal(n) for n in self.layers[layer].shape])}), dtype)"
 
     def layer_terms(self, layer: str, inp: ir.Update, paths: list[ir.LPath], time_axis: bool,
-                    current: Callable[[ir.LPath], str]) -> Terms:
+                    current: Callable[[ir.LPath], str]) -> list[tuple[str, int | None]]:
         """A layer-major input's terms, zeros first where no path feeds it (the sum takes its shape from them)."""
         terms = input_terms(inp, paths, current)
         if not any(p.dst_input == inp.var for p in paths):
@@ -369,10 +370,8 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         o = self.out
         neuron = self.neurons[layer]
         seq = {p.index: self.v(p.src, "seq") if p.src in self.inputs else self.v(p.src, p.src_var) for p in paths}
-        sources: dict[str, str] = {}  # sequence -> its argument name in the step function
-        for name in seq.values():
-            if name not in sources:
-                sources[name] = self.local.fresh(f"{name}_t")
+        # sequence -> its argument name in the step function
+        sources = {name: self.local.fresh(f"{name}_t") for name in dict.fromkeys(seq.values())}
         fn = self.local.fresh(f"{layer}_currents")
         o.line(f"def {fn}({', '.join(sources.values())}):")
         with o.indent():
@@ -408,6 +407,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                 self.emit_layer_step(layer, xs, ctx, t, learning)
         body = self.take(start)
         carried = self.loop_carry(loop, ctx, learning)
+        # (stacked local, its value at the step): each layer's spikes, then what is read of it later
         outputs = [(self.v(member.layer, var), self.now(member.layer, var)) for member in loop.layers
                    for var in ["spike", *sorted((set(member.now) | set(member.after)) - {"spike"})]]
         sequences = list(outside.values()) + (["jnp.arange(steps, dtype=dtype) * dt"] if t else [])
@@ -461,13 +461,13 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                                       "dtype=dtype)"))
         return carried
 
-    def emit_scan(self, name: str, carried: list[tuple[str, str]], outputs: list[tuple[str, str]], body: list[str],
+    def emit_scan(self, prefix: str, carried: list[tuple[str, str]], outputs: list[tuple[str, str]], body: list[str],
                   xs: list[str], sequences: list[str], kept: set[str]) -> None:
         """`lax.scan` of a step function around `body` over `sequences` (its `xs`), stacking `outputs`
         ((stacked, value at the step)); only the names in `kept` are bound from the final carry."""
         o = self.out
-        fn = self.local.fresh(f"{name}_step")
-        init = self.local.fresh(f"{name}_init")
+        fn = self.local.fresh(f"{prefix}_step")
+        init = self.local.fresh(f"{prefix}_init")
         carry_names = unpacked([name for name, _init in carried])
         self.emit_tuple(init, [value for _n, value in carried])
         o.blank()
@@ -491,7 +491,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         """`target = (a, b, ...)`, one value a line where the tuple does not fit on one."""
         o = self.out
         line = f"{target} = ({unpacked(values)})"
-        if len(line) + len(o.indent_unit) * o.level <= 120:
+        if len(line) + len(o.indent_unit) * o.level <= LIMIT:
             o.line(line)
             return
         o.line(f"{target} = (")
@@ -501,6 +501,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         o.line(")")
 
     def init_state_expr(self, layer: str) -> str:
+        """A layer's neuron state at the start, as a scan's carry and `init_state` begin from it."""
         neuron = self.neurons[layer]
         attr = self.layer_attr[layer]
         return (f'{class_name(neuron.name)}.init_state(layer_params["{attr}"], batch, '
@@ -517,11 +518,11 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         pre: dict[int, str] = {}  # plastic paths: the values entering the dense at this step
 
         def current(p: ir.LPath) -> str:
+            """A path's current at this step; a plastic path's input gets its line as its turn comes."""
             if p.index in learning:
                 pl = learning[p.index]
                 pre[p.index] = self.plastic_input(p, layer, outside, ctx, pl.dense)
-                return self.path_value(p, ctx, source=pre[p.index],
-                                       ops=(pl.dense, len(p.ops)), weight=pl.weight)
+                return self.path_value(p, ctx, source=pre[p.index], ops=(pl.dense, len(p.ops)), weight=pl.weight)
             if p.index in outside:
                 return outside[p.index]
             return self.path_value(p, ctx)
@@ -601,6 +602,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             self.out.line(f'"step": {step},')
 
     def emit_init_state(self, parts: dict[str, dict[str, str]]) -> None:
+        """`init_state`: every layer's neuron state at the start, and `parts` at their initial values."""
         o = self.out
         with o.function("init_state(params, batch: int) -> dict", static=True):
             o.docstring("The state before the first `step`: each layer's neuron state; the previous step's values\n"
@@ -637,9 +639,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             self.emit_buffers()
             o.line(f"layer_params = {self.cls}.neuron_params(params)")
             states = {self.layer_attr[la.name]: self.local(la.name + "_state") for la in self.net.layers}
-            for key, name in states.items():
-                o.line(f'{name} = state["layers"]["{key}"]')
-            for part, entries in parts.items():
+            for part, entries in {"layers": states, **parts}.items():
                 for key, name in entries.items():
                     o.line(f'{name} = state["{part}"]["{key}"]')
             if self.program.reads_t:
