@@ -9,7 +9,7 @@ backends in one line; the buffers that change as the network runs (plastic weigh
 running statistics) live in a second dict keyed by torch's `named_buffers()` names.
 
 A plastic path (`learn RULE`) feeds a step-major layer: its weight and the rule's state are carried
-through the group's scan, the rule (`jax_rule.py`) runs after the layer's step when `train`, and
+through the group's scan, the rule (`emit/jax/rule.py`) runs after the layer's step when `train`, and
 the final weight is returned in the buffers, as torch writes its buffer back.
 """
 
@@ -61,6 +61,8 @@ def _entries(values: dict[str, str]) -> str:
 
 
 class NetworkEmitter(ParamsPrinter, ProgramVisitor):
+    """Prints a network's namespace class: its params functions, `encode`, `init_state`/`step`, `apply`."""
+
     def __init__(self, net: ir.LNetwork, lowered: ir.LoweredSpec, out: CodeWriter):
         self.net = net
         self.lowered = lowered
