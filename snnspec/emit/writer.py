@@ -13,6 +13,8 @@ from pathlib import PurePath
 
 from .layout import LIMIT, layout, wrap_text
 
+STATIC = ("@staticmethod",)  # the decorators of a generated static method
+
 
 def literal(value: float | int | bool) -> str:
     """A number as Python source: `repr` of a finite float or int, never anything else."""

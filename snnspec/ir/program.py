@@ -52,7 +52,7 @@ class Encode(Model):
 class LayerRun(Model):
     """Run one layer over all steps at once (layer-major) from the currents of `paths`, recording
     the state variables `records`. `per_step_macs`: multiply-adds per sample and step of its paths
-    when they may be computed step by step inside the run instead (0: they may not)."""
+    when they may be computed step by step inside the run instead (0: they may not, or too few to gain)."""
 
     kind: Literal["layer_run"] = "layer_run"
     layer: str

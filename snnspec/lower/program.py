@@ -24,6 +24,9 @@ WEIGHTED = {"dense", "conv1d", "conv2d", "batchnorm", "one_to_one", "dropout"}  
 # ops that act on each step alone: a layer whose paths hold only these may compute its currents per step
 PER_STEP_OPS = {"dense", "conv1d", "conv2d", "maxpool", "avgpool", "sumpool", "flatten", "scale", "one_to_one",
                 "dropout", "lateral"}
+# fewer multiply-adds per sample and step than this: computing a layer's currents per step gains nothing (no
+# batch up to 1024 reaches the JAX backend's `PER_STEP_MACS`), so the choice is not printed
+PER_STEP_MIN_MACS = 2 ** 14
 
 
 def path_macs(p: ir.LPath) -> int:
@@ -142,12 +145,14 @@ class _Planner:
 
     def per_step_macs(self, layer: str, paths: list[ir.LPath]) -> int:
         """Multiply-adds per sample and step of a layer's paths, if its currents may be computed step
-        by step (every path reads a sequence through per-sample ops; the neuron does not read `t`)."""
+        by step (every path reads a sequence through per-sample ops; the neuron does not read `t`) and
+        are many enough that a backend may gain from it."""
         if self.neurons[layer].reads_t or not paths:
             return 0
         if any(p.index in self.static or any(op.name not in PER_STEP_OPS for op in p.ops) for p in paths):
             return 0
-        return sum(path_macs(p) for p in paths)
+        macs = sum(path_macs(p) for p in paths)
+        return macs if macs >= PER_STEP_MIN_MACS else 0
 
     def statements(self) -> list[ir.Statement]:
         net = self.net

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ... import ir
 from ...names import ModuleNames, Namer
 from ..neuron import NeuronSkeleton, SpikeFunction
-from ..writer import CodeWriter, unpacked
+from ..writer import STATIC, CodeWriter, unpacked
 from .functions import JAX_FUNCTIONS
 
 
@@ -27,7 +27,7 @@ class NeuronEmitter(NeuronSkeleton):
     where = "jnp.where"
     isfinite = "jnp.isfinite"
     dt_text = "dt"
-    decorators = ("@staticmethod",)
+    decorators = STATIC
 
     def __init__(self, n: ir.LNeuron, out: CodeWriter, module_names: ModuleNames):
         super().__init__(n, out)

@@ -104,5 +104,3 @@ OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {
     "batchnorm": _batchnorm, "dropout": _dropout, "scale": _scale, "one_to_one": _one_to_one,
     "flatten": _flatten, "delay": _delay, "lateral": _lateral,
 }
-
-# a layer whose currents may be computed inside its scan (`_per_step`) gets the choice printed from this size

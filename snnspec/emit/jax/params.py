@@ -1,6 +1,7 @@
 """The JAX network's params and buffers, printed from the program's parameter table: `init` (as
-torch initialises the same module), `init_buffers` (plastic weights, batchnorm statistics) and
-`neuron_params` (each layer's neuron params as its steps use them)."""
+torch initialises the same module), `init_buffers` (plastic weights, batchnorm statistics),
+`neuron_params` (each layer's neuron params as its steps use them), and how the network's functions
+read them (`param`, `emit_buffers`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 from ... import ir
 from ...names import Namer, class_name, py_name
-from ..writer import CodeWriter, literal
+from ..writer import STATIC, CodeWriter, literal
 
 
 class ParamsPrinter:
@@ -23,22 +24,43 @@ class ParamsPrinter:
     layers: dict[str, ir.LLayer]
     neurons: dict[str, ir.LNeuron]
     layer_attr: dict[str, str]
+    frozen: set[str]  # the attributes of frozen ops
+    buffer_keys: set[str]  # the plastic weights and biases
+    has_bn: bool
 
     def src(self, line: int | None) -> tuple[str, int | None]:
         return (self.net.file, line)
 
+    def param(self, key: str) -> str:
+        """The code reading a params key: frozen weights without gradient, plastic ones from `buffers`."""
+        if key in self.buffer_keys:
+            return f'buffers["{key}"]'
+        attr = key.split(".")[0]
+        text = f'params["{key}"]'
+        return f"lax.stop_gradient({text})" if attr in self.frozen else text
+
+    def emit_buffers(self) -> None:
+        """`buffers` where a function reads them: plastic weights must be given; batchnorm statistics
+        default to `init_buffers()`."""
+        o = self.out
+        if self.program.plastic_dense:
+            o.line("if buffers is None:")
+            with o.indent():
+                o.line(f'raise ValueError("{self.cls} has plastic weights: pass buffers, from '
+                       f'{self.cls}.init_buffers(key) "')
+                o.line('                 "or torch\'s named_buffers()")')
+        elif self.has_bn:
+            o.line(f"buffers = {self.cls}.init_buffers(dtype=dtype) if buffers is None else buffers")
+
     def emit_init(self) -> None:
         o = self.out
         entries = self.program.params
-        o.line("@staticmethod")
-        o.line("def init(key, dtype=None) -> dict:")
-        with o.indent():
+        with o.block("def init(key, dtype=None) -> dict", decorators=STATIC, after=1):
             o.docstring("Fresh params, as torch initialises the same module: dense and conv weights and biases\n"
                         "uniform on +-1/sqrt(fan_in), batchnorm weight 1 and bias 0, one_to_one weights 1,\n"
                         "learnable neuron params at their values.")
             if not entries:
                 o.line("return {}")
-                o.blank()
                 return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             if any(t.init == "neuron" for t in entries):
@@ -64,20 +86,16 @@ class ParamsPrinter:
                     value = f'{inits[t.layer]}["{t.key.split(".", 1)[1]}"]' if t.layer is not None else None
                     o.line(f'"{t.key}": {value or self.initial(t, draws)},')
             o.line("}")
-        o.blank()
 
     def emit_init_buffers(self) -> None:
         o = self.out
         entries = self.program.buffers
-        o.line("@staticmethod")
-        o.line("def init_buffers(key=None, dtype=None) -> dict:")
-        with o.indent():
+        with o.block("def init_buffers(key=None, dtype=None) -> dict", decorators=STATIC, after=1):
             o.docstring("The buffers at the start, keyed as torch's `named_buffers()` (less the fixed neuron and rule\n"
                         "params, constants here): plastic weights and biases drawn from `key` as torch draws them\n"
                         "(uniform on +-1/sqrt(fan_in)), batchnorm running statistics mean 0 and variance 1.")
             if not entries:
                 o.line("return {}")
-                o.blank()
                 return
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             n_random = sum(1 for t in entries if t.init == "uniform")
@@ -93,7 +111,6 @@ class ParamsPrinter:
                 for t in entries:
                     o.line(f'"{t.key}": {self.initial(t, draws)},')
             o.line("}")
-        o.blank()
 
     @staticmethod
     def initial(t: ir.PTensor, draws: Iterator[int]) -> str:
@@ -105,9 +122,7 @@ class ParamsPrinter:
 
     def emit_neuron_params(self) -> None:
         o = self.out
-        o.line("@staticmethod")
-        o.line("def neuron_params(params) -> dict:")
-        with o.indent():
+        with o.block("def neuron_params(params) -> dict", decorators=STATIC, after=1):
             o.docstring("Each layer's neuron params as its steps use them: the layer's overrides, learnable values\n"
                         "from `params`, ranges applied.")
             o.line(f"dt = {self.cls}.dt")
@@ -123,4 +138,3 @@ class ParamsPrinter:
                     given = ", ".join(f'"{k}": {v}' for k, v in values.items())
                     o.line(f'"{attr}": {class_name(neuron.name)}.params({{{given}}}, dt=dt),', self.src(la.line))
             o.line("}")
-        o.blank()

@@ -14,7 +14,7 @@ from ...names import Namer
 from ..printer import Printer
 from ..rule import SHAPES
 from ..rule import RuleEmitter as SharedRuleEmitter
-from ..writer import CodeWriter
+from ..writer import STATIC, CodeWriter
 from .functions import JAX_FUNCTIONS
 
 
@@ -45,7 +45,7 @@ class RuleEmitter(SharedRuleEmitter):
         with o.block(f"def params(values=None, *, dt) -> {self.cls}Params",
                      "The params a step uses, from `values` (a dict of SI values; missing ones take their\n"
                      "defaults), for steps of `dt` seconds (or steps, in a spec without units).",
-                     decorators=["@staticmethod"], after=1):
+                     decorators=STATIC, after=1):
             if r.params:
                 o.line("values = {} if values is None else values")
             local = Namer({"values", "dt"})
@@ -60,7 +60,7 @@ class RuleEmitter(SharedRuleEmitter):
     def emit_init_state(self, o: CodeWriter) -> None:
         with o.block(f"def init_state(p, batch: int, post: int, pre: int, *, dtype=None) -> {self.cls}State",
                      f"The state at the start of a run (`p` from `params`): pre {SHAPES['pre']}, post "
-                     f"{SHAPES['post']},\nsyn {SHAPES['syn']}.", decorators=["@staticmethod"], after=1):
+                     f"{SHAPES['post']},\nsyn {SHAPES['syn']}.", decorators=STATIC, after=1):
             o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
             values = self.state_values(lambda size: f"jnp.zeros({size}, dtype)")
             if len(values) <= 2:
@@ -78,7 +78,7 @@ class RuleEmitter(SharedRuleEmitter):
                      "One step after the postsynaptic layer spiked (`p` from `params`): `pre` [batch, pre] and\n"
                      "`post` [batch, post] are this step's spikes; modulators are scalars or [batch]. Returns the\n"
                      "new state and w. No gradient flows through it (it reads everything through\n"
-                     "`lax.stop_gradient`).", decorators=["@staticmethod"]):
+                     "`lax.stop_gradient`).", decorators=STATIC):
             for code in self.mods.values():
                 o.line(f"{code} = jnp.asarray({code}, w.dtype).reshape(-1)")
             read = ["p", "state", "w", "pre", "post", *self.mods.values()]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ... import ir
 from ...names import ModuleNames, Namer, short
 from ..printer import Printer
-from ..writer import CodeWriter, unpacked
+from ..writer import STATIC, CodeWriter, unpacked
 
 _FIXED = {"T", "M", "N", "b", "t", "m", "n", "dt", "steps", "math", "numba", "counter", "out", "saved", "rec",
           "active", "g_out", "g_rec"}
@@ -140,7 +140,7 @@ class FusedEmitter:
                f"`{self.backward_name}`).")
         with o.block(f"class {cls}Run(torch.autograd.Function)", doc, after=2):
             with o.block(f"def forward(ctx, dt, steps, record, {', '.join([*ins, *sts, *pas.values()])})",
-                         decorators=["@staticmethod"], after=1):
+                         decorators=STATIC, after=1):
                 o.line(f"T, shape = {ins[0]}.shape[0], {ins[0]}.shape[1:]")
                 o.line(f"inputs = [x.detach().reshape(T, -1).contiguous() for x in ({unpacked(ins)})]")
                 o.line(f"start = [s.detach().reshape(-1).clone() for s in ({unpacked(sts)})]")
@@ -180,7 +180,7 @@ class FusedEmitter:
         ins = [names.fresh(f"{i}_all") for i in k.inputs] if k.saves_inputs else []
         initial = [names.fresh(f"{f}_start") for f in k.saved_start]
         params = [names.fresh(f"{p}_value") for p in k.saved_params]
-        with o.block("def backward(ctx, g_out, *grads)", decorators=["@staticmethod"]):
+        with o.block("def backward(ctx, g_out, *grads)", decorators=STATIC):
             o.line(f"dt, T, shape, dtype{', param_shapes' if k.grad_params else ''} = ctx.meta")
             kept = [*ins, *initial, *params] + (["saved"] if k.saved else []) + (["active"] if k.refractory else [])
             if kept:

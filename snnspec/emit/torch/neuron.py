@@ -9,7 +9,7 @@ from __future__ import annotations
 from ... import ir
 from ...names import ModuleNames
 from ..neuron import NeuronSkeleton, SpikeFunction
-from ..writer import CodeWriter
+from ..writer import STATIC, CodeWriter
 from .functions import TORCH_FUNCTIONS, clamp
 from .fused import FusedEmitter
 
@@ -42,10 +42,10 @@ class NeuronEmitter(NeuronSkeleton):
         o = self.out
         doc = spike.doc(f"The spike: `heaviside(x {spike.cmp} 0)` forward; surrogate `{spike.surrogate}` backward")
         with o.block(f"class {self.cls}Spike(torch.autograd.Function)", doc, after=2):
-            with o.block(f"def forward(ctx, {spike.args})", decorators=["@staticmethod"], after=1):
+            with o.block(f"def forward(ctx, {spike.args})", decorators=STATIC, after=1):
                 o.line(f"ctx.save_for_backward({spike.args},)" if spike.extra else "ctx.save_for_backward(x)")
                 o.line(f"return (x {spike.cmp} 0).to(x.dtype)")
-            with o.block("def backward(ctx, grad_output)", decorators=["@staticmethod"]):
+            with o.block("def backward(ctx, grad_output)", decorators=STATIC):
                 o.line(f"{spike.targets} = ctx.saved_tensors")
                 o.line(f"return grad_output * ({spike.grad}){', None' * spike.extra}", spike.source)
 
