@@ -63,6 +63,7 @@ class Namer:
     def __init__(self, taken: set[str] | None = None):
         self.taken = set(taken or ())
         self.names: dict[str, str] = {}
+        self.keys: dict[tuple[str, ...], str] = {}
 
     def __call__(self, name: str) -> str:
         if name not in self.names:
@@ -72,6 +73,13 @@ class Namer:
             self.taken.add(out)
             self.names[name] = out
         return self.names[name]
+
+    def keyed(self, base: str, *key: str) -> str:
+        """The name of the thing `key` identifies, fresh on its first use (named after `base`): two keys
+        never share a name, even where their bases read the same (layer `a`'s `b_c`, layer `a_b`'s `c`)."""
+        if key not in self.keys:
+            self.keys[key] = self.fresh(base)
+        return self.keys[key]
 
     def fresh(self, base: str) -> str:
         """A new name every call: `base`, `base_1`, `base_2`, ..."""

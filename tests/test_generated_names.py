@@ -175,3 +175,49 @@ def test_output_does_not_depend_on_how_the_path_is_spelled(tmp_path, monkeypatch
 def test_source_names(name, root, expected):
     assert source_name(name, root) == expected
     assert os.linesep not in source_name(name, root)
+
+
+LOCALS_THAT_READ_ALIKE = """
+neuron First {
+    input I
+    state b_c = 0
+    b_c <- 0.5 * b_c + I
+}
+
+neuron Second {
+    input I
+    state c = 0
+    c <- 0.9 * c + 2 * I
+}
+
+network Net {
+    steps = 4
+    input x[2] encode direct
+    layer a = First[2]
+    layer a_b = Second[2]
+    x -> dense(2) -> a
+    x -> dense(2) -> a_b
+    output first = a.b_c trace
+    output second = a_b.c trace
+}
+"""
+
+
+def test_locals_whose_names_read_alike_stay_apart(tmp_path):
+    """Layer `a`'s state `b_c` and layer `a_b`'s state `c` both read `a_b_c` as a local: the JAX network
+    gave both outputs the second layer's values (the local was allocated by its text, not by what it
+    holds). Each backend must return each layer's own trace, as torch (one local per key) does."""
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    path = tmp_path / "alike.snn"
+    path.write_text(LOCALS_THAT_READ_ALIKE)
+    net = snnspec.compile(path).Net()
+    x = torch.rand(3, 2)
+    with torch.no_grad():
+        out = net(x)
+    assert not torch.allclose(out.first, out.second)
+    params = {k: jnp.asarray(v.detach().numpy()) for k, v in net.named_parameters()}
+    jax_out = snnspec.compile(path, backend="jax").Net.apply(params, jnp.asarray(x.numpy()))
+    np.testing.assert_allclose(np.asarray(jax_out.first), out.first.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax_out.second), out.second.numpy(), rtol=1e-5, atol=1e-6)

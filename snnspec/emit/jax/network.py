@@ -100,13 +100,17 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
 
     def v(self, layer: str, var: str, suffix: str = "") -> str:
         """The local holding `layer.var` (a sequence [T, ...], or with `_now` its value at one step)."""
-        return self.local(f"{layer}_{var}{suffix}")
+        return self.local.keyed(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
+
+    def state(self, layer: str) -> str:
+        """The local holding `layer`'s neuron state."""
+        return self.local.keyed(f"{layer}_state", "state", layer)
 
     def now(self, layer: str, var: str) -> str:
         """The value of `layer.var` at this step: its spike local, or a field of its state."""
         if var == "spike":
             return self.v(layer, "spike", "_now")
-        return f"{self.local(layer + '_state')}.{state_fields(self.neurons[layer])[var]}"
+        return f"{self.state(layer)}.{state_fields(self.neurons[layer])[var]}"
 
     def take(self, start: int) -> list[str]:
         """The lines printed since `start`, taken out: a body, to print first what depends on it (a preamble)."""
@@ -324,7 +328,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             for k, op in enumerate(p.ops):
                 if (p.index, k) not in self.random:
                     continue
-                mask = self.local(f"{self.op_attr[(p.index, k)]}_mask")
+                mask = self.local.keyed(f"{self.op_attr[(p.index, k)]}_mask", "mask", str(p.index), str(k))
                 shape = ", ".join(["batch", *map(str, op.in_shape)])
                 self.out.line(f"{mask} = None if keys is None or not train else _dropout_mask("
                               f"keys[{self.random[(p.index, k)]}], {literal(float(op.args['p']))}, ({shape}), dtype)")
@@ -338,7 +342,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         paths = [self.net.paths[i] for i in run.paths]
         o.line(f"# layer {layer} = {la.neuron}{list(la.shape)}: all steps at once")
         spike = self.v(layer, "spike")
-        rec = self.local(f"{layer}_record") if run.records else "_"
+        rec = self.local.keyed(f"{layer}_record", "record", layer) if run.records else "_"
         target = f"{spike}, _, {rec}"
         if run.per_step_macs:
             o.line(f"if _per_step(batch * {literal(run.per_step_macs)}):  # a large product per step: inside the scan")
@@ -362,7 +366,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         self.emit_pre(ctx)
         names = []
         for inp, terms in zip(neuron.inputs, currents, strict=True):
-            names.append(self.local(f"{layer}_{inp.var}"))
+            names.append(self.local.keyed(f"{layer}_{inp.var}", "current", layer, inp.var))
             emit_sum(self.out, names[-1], terms, self.net.file)
         self.out.line(f'{target} = {class_name(neuron.name)}.run(layer_params["{self.layer_attr[layer]}"], '
                       f"{', '.join(names)}, dt=dt{', record=True' if record else ''})")
@@ -401,7 +405,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         learning = self.emit_rule_params(plastic)
         # the body first: it decides what the loop carries
         ctx = self.context(False, True)
-        xs = {index: self.local(f"{name}_t") for index, name in outside.items()}
+        xs = {index: self.local.keyed(f"{name}_t", "xs", str(index)) for index, name in outside.items()}
         t = "t" if loop.reads_t else None
         start = len(self.out.lines)
         with self.out.indent():
@@ -430,7 +434,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             if dense == 0 and p.index not in self.program.static_paths:  # the dense reads the sequence itself
                 outside[p.index] = self.path_value(p, ctx, ops=(0, 0))
                 continue
-            name = self.local(f"{p.src}_{p.dst}_{'current' if dense is None else 'pre'}")
+            name = self.local.keyed(f"{p.src}_{p.dst}_{'current' if dense is None else 'pre'}", "outside", str(p.index))
             value = self.path_value(p, ctx, ops=None if dense is None else (0, dense))
             self.emit_pre(ctx)
             self.out.line(f"{name} = {value}", self.src(p.line))
@@ -444,8 +448,9 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             assert p.learn is not None
             dense = self.program.plastic_dense[p.index]
             attr = self.op_attr[(p.index, dense)]
-            pl = Plastic(dense, class_name(p.learn), self.local(f"{attr}_{p.learn}"), self.local(f"{attr}_weight"),
-                         self.local(f"{attr}_rule_state"), f"{attr}.weight")
+            pl = Plastic(dense, class_name(p.learn), self.local.keyed(f"{attr}_{p.learn}", "rule", str(p.index)),
+                         self.local.keyed(f"{attr}_weight", "weight", str(p.index)),
+                         self.local.keyed(f"{attr}_rule_state", "rule_state", str(p.index)), f"{attr}.weight")
             given = ", ".join(f'"{py_name(k)}": {literal(v)}' for k, v in p.learn_args.items())
             self.out.line(f"{pl.rule} = {pl.cls}.params({{{given}}}, dt=dt)", self.src(p.line))
             learning[p.index] = pl
@@ -453,7 +458,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
 
     def loop_carry(self, loop: ir.StepLoop, ctx: OpContext, learning: dict[int, Plastic]) -> list[tuple[str, str]]:
         """What a scan carries, with initial values: states, recurrent values, delays, plastic weights and rules."""
-        carried = [(self.local(m.layer + "_state"), self.init_state_expr(m.layer)) for m in loop.layers]
+        carried = [(self.state(m.layer), self.init_state_expr(m.layer)) for m in loop.layers]
         carried += [(self.v(la, var, "_now"), self.zeros(la, False)) for la, var in loop.carried]
         carried += ctx.carry
         for index, pl in learning.items():
@@ -515,7 +520,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         ones). `outside`: currents (plastic paths: inputs) from outside the loop; `learning`: plastic paths."""
         o = self.out
         neuron = self.neurons[layer]
-        state = self.local(layer + "_state")
+        state = self.state(layer)
         paths = [p for p in self.net.paths if p.dst == layer]
         pre: dict[int, str] = {}  # plastic paths: the values entering the dense at this step
 
@@ -539,7 +544,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                 values.append(terms[0][0] if terms else f"jnp.zeros_like({state}[0])")
                 continue
             # a path computed in the step: its current gets a line of its own, traced to the spec
-            values.append(self.local(f"{layer}_{inp.var}_now"))
+            values.append(self.local.keyed(f"{layer}_{inp.var}_now", "current_now", layer, inp.var))
             emit_sum(o, values[-1], terms, self.net.file)
         spike = self.v(layer, "spike", "_now")
         t_arg = f", t={t}" if t and neuron.reads_t else ""
@@ -556,7 +561,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             return outside[p.index]
         value = self.path_value(p, ctx, ops=(0, dense))
         self.emit_pre(ctx)
-        name = self.local(f"{p.src}_{layer}_pre")
+        name = self.local.keyed(f"{p.src}_{layer}_pre", "pre", str(p.index))
         self.out.line(f"{name} = {value}", self.src(p.line))
         return name
 
@@ -640,7 +645,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
                 o.line(f"batch = {self.input_arg[self.net.inputs[0].name]}.shape[0]")
             self.emit_buffers()
             o.line(f"layer_params = {self.cls}.neuron_params(params)")
-            states = {self.layer_attr[la.name]: self.local(la.name + "_state") for la in self.net.layers}
+            states = {self.layer_attr[la.name]: self.state(la.name) for la in self.net.layers}
             for part, entries in {"layers": states, **parts}.items():
                 for key, name in entries.items():
                     o.line(f'{name} = state["{part}"]["{key}"]')
