@@ -11,7 +11,6 @@ gives it jax.numpy's functions and the class around it.
 from __future__ import annotations
 
 from ...names import Namer
-from ..printer import Printer
 from ..rule import SHAPES
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import CodeWriter
@@ -50,7 +49,7 @@ class RuleEmitter(SharedRuleEmitter):
                 o.line("values = {} if values is None else values")
             local = Namer({"values", "dt"})
             names = {name: local(name) for name in self.params}  # a param named `values` keeps the dict
-            env = Printer(self.functions, {**names, "dt": "dt"}, arrays=set(names))
+            env = self.param_printer(names)
             for p in r.params:
                 code = self.params[p.name]
                 o.line(f'{names[p.name]} = values["{code}"] if "{code}" in values else {env(p.default)}',
