@@ -11,7 +11,7 @@ from ... import ir
 from ...names import ModuleNames, Namer
 from ..neuron import NeuronSkeleton, SpikeFunction
 from ..writer import CodeWriter, unpacked
-from .functions import JAX_FUNCTIONS
+from .functions import DTYPE, JAX_FUNCTIONS, clamp
 
 
 class NeuronEmitter(NeuronSkeleton):
@@ -83,7 +83,7 @@ class NeuronEmitter(NeuronSkeleton):
                          "(per neuron ones of `shape`) and fixed ones; derived params of learnable ones are left out\n"
                          "(recomputed by `params`) unless given."):
             self.emit_dt()
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
             printer = self.param_printer()
             for p in n.params:
@@ -121,7 +121,7 @@ class NeuronEmitter(NeuronSkeleton):
                 value = f'values["{key}"] if "{key}" in values else {printer(p.default)}'
                 o.line(f"{code} = jnp.asarray({value}, dtype)", self.src(p.line))
                 if p.low is not None and p.high is not None:
-                    o.line(f"{code} = _clamp({code}, {printer(p.low)}, {printer(p.high)})", self.src(p.line))
+                    o.line(f"{code} = {clamp(code, printer(p.low), printer(p.high))}", self.src(p.line))
             o.line(f"return {self.cls}Params({', '.join(env.values())})")
 
     def emit_init_state(self) -> None:
@@ -131,7 +131,7 @@ class NeuronEmitter(NeuronSkeleton):
             if self.state_reads_params():
                 self.emit_resolve()
             o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
-            o.line("zeros = jnp.zeros((batch, *shape), jnp.result_type(float) if dtype is None else dtype)")
+            o.line(f"zeros = jnp.zeros((batch, *shape), {DTYPE})")
             o.line(f"return {self.initial_state()}")
 
     def emit_step(self) -> None:

@@ -14,7 +14,7 @@ from ...names import Namer
 from ..rule import SHAPES
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import CodeWriter
-from .functions import JAX_FUNCTIONS
+from .functions import DTYPE, JAX_FUNCTIONS, clamp
 
 
 class RuleEmitter(SharedRuleEmitter):
@@ -23,9 +23,7 @@ class RuleEmitter(SharedRuleEmitter):
     param_prefix = "p."
     dt_text = "dt"
     zeros_like = "jnp.zeros_like"
-
-    def clamp(self, value: str, low: str, high: str, arrays: bool) -> str:
-        return f"_clamp({value}, {low}, {high})"
+    clamp = staticmethod(clamp)  # the neuron's params are clamped by the same `_clamp`
 
     def emit(self, o: CodeWriter) -> None:
         self.emit_state_tuple(o)
@@ -60,7 +58,7 @@ class RuleEmitter(SharedRuleEmitter):
         with o.block(f"def init_state(p, batch: int, post: int, pre: int, *, dtype=None) -> {self.cls}State",
                      f"The state at the start of a run (`p` from `params`): pre {SHAPES['pre']}, post "
                      f"{SHAPES['post']},\nsyn {SHAPES['syn']}.", decorators=["@staticmethod"], after=1):
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             values = self.state_values(lambda size: f"jnp.zeros({size}, dtype)")
             if len(values) <= 2:
                 o.line(f"return {self.cls}State({', '.join(values)})")
