@@ -71,6 +71,10 @@ class NeuronEmitter(NeuronSkeleton):
         """`dt`: the argument, else the class's default."""
         self.out.line(f"dt = {self.cls}.dt if dt is None else dt")
 
+    def emit_shape(self) -> None:
+        """`shape` as a tuple: a layer's shape may be given as an int."""
+        self.out.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+
     def emit_resolve(self) -> None:
         """`dt`, and `p`: the argument `params` when it is a `Params` already, else made from its values."""
         self.emit_dt()
@@ -84,7 +88,7 @@ class NeuronEmitter(NeuronSkeleton):
                          "(recomputed by `params`) unless given."):
             self.emit_dt()
             o.line(f"dtype = {DTYPE}")
-            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+            self.emit_shape()
             printer = self.param_printer()
             for p in n.params:
                 code = self.param_codes[p.name]
@@ -130,7 +134,7 @@ class NeuronEmitter(NeuronSkeleton):
                          "The state at the start of a run, for `batch` samples of a layer of `shape`."):
             if self.state_reads_params():
                 self.emit_resolve()
-            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+            self.emit_shape()
             o.line(f"zeros = jnp.zeros((batch, *shape), {DTYPE})")
             o.line(f"return {self.initial_state()}")
 
