@@ -402,6 +402,33 @@ def test_a_constant_assigned_to_w_or_a_state_keeps_their_shape(backend, tmp_path
     np.testing.assert_allclose(ws[1:], np.broadcast_to([0.3, 0.275, 0.25], (steps, 2, 3)), rtol=1e-15)
 
 
+RENAMED = """
+rule Renamed {
+    param lambda = 0.5
+    param _rate = 2
+    param b = exp(lambda) * sqrt(_rate)
+    post state x_post = 0
+    on post { x_post += 1; w += b * x_post }
+}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_default_reads_a_param_renamed_in_python_as_an_array(backend, tmp_path):
+    """`lambda` (a keyword) and `_rate` (a leading `_`) are `lambda_` and `x_rate` in Python; a
+    default that reads them prints the backend's array functions, as the neurons' do (torch once
+    decided by the Python names and printed `math.exp`). One post spike: w = b = e^0.3 * sqrt(2)."""
+    rules = tmp_path / "renamed.snn"
+    rules.write_text(RENAMED)
+    fn = {"torch": "torch", "jax": "jnp"}[backend]
+    assert f"{fn}.exp(lambda_) * {fn}.sqrt(x_rate)" in snnspec.generate(rules, backend=backend)
+    post = np.zeros((1, 1, 2))
+    post[0, 0, 0] = 1
+    ws = DRIVERS[backend]("Renamed", {"lambda_": 0.3}, 1 * MS, np.zeros((1, 1, 3)), post, np.zeros((2, 3)),
+                          rules=rules)
+    np.testing.assert_allclose(ws[1], [[math.exp(0.3) * math.sqrt(2)] * 3, [0.0] * 3], rtol=1e-15)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rule", ["STDP", "TripletSTDP", "RSTDP"])
 def test_identical_batch_items_give_the_change_of_one(backend, rule):

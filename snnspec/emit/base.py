@@ -69,6 +69,21 @@ def plan_lines(net: ir.LNetwork, o: CodeWriter) -> list[str]:
     return lines
 
 
+def input_shapes(net: ir.LNetwork, arg: dict[str, str]) -> str:
+    """How a network's call takes its inputs, for its docstring: `x as [batch, ...]; y as [T, batch, ...]`."""
+    return "; ".join(f"{arg[i.name]} as {'[T, batch, ...]' if i.sequence else '[batch, ...]'}" for i in net.inputs)
+
+
+def sizes(net: ir.LNetwork, arg: dict[str, str], steps: str) -> dict[str, str]:
+    """The code of a run's `steps` and `batch`: from the first sequence input, else `steps` and the first
+    input's batch."""
+    sequences = [i for i in net.inputs if i.sequence]
+    first = arg[(sequences or list(net.inputs))[0].name]
+    if sequences:
+        return {"steps": f"{first}.shape[0]", "batch": f"{first}.shape[1]"}
+    return {"steps": steps, "batch": f"{first}.shape[0]"}
+
+
 def check_supported(net: ir.LNetwork, printers: Iterable[str], backend: str) -> None:
     """Raise `UnsupportedOp` for an op that `printers` (a backend's op table) does not print."""
     for p in net.paths:

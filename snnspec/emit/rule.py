@@ -71,6 +71,11 @@ class RuleEmitter(ABC):
         text["dt"] = self.dt_text
         return Printer(self.functions, text, arrays=set(text) - {"dt"})
 
+    def param_printer(self, codes: Mapping[str, str]) -> Printer:
+        """The printer of param defaults, each param the local `codes[name]`: an array by its spec
+        name, as the step's printer and the neurons' see it (not by its Python name)."""
+        return Printer(self.functions, {**codes, "dt": "dt"}, arrays=set(codes))
+
     def reads_shaped(self, value: ir.Expr) -> bool:
         """Whether a value reads a state, a modulator or `w` (and so has their shape)."""
         return any(n.id in self.local or n.id in self.mods or n.id == "w" for n in names(value))

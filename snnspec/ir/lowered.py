@@ -159,6 +159,11 @@ class LInput(Model):
     args: dict[str, float] = {}
     line: int | None = None
 
+    @property
+    def sequence(self) -> bool:
+        """Whether the network takes it as a sequence [T, batch, ...] (else [batch, ...], encoded)."""
+        return self.encoding in ("none", "delta")
+
 
 class LLayer(Model):
     name: str

@@ -21,9 +21,20 @@ from dataclasses import dataclass, replace
 
 from ... import ir
 from ...names import Namer, class_name, py_name
-from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, input_terms, plan_lines, state_fields
+from ..base import (
+    ProgramVisitor,
+    check_supported,
+    emit_output_tuple,
+    emit_sum,
+    input_shapes,
+    input_terms,
+    plan_lines,
+    sizes,
+    state_fields,
+)
 from ..layout import LIMIT
 from ..writer import STATIC, CodeWriter, literal, unpacked
+from .functions import DTYPE
 from .ops import OP_PRINTERS, OpContext
 from .params import ParamsPrinter
 
@@ -145,9 +156,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         net = self.net
         lines = plan_lines(net, self.out)
         args = self.args()
-        lines += ["", f"`apply(params, {args}, key=None)` takes " + "; ".join(
-            f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
-            for i in net.inputs) + ".",
+        lines += ["", f"`apply(params, {args}, key=None)` takes {input_shapes(net, self.input_arg)}.",
             "Pure functions: `init(key) -> params` (keys: the torch module's `named_parameters()` names),",
             "`init_buffers(key) -> buffers` (torch's buffers that change as it runs: plastic weights, batchnorm",
             "running statistics), `apply`, `apply_with_buffers` (also returns the new buffers), `encode`,",
@@ -161,10 +170,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
 
     def emit_steps_batch(self, body: list[str]) -> None:
         """`steps, batch = ...`, each only if `body` uses it."""
-        sequences = [i for i in self.net.inputs if i.encoding in ("none", "delta")]
-        first = self.input_arg[(sequences or list(self.net.inputs))[0].name]
-        values = {"steps": f"{first}.shape[0]" if sequences else f"{self.cls}.steps",
-                  "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
+        values = sizes(self.net, self.input_arg, f"{self.cls}.steps")
         used = [name for name in values if _uses(body, name)]
         if used:
             self.out.line(f"{', '.join(used)} = {', '.join(values[n] for n in used)}")
@@ -214,7 +220,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         with o.block(f"def encode({self.args()}, key=None, *, dtype=None) -> tuple", decorators=STATIC, after=1):
             o.docstring("The encoded inputs, one [T, batch, ...] sequence per input: what `step` takes at each\n"
                         "step (`key` is split as `apply` splits it, so the same key gives the same spikes).")
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             self.emit_cast_inputs()
             start = len(o.lines)
             self.emit_keys(rate_only=True)

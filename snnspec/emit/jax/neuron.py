@@ -11,7 +11,7 @@ from ... import ir
 from ...names import ModuleNames, Namer
 from ..neuron import NeuronSkeleton, SpikeFunction
 from ..writer import STATIC, CodeWriter, unpacked
-from .functions import JAX_FUNCTIONS
+from .functions import DTYPE, JAX_FUNCTIONS, clamp
 
 
 class NeuronEmitter(NeuronSkeleton):
@@ -71,6 +71,10 @@ class NeuronEmitter(NeuronSkeleton):
         """`dt`: the argument, else the class's default."""
         self.out.line(f"dt = {self.cls}.dt if dt is None else dt")
 
+    def emit_shape(self) -> None:
+        """`shape` as a tuple: a layer's shape may be given as an int."""
+        self.out.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+
     def emit_resolve(self) -> None:
         """`dt`, and `p`: the argument `params` when it is a `Params` already, else made from its values."""
         self.emit_dt()
@@ -83,8 +87,8 @@ class NeuronEmitter(NeuronSkeleton):
                          "(per neuron ones of `shape`) and fixed ones; derived params of learnable ones are left out\n"
                          "(recomputed by `params`) unless given."):
             self.emit_dt()
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
-            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
+            o.line(f"dtype = {DTYPE}")
+            self.emit_shape()
             printer = self.param_printer()
             for p in n.params:
                 code = self.param_codes[p.name]
@@ -121,7 +125,7 @@ class NeuronEmitter(NeuronSkeleton):
                 value = f'values["{key}"] if "{key}" in values else {printer(p.default)}'
                 o.line(f"{code} = jnp.asarray({value}, dtype)", self.src(p.line))
                 if p.low is not None and p.high is not None:
-                    o.line(f"{code} = _clamp({code}, {printer(p.low)}, {printer(p.high)})", self.src(p.line))
+                    o.line(f"{code} = {clamp(code, printer(p.low), printer(p.high))}", self.src(p.line))
             o.line(f"return {self.cls}Params({', '.join(env.values())})")
 
     def emit_init_state(self) -> None:
@@ -130,8 +134,8 @@ class NeuronEmitter(NeuronSkeleton):
                          "The state at the start of a run, for `batch` samples of a layer of `shape`."):
             if self.state_reads_params():
                 self.emit_resolve()
-            o.line("shape = (shape,) if isinstance(shape, int) else tuple(shape)")
-            o.line("zeros = jnp.zeros((batch, *shape), jnp.result_type(float) if dtype is None else dtype)")
+            self.emit_shape()
+            o.line(f"zeros = jnp.zeros((batch, *shape), {DTYPE})")
             o.line(f"return {self.initial_state()}")
 
     def emit_step(self) -> None:

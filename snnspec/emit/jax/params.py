@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from ... import ir
 from ...names import Namer, class_name, py_name
 from ..writer import STATIC, CodeWriter, literal
+from .functions import DTYPE
 
 
 class ParamsPrinter:
@@ -62,7 +63,7 @@ class ParamsPrinter:
             if not entries:
                 o.line("return {}")
                 return
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             if any(t.init == "neuron" for t in entries):
                 o.line(f"dt = {self.cls}.dt")
             n_random = sum(1 for t in entries if t.init == "uniform")
@@ -97,7 +98,7 @@ class ParamsPrinter:
             if not entries:
                 o.line("return {}")
                 return
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             n_random = sum(1 for t in entries if t.init == "uniform")
             if n_random:
                 o.line("if key is None:")

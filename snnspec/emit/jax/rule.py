@@ -11,11 +11,10 @@ gives it jax.numpy's functions and the class around it.
 from __future__ import annotations
 
 from ...names import Namer
-from ..printer import Printer
 from ..rule import SHAPES
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import STATIC, CodeWriter
-from .functions import JAX_FUNCTIONS
+from .functions import DTYPE, JAX_FUNCTIONS, clamp
 
 
 class RuleEmitter(SharedRuleEmitter):
@@ -24,9 +23,7 @@ class RuleEmitter(SharedRuleEmitter):
     param_prefix = "p."
     dt_text = "dt"
     zeros_like = "jnp.zeros_like"
-
-    def clamp(self, value: str, low: str, high: str, arrays: bool) -> str:
-        return f"_clamp({value}, {low}, {high})"
+    clamp = staticmethod(clamp)  # the neuron's params are clamped by the same `_clamp`
 
     def emit(self, o: CodeWriter) -> None:
         self.emit_state_tuple(o)
@@ -50,7 +47,7 @@ class RuleEmitter(SharedRuleEmitter):
                 o.line("values = {} if values is None else values")
             local = Namer({"values", "dt"})
             names = {name: local(name) for name in self.params}  # a param named `values` keeps the dict
-            env = Printer(self.functions, {**names, "dt": "dt"}, arrays=set(names))
+            env = self.param_printer(names)
             for p in r.params:
                 code = self.params[p.name]
                 o.line(f'{names[p.name]} = values["{code}"] if "{code}" in values else {env(p.default)}',
@@ -61,7 +58,7 @@ class RuleEmitter(SharedRuleEmitter):
         with o.block(f"def init_state(p, batch: int, post: int, pre: int, *, dtype=None) -> {self.cls}State",
                      f"The state at the start of a run (`p` from `params`): pre {SHAPES['pre']}, post "
                      f"{SHAPES['post']},\nsyn {SHAPES['syn']}.", decorators=STATIC, after=1):
-            o.line("dtype = jnp.result_type(float) if dtype is None else dtype")
+            o.line(f"dtype = {DTYPE}")
             values = self.state_values(lambda size: f"jnp.zeros({size}, dtype)")
             if len(values) <= 2:
                 o.line(f"return {self.cls}State({', '.join(values)})")

@@ -8,7 +8,7 @@ step loop under autograd, which gives the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ... import ir
 from ...names import ModuleNames, Namer, short
@@ -29,9 +29,14 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)).lstrip("_")
 
 
-def _views(prefix: str, ids: Iterable[str], local: str) -> dict[str, str]:
+def _arrays(prefix: str, ids: Iterable[str], tensors: Iterable[str]) -> dict[str, str]:
+    """Kernel arguments `prefix + id` as numpy views of `tensors`, one each, in the order of `ids`."""
+    return {f"{prefix}{name}": f"{tensor}.numpy()" for name, tensor in zip(ids, tensors)}
+
+
+def _views(prefix: str, ids: Sequence[str], local: str) -> dict[str, str]:
     """Kernel arguments `prefix + id` as numpy views of the items of the list `local`, in the order of `ids`."""
-    return {f"{prefix}{name}": f"{local}[{k}].numpy()" for k, name in enumerate(ids)}
+    return _arrays(prefix, ids, (f"{local}[{k}]" for k in range(len(ids))))
 
 
 class FusedEmitter:
@@ -41,6 +46,7 @@ class FusedEmitter:
         assert n.kernel is not None
         self.k, self.n, self.cls = n.kernel, n, cls
         self.fields = fields  # (spec name, State field): real states, spiked if read, refractory counter
+        self.spec_fields = [spec for spec, _code in fields]
         snake = _snake(cls)  # module-level names, unique in the generated file
         self.forward_name = module_names.internal(f"_{snake}_forward")
         self.backward_name = module_names.internal(f"_{snake}_backward")
@@ -135,7 +141,6 @@ class FusedEmitter:
         pas = {p: names(p) for p in k.params}
         read = {a for p in (k.forward, k.backward) for a in p.args}
         used = [p for p in k.params if f"pa:{p}" in read]
-        spec_fields = [spec for spec, _code in self.fields]
         doc = (f"All steps of `{cls}` as one autograd node (numba kernels `{self.forward_name}` and\n"
                f"`{self.backward_name}`).")
         with o.block(f"class {cls}Run(torch.autograd.Function)", doc, after=2):
@@ -155,12 +160,12 @@ class FusedEmitter:
                 if k.refractory:
                     o.line("active = torch.empty((T, M), dtype=torch.uint8)")
                 if k.saved_start:
-                    clones = ", ".join(f"start[{spec_fields.index(f)}].clone()" for f in k.saved_start)
+                    clones = ", ".join(f"start[{self.spec_fields.index(f)}].clone()" for f in k.saved_start)
                     o.line(f"initial = [{clones}]")
                 self.call(o, self.forward_name, k.forward, {
-                    "steps": "float(steps)", "counter": f"start[{len(spec_fields) - 1}].numpy()",
+                    "steps": "float(steps)", "counter": f"start[{len(self.spec_fields) - 1}].numpy()",
                     **_views("pa:", used, "params"), **_views("in:", k.inputs, "inputs"),
-                    **_views("st:", spec_fields, "start")})
+                    **_views("st:", self.spec_fields, "start")})
                 kept = (["*inputs"] if k.saves_inputs else []) + (["*initial"] if k.saved_start else [])
                 kept += ["*params"] if used and list(k.saved_params) == used else [f"params[{used.index(p)}]"
                                                                          for p in k.saved_params]
@@ -200,10 +205,8 @@ class FusedEmitter:
                 o.line(f"g_params = [torch.zeros(M, dtype=dtype) for _ in range({len(k.grad_params)})]")
             self.call(o, self.backward_name, k.backward, {
                 "g_out": "g_out.contiguous().numpy()", "g_rec": "g_rec.contiguous().numpy()",
-                **{f"in:{i}": f"{x}.numpy()" for i, x in zip(k.inputs, ins)},
-                **{f"st:{f}": f"{x}.numpy()" for f, x in zip(k.saved_start, initial)},
-                **{f"pa:{p}": f"{x}.numpy()" for p, x in zip(k.saved_params, params)},
-                **_views("lam:", [spec for spec, _code in self.fields][:adjoints], "g_final"),
+                **_arrays("in:", k.inputs, ins), **_arrays("st:", k.saved_start, initial),
+                **_arrays("pa:", k.saved_params, params), **_views("lam:", self.spec_fields[:adjoints], "g_final"),
                 **_views("g:", k.inputs, "g_inputs"), **_views("g:", k.grad_params, "g_params")})
             returned = ["None", "None", "None", "*(g.reshape(T, *shape) for g in g_inputs)",
                         f"*(g.reshape(shape) for g in g_final[:{adjoints}])"] + ["None"] * (n_fields - adjoints)

@@ -10,9 +10,24 @@ import re
 
 from ... import ir
 from ...names import Namer, class_name, py_name
-from ..base import ProgramVisitor, check_supported, emit_output_tuple, emit_sum, input_terms, plan_lines, state_fields
+from ..base import (
+    ProgramVisitor,
+    check_supported,
+    emit_output_tuple,
+    emit_sum,
+    input_shapes,
+    input_terms,
+    plan_lines,
+    sizes,
+    state_fields,
+)
 from ..writer import CodeWriter, literal
 from .ops import OP_PRINTERS, OpContext, op_module
+
+
+def keywords(values: dict[str, float]) -> str:
+    """Spec values (a layer's overrides, a rule's arguments) as keyword arguments after others."""
+    return "".join(f", {py_name(k)}={literal(v)}" for k, v in values.items())
 
 
 class NetworkEmitter(ProgramVisitor):
@@ -25,16 +40,17 @@ class NetworkEmitter(ProgramVisitor):
         self.local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", "fire", "ticks", "previous"})
         self.input_arg = {i.name: self.local(i.name) for i in net.inputs}
         self.mod_arg = {m: self.local.fresh(m) for m in self.program.modulators}  # keywords, never an input's name
+        self.args = ", ".join(self.input_arg.values())  # the inputs as `forward` takes them
         self.like = self.input_arg[net.inputs[0].name]  # a tensor whose dtype and device new tensors take
         self.scoped_names: dict[tuple[str, ...], str] = {}
         self.op_attr = {(slot.path, slot.op): slot.attr for slot in self.program.op_slots}
         self.layer_attr = self.program.layer_attrs
-        self.plastic_weight: dict[int, str] = {}  # a plastic path in a step loop: the local of its weight
         self.current_group: tuple[str, ...] = ()  # the layers of the step loop being printed
         self.setup: list[str] = []  # lines of that loop's ops to run before it (delay buffers, dropout masks)
         self.layers = {la.name: la for la in net.layers}
         self.inputs = {i.name: i for i in net.inputs}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
+        self.fields = {layer: state_fields(neuron) for layer, neuron in self.neurons.items()}
         self.out_fields = Namer()
         self.readouts: list[str] = []
 
@@ -51,80 +67,82 @@ class NetworkEmitter(ProgramVisitor):
         """The local holding `layer.var` (a sequence [T, ...] or, in a step loop, one step)."""
         return self.scoped(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
 
+    def layer_local(self, layer: str, what: str) -> str:
+        """The local holding a layer's `what`: its state, params, history (a step loop's) or record."""
+        return self.scoped(f"{layer}_{what}", what, layer)
+
+    def plastic_attr(self, p: ir.LPath) -> str:
+        """The module attribute of a plastic path's dense op."""
+        return self.op_attr[(p.index, self.program.plastic_dense[p.index])]
+
+    def plastic_local(self, p: ir.LPath, what: str) -> str:
+        """The local holding a plastic path's `what` in a step loop: its weight or its rule's state."""
+        return self.scoped(f"{self.plastic_attr(p)}_{what}", what, str(p.index))
+
     def emit(self) -> None:
         check_supported(self.net, OP_PRINTERS, "torch")
-        emit_output_tuple(self.out, self.net, self.cls, self.out_fields, "torch.Tensor", f"{self.cls}")
-        o = self.out
-        o.line(f"class {self.cls}(nn.Module):")
-        with o.indent():
-            self.emit_docstring()
-            o.blank()
+        emit_output_tuple(self.out, self.net, self.cls, self.out_fields, "torch.Tensor", self.cls)
+        with self.out.block(f"class {self.cls}(nn.Module)", self.doc(), after=2):
+            self.out.blank()
             self.emit_init()
             self.emit_forward()
-        o.blank(2)
 
-    def emit_docstring(self) -> None:
-        net = self.net
-        lines = plan_lines(net, self.out)
-        args = ", ".join(self.input_arg[i.name] for i in net.inputs)
-        lines += ["", f"`forward({args})` takes " + "; ".join(
-            f"{self.input_arg[i.name]} as {'[T, batch, ...]' if i.encoding in ('none', 'delta') else '[batch, ...]'}"
-            for i in net.inputs) + "."]
-        self.out.docstring("\n".join(lines))
+    def doc(self) -> str:
+        """The class's docstring: the network as declared, then the shapes `forward` takes."""
+        shapes = input_shapes(self.net, self.input_arg)
+        return "\n".join([*plan_lines(self.net, self.out), "", f"`forward({self.args})` takes {shapes}."])
 
     def emit_init(self) -> None:
+        """`__init__`: the layers' modules, then each path's op modules and rule."""
         net, o = self.net, self.out
-        o.line("def __init__(self):")
-        with o.indent():
+        with o.block("def __init__(self)", after=1):
             o.line("super().__init__()")
             o.line(f"self.steps = {literal(net.steps or 0)}")
             o.line(f"self.dt = {literal(net.dt)}")
             for la in net.layers:
-                neuron = self.neurons[la.name]
-                kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in la.overrides.items())
-                o.line(f"self.{self.layer_attr[la.name]} = {class_name(neuron.name)}({tuple(la.shape)!r}, "
-                       f"dt=self.dt{kw})", self.src(la.line))
+                o.line(f"self.{self.layer_attr[la.name]} = {class_name(self.neurons[la.name].name)}"
+                       f"({tuple(la.shape)!r}, dt=self.dt{keywords(la.overrides)})", self.src(la.line))
             for p in net.paths:
-                for k, op in enumerate(p.ops):
-                    attr = self.op_attr.get((p.index, k))
-                    if attr is None:
-                        continue
-                    o.line(f"self.{attr} = {op_module(op)}", self.src(p.line))
-                    if p.frozen and op.name != "dropout":
-                        o.line(f"self.{attr}.requires_grad_(False)")
-                    if p.learn and op.name == "dense":
-                        o.line(f"_plastic(self.{attr})  # its weights change by the rule, not by gradients")
-                if p.learn:
-                    rule = class_name(p.learn)
-                    kw = "".join(f", {py_name(k)}={literal(v)}" for k, v in p.learn_args.items())
-                    o.line(f"self.{self.program.rule_attrs[p.index]} = {rule}(dt=self.dt{kw})", self.src(p.line))
-        o.blank()
+                self.emit_path_modules(p)
+
+    def emit_path_modules(self, p: ir.LPath) -> None:
+        """The modules of a path's ops that hold arrays (frozen or plastic as it says), then its rule."""
+        o = self.out
+        for k, op in enumerate(p.ops):
+            attr = self.op_attr.get((p.index, k))
+            if attr is None:
+                continue
+            o.line(f"self.{attr} = {op_module(op)}", self.src(p.line))
+            if p.frozen and op.name != "dropout":
+                o.line(f"self.{attr}.requires_grad_(False)")
+            if p.learn and op.name == "dense":
+                o.line(f"_plastic(self.{attr})  # its weights change by the rule, not by gradients")
+        if p.learn:
+            o.line(f"self.{self.program.rule_attrs[p.index]} = {class_name(p.learn)}"
+                   f"(dt=self.dt{keywords(p.learn_args)})", self.src(p.line))
 
     # -- forward
     def emit_forward(self) -> None:
-        net, o = self.net, self.out
-        args = ", ".join(self.input_arg[i.name] for i in net.inputs)
+        """`forward`: the modulators as tensors, the program's statements, the outputs."""
+        o = self.out
         mods = "".join(f", {code}=0.0" for code in self.mod_arg.values())
-        o.line(f"def forward(self, {args}{', *' if mods else ''}{mods}) -> {self.cls}Output:")
-        with o.indent():
-            if self.program.modulators:
-                o.docstring(f"Modulators ({', '.join(self.program.modulators)}) are scalars or [batch] tensors for "
-                            "the\nplasticity rules; plastic weights change only in training mode.")
+        doc = None
+        if self.program.modulators:
+            doc = (f"Modulators ({', '.join(self.program.modulators)}) are scalars or [batch] tensors for the\n"
+                   "plasticity rules; plastic weights change only in training mode.")
+        with o.block(f"def forward(self, {self.args}{', *' if mods else ''}{mods}) -> {self.cls}Output", doc):
             for code in self.mod_arg.values():
                 o.line(f"{code} = torch.as_tensor({code}, dtype={self.like}.dtype, device={self.like}.device)"
                        ".reshape(-1)")
-            sequences = [i for i in net.inputs if i.encoding in ("none", "delta")]
-            first = self.input_arg[(sequences or list(net.inputs))[0].name]
-            sizes = {"steps": f"{first}.shape[0]" if sequences else "self.steps",
-                     "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
-            header = len(o.lines)
+            start = len(o.lines)
             for statement in self.program.statements:
                 self.visit(statement)
-            # `steps` and `batch` only where the body reads them (no unused locals)
-            used = [name for name in sizes if re.search(rf"\b{name}\b", "\n".join(o.lines[header:]))]
+            # `steps` and `batch` only where the statements read them (no unused locals)
+            body = "\n".join(o.lines[start:])
+            used = {name: size for name, size in sizes(self.net, self.input_arg, "self.steps").items()
+                    if re.search(rf"\b{name}\b", body)}
             if used:
-                o.lines.insert(header, o.indent_unit * o.level + f"{', '.join(used)} = "
-                               f"{', '.join(sizes[name] for name in used)}")
+                o.lines.insert(start, o.indent_unit * o.level + f"{', '.join(used)} = {', '.join(used.values())}")
             o.line(f"return {self.cls}Output({', '.join(self.readouts)})")
 
     def visit_Readout(self, out: ir.Readout) -> None:
@@ -169,7 +187,7 @@ class NetworkEmitter(ProgramVisitor):
             op = p.ops[k]
             ctx = OpContext(self.op_attr.get((p.index, k)), not at_step and not static, at_step and not static,
                             self.setup, self.local, self.like,
-                            self.plastic_weight.get(p.index) if op.name == "dense" else None)
+                            self.plastic_local(p, "weight") if p.learn and op.name == "dense" else None)
             value = OP_PRINTERS[op.name](op, value, ctx)
         return f"_repeat({value}, steps)" if static and not at_step else value
 
@@ -196,41 +214,22 @@ class NetworkEmitter(ProgramVisitor):
             names.append(self.scoped(f"{layer}_{inp.var}", "current", layer, inp.var))
             emit_sum(o, names[-1], terms, self.net.file)
         spike = self.v(layer, "spike")
-        rec = self.scoped(f"{layer}_record", "record", layer) if run.records else "_"
+        rec = self.layer_local(layer, "record") if run.records else "_"
         o.line(f"{spike}, _, {rec} = self.{attr}.run({', '.join(names)}{', record=True' if run.records else ''})")
-        fields = state_fields(neuron)
         for var in run.records:
-            o.line(f"{self.v(layer, var)} = {rec}.{fields[var]}")
+            o.line(f"{self.v(layer, var)} = {rec}.{self.fields[layer][var]}")
 
     def visit_StepLoop(self, loop: ir.StepLoop) -> None:
         o = self.out
         group = tuple(la.layer for la in loop.layers)
         o.line(f"# layers {', '.join(group)}: step by step (recurrent or plastic paths)")
-        outside: dict[int, str] = {}  # a path from outside the loop: the local of its current, computed first
         self.current_group = group
-        for p in (self.net.paths[i] for i in loop.outside):
-            if not p.learn:  # a plastic path is computed in the loop, with the weight of the step
-                outside[p.index] = self.scoped(f"{p.src}_{p.dst}_current", "path", str(p.index))
-                o.line(f"{outside[p.index]} = {self.path_value(p)}", self.src(p.line))
+        outside = self.emit_outside_currents(loop)
         for member in loop.layers:
-            layer, attr = member.layer, self.layer_attr[member.layer]
-            state = self.scoped(f"{layer}_state", "state", layer)
-            fields = state_fields(self.neurons[layer])
-            o.line(f"{self.scoped(f'{layer}_params', 'params', layer)} = self.{attr}.params()")
-            o.line(f"{state} = self.{attr}.init_state(batch)")
-            for var in member.now:  # what paths inside the loop read: a recurrent path sees zero at the first step
-                like = f"{state}[0]" if var == "spike" else f"{state}.{fields[var]}"
-                o.line(f"{self.v(layer, var, '_now')} = torch.zeros_like({like})")
-            o.line(f"{self.scoped(f'{layer}_history', 'history', layer)} = []")
+            self.emit_layer_start(member)
         plastic = [self.net.paths[i] for i in loop.plastic]
         for p in plastic:
-            dense = p.ops[self.program.plastic_dense[p.index]]
-            attr = self.op_attr[(p.index, self.program.plastic_dense[p.index])]
-            self.plastic_weight[p.index] = self.scoped(f"{attr}_weight", "weight", str(p.index))
-            o.line(f"{self.plastic_weight[p.index]} = self.{attr}.weight")
-            o.line(f"{self.scoped(f'{attr}_rule_state', 'rule_state', str(p.index))} = "
-                   f"self.{self.program.rule_attrs[p.index]}.init_state(batch, {dense.out_shape[0]}, "
-                   f"{dense.in_shape[0]}, {self.like})")
+            self.emit_plastic_start(p)
         body = o.child()
         body.level += 1
         self.setup = []
@@ -241,20 +240,49 @@ class NetworkEmitter(ProgramVisitor):
         o.line("for i in range(steps):")
         o.lines.extend(body.lines)
         for p in plastic:
-            o.line("if self.training:")
-            with o.indent():
-                o.line(f"self.{self.op_attr[(p.index, self.program.plastic_dense[p.index])]}.weight = "
-                       f"{self.plastic_weight[p.index]}.detach()")
+            with o.block("if self.training"):
+                o.line(f"self.{self.plastic_attr(p)}.weight = {self.plastic_local(p, 'weight')}.detach()")
         self.current_group = ()
         for member in loop.layers:
-            layer = member.layer
-            fields = state_fields(self.neurons[layer])
-            history = self.scoped(f"{layer}_history", "history", layer)
-            if "spike" in member.after:
-                o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
-            for var in member.after:
-                if var != "spike":
-                    o.line(f"{self.v(layer, var)} = torch.stack([h[1].{fields[var]} for h in {history}])")
+            self.emit_layer_after(member)
+
+    def emit_outside_currents(self, loop: ir.StepLoop) -> dict[int, str]:
+        """The currents of the paths from outside the loop, computed before it: path -> their local.
+        A plastic path is computed in the loop, with the weight of the step."""
+        outside = {}
+        for p in (self.net.paths[i] for i in loop.outside):
+            if not p.learn:
+                outside[p.index] = self.scoped(f"{p.src}_{p.dst}_current", "path", str(p.index))
+                self.out.line(f"{outside[p.index]} = {self.path_value(p)}", self.src(p.line))
+        return outside
+
+    def emit_layer_start(self, member: ir.LoopLayer) -> None:
+        """A layer's params, initial state, `_now` values and history before the loop."""
+        o, layer, attr = self.out, member.layer, self.layer_attr[member.layer]
+        state = self.layer_local(layer, "state")
+        o.line(f"{self.layer_local(layer, 'params')} = self.{attr}.params()")
+        o.line(f"{state} = self.{attr}.init_state(batch)")
+        for var in member.now:  # what paths inside the loop read: a recurrent path sees zero at the first step
+            like = f"{state}[0]" if var == "spike" else f"{state}.{self.fields[layer][var]}"
+            o.line(f"{self.v(layer, var, '_now')} = torch.zeros_like({like})")
+        o.line(f"{self.layer_local(layer, 'history')} = []")
+
+    def emit_plastic_start(self, p: ir.LPath) -> None:
+        """A plastic path's weight and its rule's initial state before the loop."""
+        dense = p.ops[self.program.plastic_dense[p.index]]
+        self.out.line(f"{self.plastic_local(p, 'weight')} = self.{self.plastic_attr(p)}.weight")
+        self.out.line(f"{self.plastic_local(p, 'rule_state')} = self.{self.program.rule_attrs[p.index]}.init_state("
+                      f"batch, {dense.out_shape[0]}, {dense.in_shape[0]}, {self.like})")
+
+    def emit_layer_after(self, member: ir.LoopLayer) -> None:
+        """What is read of a layer after the loop, stacked over its steps from the history."""
+        o, layer = self.out, member.layer
+        history = self.layer_local(layer, "history")
+        if "spike" in member.after:
+            o.line(f"{self.v(layer, 'spike')} = torch.stack([h[0] for h in {history}])")
+        for var in member.after:
+            if var != "spike":
+                o.line(f"{self.v(layer, var)} = torch.stack([h[1].{self.fields[layer][var]} for h in {history}])")
 
     def emit_layer_step(self, member: ir.LoopLayer, outside: dict[int, str], o: CodeWriter) -> None:
         """One layer's step inside a step loop, its rules after it. Its `_now` values are updated right
@@ -262,8 +290,7 @@ class NetworkEmitter(ProgramVisitor):
         recurrent path the previous step's."""
         layer = member.layer
         neuron = self.neurons[layer]
-        fields = state_fields(neuron)
-        state = self.scoped(f"{layer}_state", "state", layer)
+        state = self.layer_local(layer, "state")
         paths = [p for p in self.net.paths if p.dst == layer]
         pre: dict[int, str] = {}  # plastic paths: the presynaptic activity of this step
         for p in paths:
@@ -293,17 +320,15 @@ class NetworkEmitter(ProgramVisitor):
         spike = self.v(layer, "spike", "_now")
         t = ", i * self.dt" if neuron.reads_t else ""
         o.line(f"{spike}, {state} = self.{self.layer_attr[layer]}.step("
-               f"{self.scoped(f'{layer}_params', 'params', layer)}, {', '.join(values)}, {state}{t})")
-        o.line(f"{self.scoped(f'{layer}_history', 'history', layer)}.append(({spike}, {state}))")
+               f"{self.layer_local(layer, 'params')}, {', '.join(values)}, {state}{t})")
+        o.line(f"{self.layer_local(layer, 'history')}.append(({spike}, {state}))")
         for p in paths:
             if p.learn:
-                rule_state = self.scoped("", "rule_state", str(p.index))
-                weight = self.plastic_weight[p.index]
+                rule_state, weight = self.plastic_local(p, "rule_state"), self.plastic_local(p, "weight")
                 mods = "".join(f", {self.mod_arg[m]}" for m in self.lowered.rules[p.learn].modulators)
-                o.line("if self.training:")
-                with o.indent():
+                with o.block("if self.training"):
                     o.line(f"{rule_state}, {weight} = self.{self.program.rule_attrs[p.index]}.step("
                            f"{rule_state}, {weight}, {pre[p.index]}, {spike}{mods})", self.src(p.line))
         for var in member.now:
             if var != "spike":
-                o.line(f"{self.v(layer, var, '_now')} = {state}.{fields[var]}")
+                o.line(f"{self.v(layer, var, '_now')} = {state}.{self.fields[layer][var]}")

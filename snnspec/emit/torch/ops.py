@@ -23,6 +23,17 @@ class OpContext:
     like: str  # a tensor whose dtype and device new tensors take
     weight: str | None = None  # a plastic dense: the local holding this step's weight
 
+    @property
+    def features(self) -> int:
+        """The first axis after the batch (and time) axes."""
+        return 2 if self.time_axis else 1
+
+
+def _folded(fn: str, value: str, ctx: OpContext, *args: str) -> str:
+    """`fn(value, *args)`, which sees [T*batch, C, ...] in one call (`_fold_time`) when there is a time axis."""
+    call = ", ".join([value, *args])
+    return f"_fold_time({fn}, {call})" if ctx.time_axis else f"{fn}({call})"
+
 
 def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
     if ctx.weight is not None:  # plastic: the weight of this step, not the module's
@@ -31,14 +42,14 @@ def _dense(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _per_sample(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    """Convolution and batchnorm see [T*batch, C, ...] in one call when there is a time axis."""
-    return f"_fold_time(self.{ctx.attr}, {value})" if ctx.time_axis else f"self.{ctx.attr}({value})"
+    """Convolution and batchnorm: per sample, on the folded time axis."""
+    return _folded(f"self.{ctx.attr}", value, ctx)
 
 
 def _pool(op: ir.LOp, value: str, ctx: OpContext) -> str:
     spatial, k = len(op.in_shape) - 1, int(op.args["kernel"])
     fn = f"nn.functional.{'max' if op.name == 'maxpool' else 'avg'}_pool{spatial}d"
-    text = f"_fold_time({fn}, {value}, {k})" if ctx.time_axis else f"{fn}({value}, {k})"
+    text = _folded(fn, value, ctx, str(k))
     return f"({text} * {literal(k ** spatial)})" if op.name == "sumpool" else text
 
 
@@ -61,7 +72,7 @@ def _one_to_one(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _flatten(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"{value}.flatten({2 if ctx.time_axis else 1})"
+    return f"{value}.flatten({ctx.features})"
 
 
 def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
@@ -74,7 +85,7 @@ def _delay(op: ir.LOp, value: str, ctx: OpContext) -> str:
 
 
 def _lateral(op: ir.LOp, value: str, ctx: OpContext) -> str:
-    return f"_lateral({value}, {literal(float(op.args['w']))}, {2 if ctx.time_axis else 1})"
+    return f"_lateral({value}, {literal(float(op.args['w']))}, {ctx.features})"
 
 
 OP_PRINTERS: dict[str, Callable[[ir.LOp, str, OpContext], str]] = {

@@ -11,7 +11,6 @@ the module around it.
 
 from __future__ import annotations
 
-from ..printer import Printer
 from ..rule import RuleEmitter as SharedRuleEmitter
 from ..writer import CodeWriter
 from .functions import TORCH_FUNCTIONS, clamp
@@ -40,7 +39,7 @@ class RuleEmitter(SharedRuleEmitter):
             o.line("super().__init__()")
             o.line("self.dt = float(dt)")
             o.line("dt = self.dt")
-            env = Printer(self.functions, {**self.params, "dt": "dt"}, arrays=set(self.params.values()))
+            env = self.param_printer(self.params)
             for p in r.params:
                 code = self.params[p.name]
                 o.line(f"{code} = _tensor({env(p.default)} if {code} is None else {code})", (r.file, p.line))
