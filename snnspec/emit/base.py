@@ -42,7 +42,8 @@ def emit_sum(o: CodeWriter, target: str, terms: list[tuple[str, int | None]], fi
     o.line(f"{target} = (")
     with o.indent():
         for k, (term, line) in enumerate(terms):
-            o.line(f"{'+ ' if k else ''}{term}", (file, line))
+            negative = k and term[:1] == "-" and term[1:2].isdigit()  # a negative default: `- 1`, not `+ -1`
+            o.line(f"- {term[1:]}" if negative else f"{'+ ' if k else ''}{term}", (file, line))
     o.line(")")
 
 
