@@ -62,6 +62,6 @@ def gradient_warning(layers: Sequence[_Layer]) -> str | None:
     where = f"from layer {high} ({names[high]}) back to layer {low} ({names[low]})"
     if f < 1:
         return (f"gradient norm falls {1 / f:.1f}x per layer {where}: widen the surrogate (e.g. fast_sigmoid "
-                "slope 25 -> 1, atan alpha 2 -> 0.5) or add batchnorm on the input current")
+                "slope 25 -> 1) or add batchnorm on the input current")
     return (f"gradient norm grows {f:.1f}x per layer {where}: narrow the surrogate (e.g. fast_sigmoid "
             "slope 0.5 -> 1) or add batchnorm on the input current")
