@@ -197,6 +197,15 @@ def test_grad_report_flag_takes_an_optional_number():
     assert optional_values(["train", "f.snn", "--grad-report", "5"]) == ["train", "f.snn", "--grad-report", "5"]
 
 
+def test_plot_without_grad_report_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["train", str(ROOT / "specs" / "examples" / "digits_mlp.snn"),
+                                      "--out", str(tmp_path / "run"), "--plot", str(tmp_path / "h.png")])
+    assert result.exit_code == 2 and "--grad-report" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_writes_the_report_to_metrics_json_and_plots_it(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")

@@ -71,7 +71,8 @@ def plot(epochs: list[dict[str, Any]], network: str, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (depth)")
         ax.set_title(f"gradient norm of the {label}", fontsize=10, loc="left")
-        ax.legend(fontsize=8, frameon=False)
+        if ax.lines:
+            ax.legend(fontsize=8, frameon=False)
     fig.suptitle(f"{network}: gradient health", fontsize=11)
     write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=110))
     return path
