@@ -149,6 +149,35 @@ def test_recurrent_step_loops_are_recorded():
     assert readout.current_grad is not None and readout.current_grad > 0
 
 
+def test_every_named_input_of_a_neuron_is_recorded():
+    # CobaLIF has two inputs (ge_in, gi_in): each gets a current gradient, summed in the layer's norm
+    lowered = snnspec.load_lowered(ROOT / "specs" / "examples" / "cobalif.snn")
+    net_ir = lowered.networks["CobaNet"].model_copy(update={"steps": 40})
+    torch.manual_seed(0)
+    net = snnspec.compile_lowered(lowered).CobaNet()
+    net.steps = 40
+    rec = GradRecorder(net, net_ir)
+    grads: dict[str, list[torch.Tensor]] = {"ge_in": [], "gi_in": []}
+    step = type(net.exc).step
+
+    def spy(self, p, ge_in, gi_in, state, t=0.0):  # type: ignore[no-untyped-def]
+        for key, current in (("ge_in", ge_in), ("gi_in", gi_in)):
+            if self is net.exc and isinstance(current, torch.Tensor) and current.requires_grad:  # inh: CobaLIF too
+                current.register_hook(lambda g, key=key: grads[key].append(g.clone()))
+        return step(self, p, ge_in, gi_in, state, t)
+
+    type(net.exc).step = spy
+    try:
+        with rec:
+            net(torch.full((3, 100), 0.5)).readout_v.sum().backward()
+    finally:
+        type(net.exc).step = step
+    exc = rec.report().layers[0]
+    assert grads["ge_in"] and grads["gi_in"]
+    by_hand = math.sqrt(sum(float(g.double().pow(2).sum()) for gs in grads.values() for g in gs))
+    assert exc.current_grad == pytest.approx(by_hand, rel=1e-9)
+
+
 def deep_report(slope: float):  # type: ignore[no-untyped-def]
     text = DEEP.read_text()
     assert "param slope = 1 " in text

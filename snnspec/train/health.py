@@ -44,7 +44,7 @@ class LayerHealth:
     layer: str
     depth: int                    # 1-based, in the order layers are declared (and computed)
     weight_grad: float | None     # the learnable arrays of the paths into the layer (None: it has none)
-    current_grad: float | None    # d loss / d input current, over all steps
+    current_grad: float | None    # d loss / d input current, over all steps (and all its named inputs)
     spike_rate: float | None      # spikes per neuron and step
     silent: float | None          # fraction that never spiked over the run
     saturated: float | None       # fraction that spiked on every step
@@ -122,13 +122,18 @@ class GradRecorder:
         spiking = f"{type(mod).__name__}Spike" in step.__globals__
         was_fused = getattr(mod, "fused", None)
 
-        def recorded(p: Any, current: torch.Tensor, state: Any, *args: Any, **kwargs: Any) -> Any:
-            if current.requires_grad:
+        def tapped(current: Any) -> Any:
+            if isinstance(current, torch.Tensor) and current.requires_grad:
                 current = current.clone()
                 current.register_hook(tally.add_grad)
+            return current
+
+        def recorded(p: Any, *args: Any, **kwargs: Any) -> Any:
+            # step(p, *inputs, state, t): one current per named input, then the state (a NamedTuple)
+            k = next(i for i, a in enumerate(args) if isinstance(a, tuple))
             self._current.append(name)
             try:
-                out, new = step(p, current, state, *args, **kwargs)
+                out, new = step(p, *map(tapped, args[:k]), *args[k:], **kwargs)
             finally:
                 self._current.pop()
             if spiking:
