@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 
 import snnspec  # noqa: E402
 from snnspec.cli import app, optional_values  # noqa: E402
-from snnspec.train.health import GradRecorder, grad_report  # noqa: E402
-from snnspec.train.health_warn import gradient_warning  # noqa: E402
+from snnspec.train.health import GradRecorder, grad_report, hints  # noqa: E402
+from snnspec.train.health_warn import Hints, gradient_warning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEEP = ROOT / "specs" / "examples" / "deep_resnet.snn"
@@ -203,7 +203,18 @@ def test_deep_resnet_with_a_narrow_surrogate_warns_that_the_gradient_vanishes():
     m = re.match(r"gradient norm falls ([\d.]+)x per layer from layer (\d+) \(\w+\) back to layer 1", report.warning)
     assert m, report.warning
     assert float(m.group(1)) > 2.5
-    assert "widen the surrogate" in report.warning and "batchnorm" in report.warning
+    # every layer but the readout normalises its currents: batchnorm is advised for that one only
+    assert report.warning.endswith("widen the surrogate (fast_sigmoid: a smaller slope) or add batchnorm on the "
+                                   "input current (of out)")
+
+
+def test_hints_name_each_layers_surrogate_and_the_layers_with_batchnorm():
+    lowered = snnspec.load_lowered(DEEP)
+    h = hints(lowered.networks["DeepResNet"], dict(lowered.neurons))
+    assert set(h.surrogates.values()) == {"fast_sigmoid"} and len(h.surrogates) == 22
+    assert "out" not in h.normalised and {"stem", "b1a", "b1", "b10"} <= h.normalised
+    tiny_lowered, _ = tiny()
+    assert hints(tiny_lowered.networks["Tiny"], {}) == Hints({}, frozenset())
 
 
 class _L:
@@ -218,6 +229,14 @@ def test_warning_reads_the_trend_not_a_one_off_step():
     assert gradient_warning(growing).startswith("gradient norm grows 2.0x per layer from layer 10 (l10)")
     dead = [_L(1, 0.0), _L(2, 1.0), _L(3, 1.0)]
     assert "exactly 0 at layer 1" in gradient_warning(dead)
+    names = [f"l{d}" for d in range(1, 11)]
+    advice = gradient_warning(growing, Hints(dict.fromkeys(names, "atan"), frozenset(names)))
+    assert advice.endswith("narrow the surrogate (atan: a larger alpha); their input currents already pass "
+                           "through batchnorm")
+    falling = [_L(d, 3.0 ** d) for d in range(1, 11)]
+    advice = gradient_warning(falling, Hints(dict.fromkeys(names, "triangular")))
+    assert advice.startswith("gradient norm falls 3.0x per layer from layer 10 (l10) back to layer 1 (l1)")
+    assert advice.endswith("widen the surrogate (triangular: a larger width) or add batchnorm on the input current")
 
 
 def test_grad_report_flag_takes_an_optional_number():

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .. import ir
-from .health_warn import gradient_warning
+from .health_warn import Hints, gradient_warning
 from .model import select_network
 
 
@@ -55,6 +55,7 @@ class LayerHealth:
 class HealthReport:
     layers: list[LayerHealth]
     warning: str | None
+    hints: Hints = field(default_factory=Hints)  # what the warning's advice may name (not saved)
 
     def to_json(self) -> dict[str, Any]:
         return {"layers": [asdict(la) for la in self.layers], "warning": self.warning}
@@ -67,14 +68,35 @@ class HealthReport:
 Spec = ir.LNetwork | ir.LoweredSpec | str | Path  # a lowered network, a lowered spec, or a spec's path
 
 
-def _lowered_network(spec: Spec, network: str | None) -> ir.LNetwork:
+def _lowered_network(spec: Spec, network: str | None) -> tuple[ir.LNetwork, dict[str, ir.LNeuron]]:
+    """The network, and the neurons where known (an LNetwork alone does not hold them)."""
     if isinstance(spec, ir.LNetwork):
-        return spec
+        return spec, {}
     if not isinstance(spec, ir.LoweredSpec):
         from .. import load_lowered
 
         spec = load_lowered(spec)
-    return select_network(spec, network)
+    return select_network(spec, network), dict(spec.neurons)
+
+
+WEIGHTED = ("dense", "conv1d", "conv2d")
+
+
+def hints(network: ir.LNetwork, neurons: dict[str, ir.LNeuron]) -> Hints:
+    """Each layer's surrogate (where its neuron is known), and the layers whose every path with a
+    dense or conv op normalises its current with a batchnorm after the last of them."""
+    def normalised(path: ir.LPath) -> bool:
+        names = [op.name for op in path.ops]
+        weighted = [k for k, n in enumerate(names) if n in WEIGHTED]
+        return not weighted or "batchnorm" in names[weighted[-1]:]
+
+    surrogates = {}
+    for la in network.layers:
+        spike = neurons[la.neuron].spike if la.neuron in neurons else None
+        if spike is not None:
+            surrogates[la.name] = spike.surrogate
+    return Hints(surrogates, frozenset(la.name for la in network.layers
+                                       if all(normalised(p) for p in network.paths if p.dst == la.name)))
 
 
 class _Tally:
@@ -99,7 +121,8 @@ class GradRecorder:
 
     def __init__(self, net: nn.Module, spec: Spec, network: str | None = None) -> None:
         self.net = net
-        self.ir = _lowered_network(spec, network)
+        self.ir, neurons = _lowered_network(spec, network)
+        self.hints = hints(self.ir, neurons)
         if self.ir.program is None:
             raise ValueError(f"network '{self.ir.name}' has no lowered program")
         self.program = self.ir.program
@@ -177,7 +200,7 @@ class GradRecorder:
             layers.append(LayerHealth(
                 la.name, depth, weights.get(la.name), math.sqrt(t.grad2) if t.has_grad else None,
                 rate, silent, saturated, t.sg_sum / t.sg_n if t.sg_n else None))
-        return HealthReport(layers, gradient_warning(layers))
+        return HealthReport(layers, gradient_warning(layers, self.hints), self.hints)
 
 
 class _SpikeTap:

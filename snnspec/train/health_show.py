@@ -24,7 +24,8 @@ def merge(reports: list[HealthReport]) -> HealthReport:
             got = [v for v in (getattr(r, field) for r in rows) if v is not None]
             values[field] = statistics.fmean(got) if got else None
         layers.append(LayerHealth(rows[0].layer, rows[0].depth, **values))
-    return HealthReport(layers, gradient_warning(layers))
+    hints = reports[0].hints
+    return HealthReport(layers, gradient_warning(layers, hints), hints)
 
 
 def table(report: HealthReport, title: str) -> Any:

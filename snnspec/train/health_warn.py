@@ -14,10 +14,23 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 FACTOR = 1.4  # per layer; 1.4 ** 20 ~ 800x across a 20-layer stack
 MIN_LAYERS = 3
+# the std surrogates' width: the hyper-parameter, and +1 where a larger value is wider, -1 narrower
+WIDTH = {"atan": ("alpha", -1), "fast_sigmoid": ("slope", -1), "sigmoid": ("slope", -1), "triangular": ("width", 1),
+         "gaussian": ("sigma", 1), "spike_rate_escape": ("beta", -1)}
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the advice may name: each layer's surrogate, and the layers whose weighted input paths all
+    pass through batchnorm."""
+
+    surrogates: dict[str, str] = field(default_factory=dict)
+    normalised: frozenset[str] = frozenset()
 
 
 class _Layer(Protocol):
@@ -42,8 +55,30 @@ def _stretch(factors: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return best
 
 
-def gradient_warning(layers: Sequence[_Layer]) -> str | None:
+def _advice(widen: bool, layers: list[str], hints: Hints) -> str:
+    """What to change, for the layers of the stretch: the surrogate's width (by its hyper-parameter,
+    for the std surrogates) and batchnorm on the currents, unless they have it already."""
+    names = sorted({hints.surrogates[la] for la in layers if la in hints.surrogates})
+    knobs = []
+    for name in names:
+        if name in WIDTH:
+            param, sign = WIDTH[name]
+            knobs.append(f"{name}: a {'larger' if (sign > 0) == widen else 'smaller'} {param}")
+        else:
+            knobs.append(name)
+    how = f" ({'; '.join(knobs)})" if knobs else ""
+    text = f"{'widen' if widen else 'narrow'} the surrogate{how}"
+    missing = [la for la in layers if la not in hints.normalised]
+    if not missing:
+        return text + "; their input currents already pass through batchnorm"
+    if len(missing) <= 3:
+        return text + f" or add batchnorm on the input current (of {', '.join(missing)})"
+    return text + " or add batchnorm on the input current"
+
+
+def gradient_warning(layers: Sequence[_Layer], hints: Hints | None = None) -> str | None:
     """A sentence when the gradient explodes or vanishes with depth, else None."""
+    hints = hints or Hints()
     names = {la.depth: la.layer for la in layers}
     grads = [(la.depth, la.current_grad) for la in layers if la.current_grad is not None]
     for (d, g), (d2, g2) in zip(grads, grads[1:]):
@@ -60,8 +95,7 @@ def gradient_warning(layers: Sequence[_Layer]) -> str | None:
         return None
     low, high = run[0][0], run[-1][0] + 1
     where = f"from layer {high} ({names[high]}) back to layer {low} ({names[low]})"
+    advice = _advice(f < 1, [names[d] for d in range(low, high + 1) if d in names], hints)
     if f < 1:
-        return (f"gradient norm falls {1 / f:.1f}x per layer {where}: widen the surrogate (e.g. fast_sigmoid "
-                "slope 25 -> 1) or add batchnorm on the input current")
-    return (f"gradient norm grows {f:.1f}x per layer {where}: narrow the surrogate (e.g. fast_sigmoid "
-            "slope 0.5 -> 1) or add batchnorm on the input current")
+        return f"gradient norm falls {1 / f:.1f}x per layer {where}: {advice}"
+    return f"gradient norm grows {f:.1f}x per layer {where}: {advice}"

@@ -484,7 +484,7 @@ def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch
         for i, b in enumerate(batches):
             local = b.tensor_split(world)[rank] if world > 1 else b
             x, y = s.train.batch(local, device)
-            recorder = GradRecorder(net, s.net_ir) if i < grad_batches else None
+            recorder = GradRecorder(net, s.lowered, s.net_ir.name) if i < grad_batches else None
             with recorder or nullcontext():
                 out = model(x)[0]
                 steps = s.steps or x.shape[0]
