@@ -178,10 +178,11 @@ def test_every_named_input_of_a_neuron_is_recorded():
     assert exc.current_grad == pytest.approx(by_hand, rel=1e-9)
 
 
-def deep_report(slope: float):  # type: ignore[no-untyped-def]
+def deep_report(slope: float, batchnorm: bool = True):  # type: ignore[no-untyped-def]
     text = DEEP.read_text()
-    assert "param slope = 1 " in text
-    lowered = snnspec.load_lowered(text=text.replace("param slope = 1 ", f"param slope = {slope:g} "),
+    assert "param slope = 1 " in text and text.count(" -> batchnorm") >= 21
+    text = text.replace("param slope = 1 ", f"param slope = {slope:g} ")
+    lowered = snnspec.load_lowered(text=text if batchnorm else text.replace(" -> batchnorm", ""),
                                    name="deep_resnet.snn")
     torch.manual_seed(0)
     net = snnspec.compile_lowered(lowered).DeepResNet()
@@ -208,23 +209,34 @@ def test_deep_resnet_with_a_narrow_surrogate_warns_that_the_gradient_vanishes():
                                    "input current (of out)")
 
 
+def test_deep_resnet_without_batchnorm_warns_even_at_the_tuned_width():
+    # the currents shrink layer by layer until the neurons stop spiking (Ledinauskas et al.'s second fix)
+    warning = deep_report(1, batchnorm=False).warning
+    assert warning is not None and warning.startswith("gradient norm falls")
+    assert "or add batchnorm on the input current." in warning
+    assert re.search(r"\. 1\d hidden layer\(s\) never spike on these samples \(", warning), warning
+
+
 def test_hints_name_each_layers_surrogate_and_the_layers_with_batchnorm():
     lowered = snnspec.load_lowered(DEEP)
     h = hints(lowered.networks["DeepResNet"], dict(lowered.neurons))
     assert set(h.surrogates.values()) == {"fast_sigmoid"} and len(h.surrogates) == 22
     assert "out" not in h.normalised and {"stem", "b1a", "b1", "b10"} <= h.normalised
     tiny_lowered, _ = tiny()
-    assert hints(tiny_lowered.networks["Tiny"], {}) == Hints({}, frozenset())
+    assert hints(tiny_lowered.networks["Tiny"], {}) == Hints({}, frozenset(), frozenset({"out"}))
 
 
 class _L:
-    def __init__(self, depth: int, g: float | None):
-        self.layer, self.depth, self.current_grad = f"l{depth}", depth, g
+    def __init__(self, depth: int, g: float | None, silent: float | None = 0.5):
+        self.layer, self.depth, self.current_grad, self.silent = f"l{depth}", depth, g, silent
 
 
 def test_warning_reads_the_trend_not_a_one_off_step():
     flat = [_L(d, 1.0 * 1.1 ** -d) for d in range(1, 10)] + [_L(10, 50.0)]  # a readout jump at the end
     assert gradient_warning(flat) is None
+    zigzag = [_L(d, (0.1 if d % 2 else 1.0) * 1.2 ** -d) for d in range(1, 21)]  # residual blocks' pattern
+    assert gradient_warning(zigzag) is None
+    assert "falls 1.6x per layer" in gradient_warning([_L(d, (0.1 if d % 2 else 1.0) * 1.6 ** d) for d in range(1, 21)])
     growing = [_L(d, 2.0 ** (10 - d)) for d in range(1, 11)]
     assert gradient_warning(growing).startswith("gradient norm grows 2.0x per layer from layer 10 (l10)")
     dead = [_L(1, 0.0), _L(2, 1.0), _L(3, 1.0)]
@@ -233,6 +245,10 @@ def test_warning_reads_the_trend_not_a_one_off_step():
     advice = gradient_warning(growing, Hints(dict.fromkeys(names, "atan"), frozenset(names)))
     assert advice.endswith("narrow the surrogate (atan: a larger alpha); their input currents already pass "
                            "through batchnorm")
+    quiet = [_L(1, 1.0), _L(2, 1.0, silent=1.0), _L(3, 1.0, silent=1.0), _L(4, 1.0, silent=1.0)]
+    assert gradient_warning(quiet, Hints(outputs=frozenset({"l4"}))) == (
+        "2 hidden layer(s) never spike on these samples (l2, l3): nothing passes through them but the "
+        "surrogate's tail; add batchnorm on their input current or start from larger weights")
     falling = [_L(d, 3.0 ** d) for d in range(1, 11)]
     advice = gradient_warning(falling, Hints(dict.fromkeys(names, "triangular")))
     assert advice.startswith("gradient norm falls 3.0x per layer from layer 10 (l10) back to layer 1 (l1)")

@@ -96,7 +96,8 @@ def hints(network: ir.LNetwork, neurons: dict[str, ir.LNeuron]) -> Hints:
         if spike is not None:
             surrogates[la.name] = spike.surrogate
     return Hints(surrogates, frozenset(la.name for la in network.layers
-                                       if all(normalised(p) for p in network.paths if p.dst == la.name)))
+                                       if all(normalised(p) for p in network.paths if p.dst == la.name)),
+                 frozenset(out.layer for out in network.outputs))
 
 
 class _Tally:
