@@ -65,10 +65,10 @@ class HealthReport:
         return cls([LayerHealth(**la) for la in data["layers"]], data["warning"])
 
 
-Spec = ir.LNetwork | ir.LoweredSpec | str | Path  # a lowered network, a lowered spec, or a spec's path
+SpecLike = ir.LNetwork | ir.LoweredSpec | str | Path  # a lowered network, a lowered spec, or a spec's path
 
 
-def _lowered_network(spec: Spec, network: str | None) -> tuple[ir.LNetwork, dict[str, ir.LNeuron]]:
+def _lowered_network(spec: SpecLike, network: str | None) -> tuple[ir.LNetwork, dict[str, ir.LNeuron]]:
     """The network, and the neurons where known (an LNetwork alone does not hold them)."""
     if isinstance(spec, ir.LNetwork):
         return spec, {}
@@ -120,7 +120,7 @@ class GradRecorder:
     """Records the health of a generated torch network over the forward and backward run inside
     `with`; read it with `report()` after `backward()` (see the module docstring)."""
 
-    def __init__(self, net: nn.Module, spec: Spec, network: str | None = None) -> None:
+    def __init__(self, net: nn.Module, spec: SpecLike, network: str | None = None) -> None:
         self.net = net
         self.ir, neurons = _lowered_network(spec, network)
         self.hints = hints(self.ir, neurons)
@@ -154,7 +154,7 @@ class GradRecorder:
 
         def recorded(p: Any, *args: Any, **kwargs: Any) -> Any:
             # step(p, *inputs, state, t): one current per named input, then the state (a NamedTuple)
-            k = next(i for i, a in enumerate(args) if isinstance(a, tuple))
+            k = next((i for i, a in enumerate(args) if isinstance(a, tuple)), len(args))
             self._current.append(name)
             try:
                 out, new = step(p, *map(tapped, args[:k]), *args[k:], **kwargs)
@@ -238,7 +238,7 @@ def _weight_norms(net: nn.Module, network: ir.LNetwork) -> dict[str, float]:
     return {k: math.sqrt(v) for k, v in sums.items()}
 
 
-def grad_report(net: nn.Module, spec: Spec, x: torch.Tensor,
+def grad_report(net: nn.Module, spec: SpecLike, x: torch.Tensor,
                 loss_fn: Callable[[Any], torch.Tensor], network: str | None = None) -> HealthReport:
     """The health of `net` on the batch `x`: zeroes the gradients, runs `loss_fn(net(x))` forward
     and backward under a `GradRecorder`, and returns its report (the gradients stay in `p.grad`)."""
