@@ -230,6 +230,7 @@ def _figure(value: Path | None) -> Path | None:
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+GRAD_BATCHES = 3  # `--grad-report` without a number
 
 
 @app.command()
@@ -256,6 +257,11 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Replace the run already in --out (without it, a folder "
                                         "holding a run is refused).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", callback=_device)] = "auto",
+    grad_report: Annotated[int, typer.Option("--grad-report", help="Record the gradient-health report (per "
+                                             f"layer) on the first N batches of every epoch (N = {GRAD_BATCHES} "
+                                             "when the flag has no number); 0: off.", min=0)] = 0,
+    plot: Annotated[Path | None, typer.Option("--plot", "-p", help="With --grad-report: save its figure "
+                                              "(PNG, SVG, PDF) here.", callback=_figure, show_default=False)] = None,
 ) -> None:
     """Train a spec's network on real data: progress, metrics.json and checkpoints in --out.
 
@@ -265,7 +271,11 @@ def train(
     from .train.loop import train as run_training
 
     config = TrainConfig(spec=file, network=network, data=data, epochs=epochs, batch=batch, lr=lr, loss=loss,
-                         seed=seed, out=out_dir, resume=resume, force=force, device=device)
+                         seed=seed, out=out_dir, resume=resume, force=force, device=device, grad_report=grad_report,
+                         plot=plot)
+    if plot is not None and not grad_report:
+        err.print("error: --plot draws the gradient-health report: give --grad-report too", markup=False)
+        raise typer.Exit(2)
     try:
         run_training(config)
     except SpecError as e:
@@ -331,9 +341,20 @@ def simulate(
         raise typer.Exit(1) from None
 
 
+def optional_values(argv: list[str]) -> list[str]:
+    """`--grad-report` may come without its number (typer has no optional option values): give it
+    the default where the next word is not a number."""
+    out = []
+    for k, word in enumerate(argv):
+        out.append(word)
+        if word == "--grad-report" and (k + 1 == len(argv) or not argv[k + 1].isdigit()):
+            out.append(str(GRAD_BATCHES))
+    return out
+
+
 def main() -> None:
     try:
-        app()
+        app(args=optional_values(sys.argv[1:]))
     except SpecError as e:  # defensive: commands print their own diagnostics
         _print_diagnostics(e.diagnostics)
         sys.exit(1)

@@ -7,6 +7,9 @@
     checkpoint.py  checkpoint.pt and metrics.json: atomic writes, checksum, checks on reading
     fingerprint.py what a checkpoint was trained from, and what changed since, in words
     simulate.py  one sample through the network: spike counts and a raster/membrane figure
+    health.py    the gradient-health report per layer (GradRecorder, grad_report; --grad-report)
+    health_warn.py the warning when gradients explode or vanish with depth
+    health_show.py the report averaged over batches, as a table and a figure
 
 Needs torch (and scikit-learn for the built-in data, matplotlib for figures); nothing here is
 imported by the compiler itself.

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ from .checkpoint import (
 )
 from .data import DataError, Layout, RawData, Tensors, data_digest, fit, load_source, prepare
 from .fingerprint import differences, fingerprint, table
+from .health import GradRecorder, HealthReport
+from .health_show import merge
+from .health_show import plot as plot_health
+from .health_show import table as health_table
 from .losses import Objective, make_objective
 from .model import SetupError, select_network, single_input
 
@@ -90,6 +95,8 @@ class TrainConfig:
     progress: bool = True
     train_limit: int | None = None   # use only the first N training / test samples (smoke tests)
     test_limit: int | None = None
+    grad_report: int = 0             # record the gradient-health report (health.py) on the first N batches of an epoch
+    plot: Path | None = None         # with grad_report: its figure
 
 
 @dataclass
@@ -262,6 +269,10 @@ class _Reporter:
         if self.enabled:
             self.console.print(text, markup=False)
 
+    def show(self, renderable: Any) -> None:
+        if self.enabled:
+            self.console.print(renderable)
+
     def bar(self, epoch: int, epochs: int, total: int):  # type: ignore[no-untyped-def]
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -356,12 +367,13 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
         save_json(metrics_path, metrics)
     t_run = time.perf_counter()
     for epoch in range(start, epochs):
-        record = _epoch(epoch, epochs, model, net, opt, s, batch, seed, dist, device, report)
+        record = _epoch(epoch, epochs, model, net, opt, s, batch, seed, dist, device, report, config.grad_report)
         history.append(record)
         metrics["test_accuracy"] = record["test_accuracy"]
         report.line(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {record['train_loss']:.4f}  "
                     f"train {record['train_accuracy']:6.2%}  test {record['test_accuracy']:6.2%}  "
                     f"{record['samples_per_second']:>8,.0f} samples/s  {record['train_seconds']:.1f} s")
+        _show_health(record, report)
         weights = table_state(net, keys)
         bad = non_finite(weights.items())
         if bad:
@@ -374,6 +386,8 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
                 "rng": rng_state(), "metrics": metrics, "settings": settings, "fingerprint": spec_print,
             })
             save_json(metrics_path, metrics)
+    if config.plot is not None and dist.rank == 0 and any("grad_report" in r for r in history):
+        report.line(f"wrote {plot_health(history, s.net_ir.name, config.plot)}")
     ran = epochs - start
     if ran > 0:
         seconds = time.perf_counter() - t_run
@@ -440,8 +454,19 @@ def _recorded_epochs(path: Path) -> int | None:
         return None
 
 
+def _show_health(record: dict[str, Any], report: _Reporter) -> None:
+    health = record.get("grad_report")
+    if health is None:
+        return
+    report.show(health_table(HealthReport.from_json(health), f"gradient health, epoch {record['epoch']} "
+                             f"(mean of its first {health['batches']} batch(es))"))
+    if health["warning"]:
+        report.line(f"warning: {health['warning']}")
+
+
 def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch.optim.Optimizer, s: _Setup,
-           batch: int, seed: int, dist: _Dist, device: torch.device, report: _Reporter) -> dict[str, Any]:
+           batch: int, seed: int, dist: _Dist, device: torch.device, report: _Reporter,
+           grad_batches: int = 0) -> dict[str, Any]:
     world, rank = dist.world, dist.rank
     order = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(_seed(seed, epoch, 0)))
     batches = [b for b in order.split(batch) if world == 1 or len(b) >= world]
@@ -450,6 +475,7 @@ def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
+    health: list[HealthReport] = []
     progress, total = report.bar(epoch + 1, epochs, len(batches))
     t0 = last = time.perf_counter()
     cpu0 = time.process_time()
@@ -458,11 +484,15 @@ def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch
         for i, b in enumerate(batches):
             local = b.tensor_split(world)[rank] if world > 1 else b
             x, y = s.train.batch(local, device)
-            out = model(x)[0]
-            steps = s.steps or x.shape[0]
-            loss = s.objective(out, y, steps)
-            opt.zero_grad(set_to_none=True)
-            (loss * (len(local) * world / len(b)) if world > 1 else loss).backward()
+            recorder = GradRecorder(net, s.lowered, s.net_ir.name) if i < grad_batches else None
+            with recorder or nullcontext():
+                out = model(x)[0]
+                steps = s.steps or x.shape[0]
+                loss = s.objective(out, y, steps)
+                opt.zero_grad(set_to_none=True)
+                (loss * (len(local) * world / len(b)) if world > 1 else loss).backward()
+            if recorder is not None:
+                health.append(recorder.report())
             opt.step()
             with torch.no_grad():
                 loss_sum += loss.detach() * len(local)
@@ -480,12 +510,15 @@ def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch
     tl, tc, tn = dist.all_sum([loss_sum.item(), float(correct.item()), float(seen)])
     t1 = time.perf_counter()
     el, ec, en = evaluate(net, s, seed, epoch, dist, device, max(batch, 256))
-    return {
+    record: dict[str, Any] = {
         "epoch": epoch + 1, "train_loss": tl / tn, "train_accuracy": tc / tn, "test_loss": el / max(en, 1),
         "test_accuracy": ec / max(en, 1), "train_seconds": train_seconds, "train_cpu_seconds": train_cpu,
         "eval_seconds": time.perf_counter() - t1,
         "samples_per_second": tn / train_seconds, "train_samples": int(tn), "test_samples": int(en),
     }
+    if health:
+        record["grad_report"] = {**merge(health).to_json(), "batches": len(health)}
+    return record
 
 
 @torch.no_grad()
