@@ -36,13 +36,12 @@ class NetworkEmitter(ProgramVisitor):
         self.cls = class_name(net.name)
         assert net.program is not None
         self.program = net.program
-        # locals of `forward`: the fixed names it prints, then the input arguments, then `scoped` names
+        # locals of `forward`: the fixed names it prints, then the input arguments, then the keyed names (`Namer.keyed`)
         self.local = Namer({"steps", "batch", "i", "self", "torch", "nn", "math", "fire", "ticks", "previous"})
         self.input_arg = {i.name: self.local(i.name) for i in net.inputs}
         self.mod_arg = {m: self.local.fresh(m) for m in self.program.modulators}  # keywords, never an input's name
         self.args = ", ".join(self.input_arg.values())  # the inputs as `forward` takes them
         self.like = self.input_arg[net.inputs[0].name]  # a tensor whose dtype and device new tensors take
-        self.scoped_names: dict[tuple[str, ...], str] = {}
         self.op_attr = {(slot.path, slot.op): slot.attr for slot in self.program.op_slots}
         self.layer_attr = self.program.layer_attrs
         self.current_group: tuple[str, ...] = ()  # the layers of the step loop being printed
@@ -57,19 +56,13 @@ class NetworkEmitter(ProgramVisitor):
     def src(self, line: int | None) -> tuple[str, int | None]:
         return (self.net.file, line)
 
-    def scoped(self, base: str, *key: str) -> str:
-        """The local of `forward` for `key`: named after `base`, never shared with another key."""
-        if key not in self.scoped_names:
-            self.scoped_names[key] = self.local.fresh(base)
-        return self.scoped_names[key]
-
     def v(self, layer: str, var: str, suffix: str = "") -> str:
         """The local holding `layer.var` (a sequence [T, ...] or, in a step loop, one step)."""
-        return self.scoped(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
+        return self.local.keyed(f"{layer}_{var}{suffix}", "var", layer, var + suffix)
 
     def layer_local(self, layer: str, what: str) -> str:
         """The local holding a layer's `what`: its state, params, history (a step loop's) or record."""
-        return self.scoped(f"{layer}_{what}", what, layer)
+        return self.local.keyed(f"{layer}_{what}", what, layer)
 
     def plastic_attr(self, p: ir.LPath) -> str:
         """The module attribute of a plastic path's dense op."""
@@ -77,7 +70,7 @@ class NetworkEmitter(ProgramVisitor):
 
     def plastic_local(self, p: ir.LPath, what: str) -> str:
         """The local holding a plastic path's `what` in a step loop: its weight or its rule's state."""
-        return self.scoped(f"{self.plastic_attr(p)}_{what}", what, str(p.index))
+        return self.local.keyed(f"{self.plastic_attr(p)}_{what}", what, str(p.index))
 
     def emit(self) -> None:
         check_supported(self.net, OP_PRINTERS, "torch")
@@ -211,7 +204,7 @@ class NetworkEmitter(ProgramVisitor):
                 ref = f"self.{attr}.init_state(1)[0]"
                 terms.insert(0, (f"torch.zeros((steps, batch, *{tuple(la.shape)!r}), dtype={ref}.dtype, "
                                  f"device={ref}.device)", None))
-            names.append(self.scoped(f"{layer}_{inp.var}", "current", layer, inp.var))
+            names.append(self.local.keyed(f"{layer}_{inp.var}", "current", layer, inp.var))
             emit_sum(o, names[-1], terms, self.net.file)
         spike = self.v(layer, "spike")
         rec = self.layer_local(layer, "record") if run.records else "_"
@@ -252,7 +245,7 @@ class NetworkEmitter(ProgramVisitor):
         outside = {}
         for p in (self.net.paths[i] for i in loop.outside):
             if not p.learn:
-                outside[p.index] = self.scoped(f"{p.src}_{p.dst}_current", "path", str(p.index))
+                outside[p.index] = self.local.keyed(f"{p.src}_{p.dst}_current", "path", str(p.index))
                 self.out.line(f"{outside[p.index]} = {self.path_value(p)}", self.src(p.line))
         return outside
 
@@ -295,7 +288,7 @@ class NetworkEmitter(ProgramVisitor):
         pre: dict[int, str] = {}  # plastic paths: the presynaptic activity of this step
         for p in paths:
             if p.learn:
-                pre[p.index] = self.scoped(f"{p.src}_{layer}_pre", "pre", str(p.index))
+                pre[p.index] = self.local.keyed(f"{p.src}_{layer}_pre", "pre", str(p.index))
                 dense = self.program.plastic_dense[p.index]
                 o.line(f"{pre[p.index]} = {self.path_value(p, True, range(dense))}", self.src(p.line))
 
@@ -315,7 +308,7 @@ class NetworkEmitter(ProgramVisitor):
                 values.append(terms[0][0] if terms else f"torch.zeros_like({state}[0])")
                 continue
             # a path computed in the loop: its current gets a line of its own, traced to the spec
-            values.append(self.scoped(f"{layer}_{inp.var}_now", "current_now", layer, inp.var))
+            values.append(self.local.keyed(f"{layer}_{inp.var}_now", "current_now", layer, inp.var))
             emit_sum(o, values[-1], terms, self.net.file)
         spike = self.v(layer, "spike", "_now")
         t = ", i * self.dt" if neuron.reads_t else ""
