@@ -9,13 +9,10 @@ in `rule.py`, networks in `network.py`.
 
 from __future__ import annotations
 
-import re
-
 from ... import ir
 from ...names import ModuleNames, defined_names
-from ...runtime import called, helpers
-from ..base import declarations, module_docstring
-from ..writer import CodeWriter
+from ...runtime import helpers
+from ..base import declarations, module_text
 from .network import NetworkEmitter
 from .neuron import NeuronEmitter
 from .rule import RuleEmitter
@@ -27,23 +24,7 @@ MODULE_NAMES = defined_names(HELPERS.values()) | {"jax", "jnp", "lax", "math", "
 
 def emit_module(lowered: ir.LoweredSpec, names: ModuleNames) -> str:
     """The whole generated module: its docstring, imports, the helpers its code calls, then the code."""
-    text = declarations(lowered, names, NeuronEmitter, RuleEmitter, NetworkEmitter)
-    o = CodeWriter(lowered.file)
-    module_docstring(o, lowered, "Pure JAX functions (jit, grad and vmap work on them); params and states are "
-                                 "pytrees.\nSelf-contained: imports only jax, jax.numpy, math and typing.")
-    o.line()
-    used = called(HELPERS, text)
-    o.line("from __future__ import annotations")
-    o.line()
-    if any(re.search(r"\bmath\.", code) for code in (text, *used)):
-        o.line("import math")
-    o.line("from typing import NamedTuple")
-    o.line()
-    o.line("import jax")
-    o.line("import jax.numpy as jnp")
-    o.line("from jax import lax")
-    for helper in used:
-        o.blank(2)
-        o.lines.extend(helper.split("\n"))
-    o.blank(2)
-    return o.text() + "\n\n" + text if text.strip() else o.text()
+    code = declarations(lowered, names, NeuronEmitter, RuleEmitter, NetworkEmitter)
+    return module_text(lowered, code, "Pure JAX functions (jit, grad and vmap work on them); params and states are "
+                       "pytrees.\nSelf-contained: imports only jax, jax.numpy, math and typing.",
+                       ["import jax", "import jax.numpy as jnp", "from jax import lax"], HELPERS)

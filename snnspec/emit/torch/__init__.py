@@ -10,13 +10,10 @@ of layers layer-major (all T steps of a layer at once) or, inside recurrent cycl
 
 from __future__ import annotations
 
-import re
-
 from ... import ir
 from ...names import ModuleNames, defined_names
-from ...runtime import called, helpers
-from ..base import declarations, module_docstring
-from ..writer import CodeWriter
+from ...runtime import helpers
+from ..base import declarations, module_text
 from .network import NetworkEmitter
 from .neuron import NeuronEmitter
 from .rule import RuleEmitter
@@ -28,21 +25,6 @@ MODULE_NAMES = defined_names(HELPERS.values()) | {"torch", "nn", "math", "NamedT
 
 def emit_module(lowered: ir.LoweredSpec, names: ModuleNames) -> str:
     """The whole generated module: its docstring, imports, the helpers its code calls, then the code."""
-    text = declarations(lowered, names, NeuronEmitter, RuleEmitter, NetworkEmitter)
-    o = CodeWriter(lowered.file)
-    module_docstring(o, lowered, "Self-contained: imports only torch, math and typing.")
-    o.line()
-    used = called(HELPERS, text)
-    o.line("from __future__ import annotations")
-    o.line()
-    if any(re.search(r"\bmath\.", code) for code in (text, *used)):
-        o.line("import math")
-    o.line("from typing import NamedTuple")
-    o.line()
-    o.line("import torch")
-    o.line("from torch import nn")
-    for helper in used:
-        o.blank(2)
-        o.lines.extend(helper.split("\n"))
-    o.blank(2)
-    return o.text() + "\n" + text if text.strip() else o.text()
+    code = declarations(lowered, names, NeuronEmitter, RuleEmitter, NetworkEmitter)
+    return module_text(lowered, code, "Self-contained: imports only torch, math and typing.",
+                       ["import torch", "from torch import nn"], HELPERS)

@@ -49,6 +49,7 @@ def _tensor(value) -> torch.Tensor:
         return value.detach().clone()
     return torch.tensor(float(value), dtype=torch.get_default_dtype())
 
+
 class CobaLIFState(NamedTuple):
     """The state of a `CobaLIF` layer, one tensor of shape [batch, *shape] each."""
     v: torch.Tensor

@@ -53,6 +53,7 @@ def _fold_time(fn, x: torch.Tensor, *args) -> torch.Tensor:
     """Apply a per-sample op to all steps at once: [T, batch, ...] as [T * batch, ...]."""
     return fn(x.flatten(0, 1), *args).unflatten(0, x.shape[:2])
 
+
 class LeakyFSState(NamedTuple):
     """The state of a `LeakyFS` layer, one tensor of shape [batch, *shape] each."""
     mem: torch.Tensor

@@ -54,6 +54,7 @@ def _repeat(x: torch.Tensor, steps: int) -> torch.Tensor:
     """The same value at every step: [batch, ...] -> [steps, batch, ...], without a copy."""
     return x.unsqueeze(0).expand(steps, *x.shape)
 
+
 class LeakyState(NamedTuple):
     """The state of a `Leaky` layer, one tensor of shape [batch, *shape] each."""
     mem: torch.Tensor

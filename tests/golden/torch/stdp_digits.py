@@ -67,6 +67,7 @@ def _lateral(s: torch.Tensor, w: float, first: int) -> torch.Tensor:
     total = s.sum(dim=tuple(range(first, s.dim())), keepdim=True)
     return -w * (total - s)
 
+
 class ALIFState(NamedTuple):
     """The state of a `ALIF` layer, one tensor of shape [batch, *shape] each."""
     v: torch.Tensor
