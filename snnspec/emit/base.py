@@ -77,14 +77,21 @@ def input_shapes(net: ir.LNetwork, arg: dict[str, str]) -> str:
     return "; ".join(f"{arg[i.name]} as {'[T, batch, ...]' if i.sequence else '[batch, ...]'}" for i in net.inputs)
 
 
-def sizes(net: ir.LNetwork, arg: dict[str, str], steps: str) -> dict[str, str]:
-    """The code of a run's `steps` and `batch`: from the first sequence input, else `steps` and the first
-    input's batch."""
+def reads(body: list[str], name: str) -> bool:
+    """Whether the code of `body` (comments aside) reads `name`: a preamble defines only what its body reads."""
+    code = "\n".join(line.split("#")[0] for line in body)
+    return re.search(rf"\b{re.escape(name)}\b", code) is not None
+
+
+def sizes_line(net: ir.LNetwork, arg: dict[str, str], steps: str, body: list[str]) -> str | None:
+    """`steps, batch = ...` for those of the two that `body` reads (None: neither): from the first
+    sequence input, else `steps` and the first input's batch."""
     sequences = [i for i in net.inputs if i.sequence]
     first = arg[(sequences or list(net.inputs))[0].name]
-    if sequences:
-        return {"steps": f"{first}.shape[0]", "batch": f"{first}.shape[1]"}
-    return {"steps": steps, "batch": f"{first}.shape[0]"}
+    values = {"steps": f"{first}.shape[0]" if sequences else steps,
+              "batch": f"{first}.shape[1]" if sequences else f"{first}.shape[0]"}
+    used = [name for name in values if reads(body, name)]
+    return f"{', '.join(used)} = {', '.join(values[n] for n in used)}" if used else None
 
 
 def check_supported(net: ir.LNetwork, printers: Iterable[str], backend: str) -> None:

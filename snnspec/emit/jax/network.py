@@ -15,7 +15,6 @@ the final weight is returned in the buffers, as torch writes its buffer back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,7 +28,8 @@ from ..base import (
     input_shapes,
     input_terms,
     plan_lines,
-    sizes,
+    reads,
+    sizes_line,
     state_fields,
 )
 from ..layout import LIMIT
@@ -58,12 +58,6 @@ class Plastic:
     weight: str
     state: str
     key: str
-
-
-def _uses(body: list[str], name: str) -> bool:
-    """Whether the code of `body` (comments aside) reads `name`: its preamble defines only what it reads."""
-    code = "\n".join(line.split("#")[0] for line in body)
-    return re.search(rf"\b{re.escape(name)}\b", code) is not None
 
 
 def _entries(values: dict[str, str]) -> str:
@@ -170,10 +164,9 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
 
     def emit_steps_batch(self, body: list[str]) -> None:
         """`steps, batch = ...`, each only if `body` uses it."""
-        values = sizes(self.net, self.input_arg, f"{self.cls}.steps")
-        used = [name for name in values if _uses(body, name)]
-        if used:
-            self.out.line(f"{', '.join(used)} = {', '.join(values[n] for n in used)}")
+        line = sizes_line(self.net, self.input_arg, f"{self.cls}.steps", body)
+        if line:
+            self.out.line(line)
 
     def visit_Encode(self, statement: ir.Encode) -> None:
         self.emit_encoding(self.inputs[statement.input], statement.sequence)
@@ -317,7 +310,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             buffers = "new_buffers" if self.new_buffers else "{} if buffers is None else buffers"
             o.line(f"return {self.cls}Output({', '.join(self.readouts)}), {buffers}")
             body = self.take(start)
-            if _uses(body, "dt"):
+            if reads(body, "dt"):
                 o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             self.emit_cast_inputs()
@@ -647,7 +640,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
             o.line(f"dt = {self.cls}.dt")
             o.line("dtype = _float_dtype(params)")
             self.emit_cast_inputs()
-            if _uses(body, "batch"):
+            if reads(body, "batch"):
                 o.line(f"batch = {self.input_arg[self.net.inputs[0].name]}.shape[0]")
             self.emit_buffers()
             o.line(f"layer_params = {self.cls}.neuron_params(params)")

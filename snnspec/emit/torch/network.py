@@ -6,8 +6,6 @@ from one op on [T, batch, ...], then the neuron's `run`) or a group of layers st
 
 from __future__ import annotations
 
-import re
-
 from ... import ir
 from ...names import Namer, class_name, py_name
 from ..base import (
@@ -18,7 +16,7 @@ from ..base import (
     input_shapes,
     input_terms,
     plan_lines,
-    sizes,
+    sizes_line,
     state_fields,
 )
 from ..writer import CodeWriter, literal
@@ -131,11 +129,9 @@ class NetworkEmitter(ProgramVisitor):
             for statement in self.program.statements:
                 self.visit(statement)
             # `steps` and `batch` only where the statements read them (no unused locals)
-            body = "\n".join(o.lines[start:])
-            used = {name: size for name, size in sizes(self.net, self.input_arg, "self.steps").items()
-                    if re.search(rf"\b{name}\b", body)}
-            if used:
-                o.lines.insert(start, o.indent_unit * o.level + f"{', '.join(used)} = {', '.join(used.values())}")
+            line = sizes_line(self.net, self.input_arg, "self.steps", o.lines[start:])
+            if line:
+                o.lines.insert(start, o.indent_unit * o.level + line)
             o.line(f"return {self.cls}Output({', '.join(self.readouts)})")
 
     def visit_Readout(self, out: ir.Readout) -> None:
