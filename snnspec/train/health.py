@@ -79,7 +79,7 @@ def _lowered_network(spec: SpecLike, network: str | None) -> tuple[ir.LNetwork, 
     return select_network(spec, network), dict(spec.neurons)
 
 
-WEIGHTED = ("dense", "conv1d", "conv2d")
+PROJECTIONS = ("dense", "conv1d", "conv2d")  # ops that sum over inputs: a batchnorm after them normalises
 
 
 def hints(network: ir.LNetwork, neurons: dict[str, ir.LNeuron]) -> Hints:
@@ -87,7 +87,7 @@ def hints(network: ir.LNetwork, neurons: dict[str, ir.LNeuron]) -> Hints:
     dense or conv op normalises its current with a batchnorm after the last of them."""
     def normalised(path: ir.LPath) -> bool:
         names = [op.name for op in path.ops]
-        weighted = [k for k, n in enumerate(names) if n in WEIGHTED]
+        weighted = [k for k, n in enumerate(names) if n in PROJECTIONS]
         return not weighted or "batchnorm" in names[weighted[-1]:]
 
     surrogates = {}
