@@ -14,6 +14,12 @@ class SymbolicTimeout(Exception):
     """Symbolic work ran past its time limit; the caller falls back to a simpler method."""
 
 
+# After the first expiry the timer fires again at this interval until the block ends: an exception
+# raised inside a garbage-collector callback or a finalizer is swallowed by Python (printed as
+# "Exception ignored in ..."), and a one-shot timer would then leave the symbolic work unbounded.
+REPEAT_SECONDS = 0.05
+
+
 @contextmanager
 def time_limit(seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
     """Raise `SymbolicTimeout` in the block after `seconds` of CPU time (main thread only; elsewhere
@@ -21,14 +27,17 @@ def time_limit(seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
+    armed = True
 
     def _expire(signum: int, frame: object) -> None:
-        raise SymbolicTimeout()
+        if armed:
+            raise SymbolicTimeout()
 
     previous = signal.signal(signal.SIGVTALRM, _expire)
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds, REPEAT_SECONDS)
     try:
         yield
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         signal.signal(signal.SIGVTALRM, previous)
