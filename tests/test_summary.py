@@ -29,16 +29,18 @@ def counts(summary: str) -> dict[str, int]:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_counts_match_the_torch_module(path):
     summary = snnspec.generate(path, backend="summary")
-    lowered = snnspec.load_lowered(path)
-    (net,) = lowered.networks.values()
-    module = getattr(snnspec.compile(path), net.name)()
-    found = counts(summary)
-    trainable = sum(p.numel() for p in module.parameters())
-    assert found.get("learnable", 0) + found.get("frozen", 0) == trainable
-    frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
-    assert found.get("frozen", 0) == frozen
-    plastic = sum(b.numel() for name, b in module.named_buffers() if name.endswith((".weight", ".bias")))
-    assert found.get("plastic", 0) == plastic
+    module = snnspec.compile(path)
+    sections = re.split(r"^(?=network )", summary, flags=re.M)
+    for net in snnspec.load_lowered(path).networks.values():
+        (section,) = [s for s in sections if s.startswith(f"network {net.name}:")]
+        found = counts(section)
+        network = getattr(module, net.name)()
+        trainable = sum(p.numel() for p in network.parameters())
+        assert found.get("learnable", 0) + found.get("frozen", 0) == trainable
+        frozen = sum(p.numel() for p in network.parameters() if not p.requires_grad)
+        assert found.get("frozen", 0) == frozen
+        plastic = sum(b.numel() for name, b in network.named_buffers() if name.endswith((".weight", ".bias")))
+        assert found.get("plastic", 0) == plastic
 
 
 def test_mlp_summary_reads_as_a_table():

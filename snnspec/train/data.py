@@ -10,7 +10,13 @@ Sources (`--data SOURCE`):
 - a folder of IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
   `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each optionally `.gz`, `-` or `.` before
   `idx`), as MNIST and Fashion-MNIST are distributed; a folder with no IDX files but `.npz`
-  files reads those.
+  files reads those;
+- `permuted:SOURCE`: SOURCE with the values of each sample flattened and put in one fixed random
+  order (numpy's `default_rng(0).permutation`), the same for every sample and split: with MNIST,
+  the permutation-invariant benchmark (PI-MNIST), on which no spatial prior can help;
+- `saccades:SOURCE`: each image of SOURCE as an event stream `[30, 2, H + 6, W + 6]`, made the way
+  N-MNIST was recorded (three saccades, ON/OFF channels; `events.py`); it needs an input with
+  `encode none`. A synthetic stand-in, not N-MNIST.
 
 Values are scaled to [0, 1]: `uint8` by 255; other data already in [0, 1] is kept; anything else
 by the training set's minimum and maximum. Samples are reshaped to the network's input shape
@@ -28,13 +34,16 @@ import math
 import re
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .events import render, stream_shape
+
 SEQUENCE_ENCODINGS = ("none", "delta")
 BUILTIN = "digits"
+PERMUTED, SACCADES = "permuted:", "saccades:"
 KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # what a truncated, corrupted or non-archive file raises from numpy, zipfile, gzip and zlib
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
@@ -54,16 +63,22 @@ class RawData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    events: bool = False     # samples are images that `batch` renders as saccade event streams
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        stored = tuple(self.x_train.shape[1:])
+        return stream_shape(stored) if self.events else stored
 
 
 def load_source(source: str | None) -> RawData:
     """Read a data source (see the module docstring); `None` is the built-in digits."""
     if source is None or source == BUILTIN:
         return load_digits()
+    if source.startswith(PERMUTED):
+        return permuted(load_source(source[len(PERMUTED):]))
+    if source.startswith(SACCADES):
+        return saccades(load_source(source[len(SACCADES):]))
     parts = [p.strip() for p in source.split(",") if p.strip()]
     if len(parts) > 1:
         return load_npz([Path(p) for p in parts])
@@ -83,6 +98,23 @@ def load_source(source: str | None) -> RawData:
         return load_npz([path])
     raise DataError(f"cannot read {path}: expected a .npz file (x_train, y_train, x_test, y_test) "
                     "or a folder of IDX files")
+
+
+def permuted(raw: RawData) -> RawData:
+    """`permuted:`: every sample's values flattened, in one fixed random order."""
+    if raw.events:
+        raise DataError("permuted: applies to stored samples, not to the event streams saccades: renders")
+    order = np.random.default_rng(0).permutation(int(np.prod(raw.sample_shape)))
+    flat = {key: getattr(raw, key).reshape(len(getattr(raw, key)), -1)[:, order] for key in ("x_train", "x_test")}
+    return replace(raw, name=f"{PERMUTED}{raw.name}", **flat)
+
+
+def saccades(raw: RawData) -> RawData:
+    """`saccades:`: the images rendered as event streams batch by batch (`events.render`)."""
+    if raw.events or len(raw.sample_shape) != 2 and not (len(raw.sample_shape) == 3 and raw.sample_shape[0] == 1):
+        raise DataError(f"saccades: needs grey images (HxW or 1xHxW); {raw.name} holds "
+                        f"{_fmt(raw.sample_shape)} samples")
+    return replace(raw, name=f"{SACCADES}{raw.name}", events=True)
 
 
 def load_digits() -> RawData:
@@ -242,7 +274,7 @@ def not_finite(name: str, key: str, x: np.ndarray) -> None:
 
 def data_digest(raw: RawData) -> str:
     """sha256 of the arrays (dtype, shape and bytes), so a resumed run can tell it has the same data."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"saccades" if raw.events else b"")
     for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
@@ -266,6 +298,7 @@ class Layout:
     sequence: bool                      # time-first batches [T, B, ...]
     steps: int | None                   # T of a sequence sample
     channel_last: bool                  # HxWxC stored, CxHxW wanted
+    events: bool                        # images stored, saccade event streams wanted
     lo: float
     hi: float
 
@@ -278,6 +311,10 @@ def fit(raw: RawData, input_name: str, input_shape: tuple[int, ...], encoding: s
     sequence = encoding in SEQUENCE_ENCODINGS
     channel_last = False
     steps = None
+    if raw.events and not sequence:
+        raise DataError(f"{raw.name} gives event streams ({_fmt(sample)} per sample) but {where} with "
+                        f"`encode {encoding}`; an input for them has `encode none`, e.g. `input x[2, "
+                        f"{sample[2]}, {sample[3]}] encode none`")
     if sequence:
         if n_sample % n_input:
             raise DataError(f"the samples of {raw.name} are {_fmt(sample)} ({n_sample} values), which is not a "
@@ -293,7 +330,7 @@ def fit(raw: RawData, input_name: str, input_shape: tuple[int, ...], encoding: s
         channel_last = (len(sample) == 3 and len(input_shape) == 3 and sample != input_shape
                         and sample[2] == input_shape[0] and sample[:2] == input_shape[1:])
     lo, hi = _scale(raw.x_train)
-    return Layout(sample, input_shape, sequence, steps, channel_last, lo, hi)
+    return Layout(sample, input_shape, sequence, steps, channel_last, raw.events, lo, hi)
 
 
 def _scale(x: np.ndarray) -> tuple[float, float]:
@@ -329,6 +366,8 @@ class Tensors:
         x = self.x[index].to(device=device, dtype=torch.get_default_dtype(), non_blocking=True)
         x = (x - lay.lo) * self._scale if lay.lo else x * self._scale
         b = x.shape[0]
+        if lay.events:
+            x = render(x)
         if lay.sequence:
             x = x.reshape(b, lay.steps, *lay.input_shape).transpose(0, 1)
         elif lay.channel_last:
