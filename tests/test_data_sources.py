@@ -7,6 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from typer.testing import CliRunner  # noqa: E402
+
+from snnspec.cli import app  # noqa: E402
 from snnspec.train import events  # noqa: E402
 from snnspec.train.data import DataError, fit, load_source, prepare  # noqa: E402
 from snnspec.train.loop import TrainConfig, train  # noqa: E402
@@ -101,3 +104,7 @@ def test_train_reads_saccade_streams_and_records_the_source(tmp_path):
     result = train(TrainConfig(spec, data="saccades:" + data, out=tmp_path / "r", quiet=True))
     assert result.metrics["settings"]["data"] == "saccades:" + str((tmp_path / "d.npz").resolve())
     assert 0.0 <= result.test_accuracy <= 1.0
+    cli = CliRunner().invoke(app, ["train", str(spec), "--data", "saccades:" + data, "--out", str(tmp_path / "c")])
+    assert cli.exit_code == 0, cli.output
+    assert "input [2x34x34] encode none, 30 steps (from the data)" in cli.output
+    assert f"data saccades:{data}: 16 train / 8 test" in cli.output

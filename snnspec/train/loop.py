@@ -349,7 +349,8 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
     opt_args = ", ".join(f"{k}={v:g}" for k, v in settings["optimizer_args"].items() if v or k == "lr")
     shape = "x".join(map(str, s.layout.input_shape))
     report.line(f"{s.net_ir.name} ({config.spec}): {n_params:,} trainable parameters, input [{shape}] "
-                f"encode {s.net_ir.inputs[0].encoding}, {s.steps or 'T from the data'} steps")
+                f"encode {s.net_ir.inputs[0].encoding}, "
+                + (f"{s.steps} steps" if s.steps else f"{s.layout.steps} steps (from the data)"))
     report.line(f"data {s.raw.name}: {len(s.train):,} train / {len(s.test):,} test; loss {settings['loss']}, "
                 f"{settings['optimizer']}({opt_args}), batch {batch}, {epochs} epoch{'s' * (epochs != 1)}, seed {seed}"
                 + (f", {dist.world} processes" if dist.world > 1 else "") + f", device {device}")
