@@ -262,6 +262,8 @@ def train(
                                              "when the flag has no number); 0: off.", min=0)] = 0,
     plot: Annotated[Path | None, typer.Option("--plot", "-p", help="With --grad-report: save its figure "
                                               "(PNG, SVG, PDF) here.", callback=_figure, show_default=False)] = None,
+    schedule: Annotated[str, typer.Option(help="The learning rate over the run: constant, or cosine (annealed "
+                                          "from --lr to 0 over all --epochs, batch by batch).")] = "constant",
 ) -> None:
     """Train a spec's network on real data: progress, metrics.json and checkpoints in --out.
 
@@ -272,7 +274,7 @@ def train(
 
     config = TrainConfig(spec=file, network=network, data=data, epochs=epochs, batch=batch, lr=lr, loss=loss,
                          seed=seed, out=out_dir, resume=resume, force=force, device=device, grad_report=grad_report,
-                         plot=plot)
+                         plot=plot, schedule=schedule)
     if plot is not None and not grad_report:
         err.print("error: --plot draws the gradient-health report: give --grad-report too", markup=False)
         raise typer.Exit(2)

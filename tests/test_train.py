@@ -530,3 +530,57 @@ def test_csnn_reaches_98_5_percent_after_one_epoch(tmp_path):
     epoch = result.metrics["epochs"][-1]
     assert len(result.metrics["epochs"]) == 1 and epoch["train_samples"] == 60_000
     assert result.test_accuracy >= 0.985, epoch
+
+
+# ---- learning-rate schedule --------------------------------------------------------------------------
+
+
+def test_cosine_schedule_anneals_each_step_and_resumes_exactly(spec_file, tmp_path, monkeypatch):
+    """`--schedule cosine`: lr * (1 + cos(pi * k / K)) / 2 before step k of K (torch's CosineAnnealingLR
+    to 0); computed from where the run is, so a run killed in epoch 2 and resumed ends with the same
+    weights as one run through."""
+    spec = tiny(spec_file)
+    common = {"epochs": 2, "quiet": True, "train_limit": 192, "test_limit": 32, "schedule": "cosine"}
+    seen: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        if len(seen) == 3 + 2 and kill:  # epoch 1 has 3 batches
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    kill = False
+    train(TrainConfig(spec, out=tmp_path / "whole", **common))
+    steps = 2 * 3  # 192 samples in batches of 64, two epochs
+    assert seen == pytest.approx([2e-3 * (1 + np.cos(np.pi * k / steps)) / 2 for k in range(steps)], rel=1e-12)
+    seen.clear()
+    kill = True
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(spec, out=tmp_path / "cut", **common))
+    kill = False
+    with pytest.raises(loop.CheckpointError, match="schedule=cosine, this run has schedule=constant"):
+        train(TrainConfig(spec, out=tmp_path / "cut", resume=True, **{**common, "schedule": "constant"}))
+    train(TrainConfig(spec, out=tmp_path / "cut", resume=True, **common))
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_from_before_the_schedule_setting_resume_as_constant(spec_file, tmp_path):
+    spec = tiny(spec_file)
+    common = {"quiet": True, "train_limit": 128, "test_limit": 32}
+    train(TrainConfig(spec, out=tmp_path / "r", epochs=1, **common))
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert state["settings"]["schedule"] == "constant"
+    assert loop.resume_differences({**state, "settings": {k: v for k, v in state["settings"].items()
+                                                          if k != "schedule"}},
+                                   state["settings"], state["fingerprint"]) == []
+
+
+def test_unknown_schedule_is_a_one_line_error(spec_file, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(tiny(spec_file)), "--out", str(tmp_path / "r"),
+                                      "--schedule", "step"])
+    assert result.exit_code != 0
+    assert "unknown --schedule 'step'; use constant or cosine" in result.output
+    assert "Traceback" not in result.output

@@ -68,7 +68,10 @@ from .model import SetupError, select_network, single_input
 # settings a resumed run must share with the run that wrote the checkpoint (epochs may change; the
 # data may move, its content may not)
 RESUME_KEYS = ("network", "data_sha256", "train_limit", "test_limit", "seed", "batch", "loss", "loss_args",
-               "optimizer", "optimizer_args")
+               "optimizer", "optimizer_args", "schedule")
+# what a checkpoint written before a setting existed was trained with
+_RESUME_DEFAULTS = {"schedule": "constant"}
+SCHEDULES = ("constant", "cosine")
 
 
 class DivergedError(SetupError):
@@ -97,6 +100,7 @@ class TrainConfig:
     test_limit: int | None = None
     grad_report: int = 0             # record the gradient-health report (health.py) on the first N batches of an epoch
     plot: Path | None = None         # with grad_report: its figure
+    schedule: str = "constant"       # the learning rate over the run: constant, or cosine annealing to 0
 
 
 @dataclass
@@ -183,7 +187,10 @@ def setup(config: TrainConfig) -> _Setup:
         "test_limit": config.test_limit, "seed": config.seed,
         "batch": config.batch or t.batch, "epochs": config.epochs or t.epochs,
         "loss": loss, "loss_args": dict(objective.args), "optimizer": t.optimizer, "optimizer_args": optimizer_args,
+        "schedule": config.schedule,
     }
+    if config.schedule not in SCHEDULES:
+        raise SetupError(f"unknown --schedule '{config.schedule}'; use {' or '.join(SCHEDULES)}")
     for key in ("batch", "epochs"):
         if settings[key] < 1:
             raise SetupError(f"--{key} must be at least 1")
@@ -225,6 +232,14 @@ def make_optimizer(name: str, args: dict[str, float], params: list[nn.Parameter]
         return torch.optim.SGD(params, lr=args.get("lr", 0.01), momentum=args.get("momentum", 0.0),
                                weight_decay=args.get("weight_decay", 0.0))
     raise SetupError(f"unknown optimizer '{name}'; use adam, adamw or sgd")
+
+
+def set_cosine_lr(opt: torch.optim.Optimizer, args: dict[str, float], progress: float) -> None:
+    """Cosine annealing (as torch's CosineAnnealingLR to 0 over the run), from where the run is (0 to 1), so a
+    resumed run continues on the same curve without a scheduler's state."""
+    base = args.get("lr", opt.defaults["lr"])
+    for group in opt.param_groups:
+        group["lr"] = base * (1 + math.cos(math.pi * progress)) / 2
 
 
 def pick_device(name: str) -> torch.device:
@@ -352,7 +367,9 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
                 f"encode {s.net_ir.inputs[0].encoding}, "
                 + (f"{s.steps} steps" if s.steps else f"{s.layout.steps} steps (from the data)"))
     report.line(f"data {s.raw.name}: {len(s.train):,} train / {len(s.test):,} test; loss {settings['loss']}, "
-                f"{settings['optimizer']}({opt_args}), batch {batch}, {epochs} epoch{'s' * (epochs != 1)}, seed {seed}"
+                f"{settings['optimizer']}({opt_args})"
+                + (f", {settings['schedule']} schedule" if settings["schedule"] != "constant" else "")
+                + f", batch {batch}, {epochs} epoch{'s' * (epochs != 1)}, seed {seed}"
                 + (f", {dist.world} processes" if dist.world > 1 else "") + f", device {device}")
     if start:
         report.line(f"resuming from {ckpt_path} after epoch {start}")
@@ -432,7 +449,7 @@ def resume_differences(state: dict[str, Any], settings: dict[str, Any], spec_pri
     old = state["settings"]
     out = []
     for key in RESUME_KEYS:
-        was, now = old.get(key), settings[key]
+        was, now = old.get(key, _RESUME_DEFAULTS.get(key)), settings[key]
         if key == "data_sha256" and was != now:
             out.append(f"the checkpoint was trained on other data ({old.get('data')}, sha256 {str(was)[:12]}), "
                        f"this run reads {settings['data']} (sha256 {now[:12]})")
@@ -497,6 +514,8 @@ def _epoch(epoch: int, epochs: int, model: nn.Module, net: nn.Module, opt: torch
                 (loss * (len(local) * world / len(b)) if world > 1 else loss).backward()
             if recorder is not None:
                 health.append(recorder.report())
+            if s.settings["schedule"] == "cosine":
+                set_cosine_lr(opt, s.settings["optimizer_args"], (epoch * len(batches) + i) / (epochs * len(batches)))
             opt.step()
             with torch.no_grad():
                 loss_sum += loss.detach() * len(local)
