@@ -9,7 +9,8 @@ accuracy comes from the run's metrics.json and is plotted (one line per run) int
 `--resume` continues runs in `--out` (an interrupted run keeps its completed epochs).
 
     python benchmarks/lee2016.py [--data ../shared/data/mnist.npz] [--out runs/lee2016]
-        [--runs pimnist saccades] [--epochs E] [--threads 1] [--plot docs/img/lee2016_curves.png]
+        [--runs pimnist saccades] [--epochs E] [--lr X] [--schedule cosine] [--threads 1]
+        [--plot docs/img/lee2016_curves.png]
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/lee2016"))
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=sorted(RUNS))
     parser.add_argument("--epochs", type=int, default=None, help="default: the spec's train block")
+    parser.add_argument("--lr", type=float, default=None, help="default: the spec's train block")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--plot", type=Path, default=None)
@@ -73,7 +76,8 @@ def main() -> None:
         out = args.out / name
         start = time.perf_counter()
         result = train(TrainConfig(spec=SPEC, network=network, data=prefix + str(args.data), epochs=args.epochs,
-                                   out=out, resume=args.resume, force=not args.resume, progress=False))
+                                   lr=args.lr, schedule=args.schedule, out=out, resume=args.resume,
+                                   force=not args.resume, progress=False))
         curves[name] = curve(out)
         print(f"{name}: {network}, {len(curves[name])} epochs, test accuracy by epoch "
               f"{', '.join(f'{a:.2f}' for a in curves[name])}%; final {100 * result.test_accuracy:.2f}% "
