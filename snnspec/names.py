@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .ir import Span
 
@@ -47,6 +47,21 @@ def py_name(name: str) -> str:
     return out
 
 
+# what a NamedTuple field may not be called (besides keywords and names starting with `_`)
+_TUPLE_ATTRIBUTES = {"count", "index"}
+
+
+def field_name(name: str) -> str:
+    """The field of a generated NamedTuple (a network's outputs) for the spec name `name`: the name
+    itself, as users read it (`out.p`), unless a keyword or a tuple method (`count` -> `count_`)."""
+    out = "x" + name if name.startswith("_") else name
+    while keyword.iskeyword(out) or out in _TUPLE_ATTRIBUTES:
+        out += "_"
+    if not IDENTIFIER.match(out):
+        raise ValueError(f"not a safe identifier: {name!r}")
+    return out
+
+
 KERNEL_NAME_LIMIT = 32
 
 
@@ -60,14 +75,15 @@ def short(base: str, limit: int = KERNEL_NAME_LIMIT) -> str:
 class Namer:
     """Unique Python names within one scope (a class, a function), spec names first."""
 
-    def __init__(self, taken: set[str] | None = None):
+    def __init__(self, taken: set[str] | None = None, rename: Callable[[str], str] = py_name):
         self.taken = set(taken or ())
+        self.rename = rename
         self.names: dict[str, str] = {}
         self.keys: dict[tuple[str, ...], str] = {}
 
     def __call__(self, name: str) -> str:
         if name not in self.names:
-            out = py_name(name)
+            out = self.rename(name)
             while out in self.taken:
                 out += "_"
             self.taken.add(out)

@@ -221,3 +221,35 @@ def test_locals_whose_names_read_alike_stay_apart(tmp_path):
     jax_out = snnspec.compile(path, backend="jax").Net.apply(params, jnp.asarray(x.numpy()))
     np.testing.assert_allclose(np.asarray(jax_out.first), out.first.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(jax_out.second), out.second.numpy(), rtol=1e-5, atol=1e-6)
+
+
+OUTPUT_NAMES = """
+from "std/neurons.snn" import Leaky
+network Net {
+    steps = 4
+    input x[3] encode direct
+    layer h = Leaky[2]
+    x -> dense -> h
+    output p = h.spike count
+    output state = h.mem last
+    output count = h.spike rate
+    output lambda = h.mem max
+    output h.spike trace
+}
+"""
+
+
+def test_outputs_keep_their_spec_names_where_a_tuple_field_can_have_them(tmp_path):
+    """`output p = ...` is `out.p` (it was `out.p_`: output fields went through the names reserved for
+    locals); only a tuple method or a keyword gets the underscore (`count_`, `lambda_`)."""
+    spec = tmp_path / "outputs.snn"
+    spec.write_text(OUTPUT_NAMES)
+    fields = ("p", "state", "count_", "lambda_", "h_spike")
+    out = snnspec.compile(spec).Net()(torch.rand(5, 3))
+    assert out._fields == fields
+    assert out.p.shape == (5, 2) and out.state.shape == (5, 2) and out.h_spike.shape == (4, 5, 2)
+    torch.testing.assert_close(out.p, out.h_spike.sum(0))
+    torch.testing.assert_close(out.count_, out.h_spike.mean(0))
+    jax = pytest.importorskip("jax")
+    net = snnspec.compile(spec, backend="jax").Net
+    assert net.apply(net.init(jax.random.PRNGKey(0)), np.ones((5, 3)))._fields == fields

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ... import ir
-from ...names import Namer, class_name, py_name
+from ...names import Namer, class_name, field_name, py_name
 from ..base import (
     ProgramVisitor,
     check_supported,
@@ -88,7 +88,7 @@ class NetworkEmitter(ParamsPrinter, ProgramVisitor):
         # modulators of the rules: keyword arguments of `apply`, as of torch's `forward`
         self.mod_arg = {m: inputs.fresh(m) for m in program.modulators}  # never an input's name
         self.reserved = _NETWORK_LOCALS | module_names | set(self.input_arg.values()) | set(self.mod_arg.values())
-        self.out_fields = Namer()
+        self.out_fields = Namer(rename=field_name)
         self.frozen = {attr for (index, _k), attr in self.op_attr.items() if net.paths[index].frozen}
         # a plastic path's dense: its weight and bias are buffers (torch: `_plastic`)
         self.buffer_keys = {b.key for b in program.buffers if b.role == "plastic"}

@@ -7,7 +7,7 @@ from one op on [T, batch, ...], then the neuron's `run`) or a group of layers st
 from __future__ import annotations
 
 from ... import ir
-from ...names import Namer, class_name, py_name
+from ...names import Namer, class_name, field_name, py_name
 from ..base import (
     ProgramVisitor,
     check_supported,
@@ -48,7 +48,7 @@ class NetworkEmitter(ProgramVisitor):
         self.inputs = {i.name: i for i in net.inputs}
         self.neurons = {la.name: lowered.neurons[la.neuron] for la in net.layers}
         self.fields = {layer: state_fields(neuron) for layer, neuron in self.neurons.items()}
-        self.out_fields = Namer()
+        self.out_fields = Namer(rename=field_name)
         self.readouts: list[str] = []
 
     def src(self, line: int | None) -> tuple[str, int | None]:
