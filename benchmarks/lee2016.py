@@ -5,7 +5,8 @@ N-MNIST stand-in (`saccades:`, event streams made from MNIST the way N-MNIST was
 
 Each run is `snnspec train` (through `TrainConfig`, as the CLI runs it) with the spec's own train
 block, on all 60,000 training images, tested on all 10,000 after every epoch. The per-epoch test
-accuracy comes from the run's metrics.json and is plotted (one line per run) into `--plot`.
+accuracy comes from the run's metrics.json and is plotted into `--plot` (one line per run found in
+`--out`, so runs made by separate invocations share one figure).
 `--resume` continues runs in `--out` (an interrupted run keeps its completed epochs).
 
     python benchmarks/lee2016.py [--data ../shared/data/mnist.npz] [--out runs/lee2016]
@@ -47,6 +48,7 @@ def plot(curves: dict[str, list[float]], path: Path) -> None:
         ax.plot(range(1, len(values) + 1), values, "o-", color=colour, label=f"{RUNS[name][0]} ({name})")
         ax.axhline(PAPER[name], color=colour, linestyle=":", linewidth=1,
                    label=f"paper: {PAPER[name]}% ({'PI-MNIST' if name == 'pimnist' else 'real N-MNIST'})")
+    ax.set_ylim(top=max(PAPER.values()) + 0.3)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%), all 10,000 test images")
     ax.set_title("Lee et al. 2016 as specs/examples/lee2016.snn")
@@ -82,8 +84,8 @@ def main() -> None:
         print(f"{name}: {network}, {len(curves[name])} epochs, test accuracy by epoch "
               f"{', '.join(f'{a:.2f}' for a in curves[name])}%; final {100 * result.test_accuracy:.2f}% "
               f"(paper {PAPER[name]}%), {time.perf_counter() - start:.0f} s")
-    if args.plot is not None:
-        plot(curves, args.plot)
+    if args.plot is not None:  # every run in --out, also those of earlier invocations
+        plot({name: curve(args.out / name) for name in RUNS if (args.out / name / "metrics.json").exists()}, args.plot)
 
 
 if __name__ == "__main__":

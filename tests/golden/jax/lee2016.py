@@ -415,8 +415,8 @@ class LeeSaccades:
         """
         dt = LeeSaccades.dt
         return {
-            "hidden": LeeLIF.params({}, dt=dt),  # lee2016.snn:54
-            "out": LeeLIF.params({}, dt=dt),  # lee2016.snn:55
+            "hidden": LeeLIF.params({}, dt=dt),  # lee2016.snn:55
+            "out": LeeLIF.params({}, dt=dt),  # lee2016.snn:56
         }
 
     @staticmethod
@@ -461,11 +461,11 @@ class LeeSaccades:
         hidden_state = state["layers"]["hidden"]
         out_state = state["layers"]["out"]
         out_spike_now = state["previous"]["out.spike"]
-        hidden_I_now = _dense(lax.collapse(x, 1), params["x_hidden.weight"], params["x_hidden.bias"])  # lee2016.snn:56
+        hidden_I_now = _dense(lax.collapse(x, 1), params["x_hidden.weight"], params["x_hidden.bias"])  # lee2016.snn:57
         hidden_spike_now, hidden_state = LeeLIF.step(layer_params["hidden"], hidden_I_now, hidden_state, dt=dt)
         out_I_now = (
-            _dense(hidden_spike_now, params["hidden_out.weight"], params["hidden_out.bias"])  # lee2016.snn:57
-            + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:58
+            _dense(hidden_spike_now, params["hidden_out.weight"], params["hidden_out.bias"])  # lee2016.snn:58
+            + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:59
         )
         out_spike_now, out_state = LeeLIF.step(layer_params["out"], out_I_now, out_state, dt=dt)
         new_state = {
@@ -498,16 +498,16 @@ class LeeSaccades:
         if _per_step(batch * 1849600):  # a large product per step: inside the scan
             def hidden_currents(x_seq_t):
                 hidden_I_t = _dense(lax.collapse(x_seq_t, 1), params["x_hidden.weight"],
-                    params["x_hidden.bias"])  # lee2016.snn:56
+                    params["x_hidden.bias"])  # lee2016.snn:57
                 return (hidden_I_t,)
             hidden_spike, _, _ = _run_per_step(LeeLIF, layer_params["hidden"], hidden_currents, (x_seq,), dt)
         else:
             hidden_I = _dense(lax.collapse(x_seq, 2), params["x_hidden.weight"],
-                params["x_hidden.bias"])  # lee2016.snn:56
+                params["x_hidden.bias"])  # lee2016.snn:57
             hidden_spike, _, _ = LeeLIF.run(layer_params["hidden"], hidden_I, dt=dt)
         # layers out: step by step (a recurrent path closes a cycle through them)
         hidden_out_current = _dense(hidden_spike, params["hidden_out.weight"],
-            params["hidden_out.bias"])  # lee2016.snn:57
+            params["hidden_out.bias"])  # lee2016.snn:58
         out_init = (
             LeeLIF.init_state(layer_params["out"], batch, (10,), dt=dt, dtype=dtype),
             jnp.zeros((batch, 10), dtype),
@@ -517,8 +517,8 @@ class LeeSaccades:
             out_state, out_spike_now = carry
             hidden_out_current_t, = xs
             out_I_now = (
-                hidden_out_current_t  # lee2016.snn:57
-                + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:58
+                hidden_out_current_t  # lee2016.snn:58
+                + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:59
             )
             out_spike_now, out_state = LeeLIF.step(layer_params["out"], out_I_now, out_state, dt=dt)
             return (out_state, out_spike_now), (out_spike_now,)

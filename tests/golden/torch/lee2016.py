@@ -328,27 +328,27 @@ class LeeSaccades(nn.Module):
         super().__init__()
         self.steps = 0
         self.dt = 1
-        self.hidden = LeeLIF((800,), dt=self.dt)  # lee2016.snn:54
-        self.out = LeeLIF((10,), dt=self.dt)  # lee2016.snn:55
-        self.x_hidden = nn.Linear(2312, 800)  # lee2016.snn:56
-        self.hidden_out = nn.Linear(800, 10)  # lee2016.snn:57
+        self.hidden = LeeLIF((800,), dt=self.dt)  # lee2016.snn:55
+        self.out = LeeLIF((10,), dt=self.dt)  # lee2016.snn:56
+        self.x_hidden = nn.Linear(2312, 800)  # lee2016.snn:57
+        self.hidden_out = nn.Linear(800, 10)  # lee2016.snn:58
 
     def forward(self, x) -> LeeSaccadesOutput:
         steps, batch = x.shape[0], x.shape[1]
         x_seq = x
         # layer hidden = LeeLIF[800]: all steps at once
-        hidden_I = self.x_hidden(x_seq.flatten(2))  # lee2016.snn:56
+        hidden_I = self.x_hidden(x_seq.flatten(2))  # lee2016.snn:57
         hidden_spike, _, _ = self.hidden.run(hidden_I)
         # layers out: step by step (recurrent or plastic paths)
-        hidden_out_current = self.hidden_out(hidden_spike)  # lee2016.snn:57
+        hidden_out_current = self.hidden_out(hidden_spike)  # lee2016.snn:58
         out_params = self.out.params()
         out_state = self.out.init_state(batch)
         out_spike_now = torch.zeros_like(out_state[0])
         out_history = []
         for i in range(steps):
             out_I_now = (
-                hidden_out_current[i]  # lee2016.snn:57
-                + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:58
+                hidden_out_current[i]  # lee2016.snn:58
+                + _lateral(out_spike_now, 0.1, 1)  # lee2016.snn:59
             )
             out_spike_now, out_state = self.out.step(out_params, out_I_now, out_state)
             out_history.append((out_spike_now, out_state))
