@@ -75,10 +75,9 @@ def load_source(source: str | None) -> RawData:
     """Read a data source (see the module docstring); `None` is the built-in digits."""
     if source is None or source == BUILTIN:
         return load_digits()
-    if source.startswith(PERMUTED):
-        return permuted(load_source(source[len(PERMUTED):]))
-    if source.startswith(SACCADES):
-        return saccades(load_source(source[len(SACCADES):]))
+    for prefix, transform in TRANSFORMS.items():
+        if source.startswith(prefix):
+            return transform(load_source(source[len(prefix):]))
     parts = [p.strip() for p in source.split(",") if p.strip()]
     if len(parts) > 1:
         return load_npz([Path(p) for p in parts])
@@ -111,10 +110,16 @@ def permuted(raw: RawData) -> RawData:
 
 def saccades(raw: RawData) -> RawData:
     """`saccades:`: the images rendered as event streams batch by batch (`events.render`)."""
-    if raw.events or len(raw.sample_shape) != 2 and not (len(raw.sample_shape) == 3 and raw.sample_shape[0] == 1):
+    shape = raw.sample_shape
+    grey = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
+    if raw.events or not grey:
         raise DataError(f"saccades: needs grey images (HxW or 1xHxW); {raw.name} holds "
-                        f"{_fmt(raw.sample_shape)} samples")
+                        f"{_fmt(shape)} samples")
     return replace(raw, name=f"{SACCADES}{raw.name}", events=True)
+
+
+# data-source prefixes (`permuted:SOURCE`) and what each does to SOURCE
+TRANSFORMS = {PERMUTED: permuted, SACCADES: saccades}
 
 
 def load_digits() -> RawData:

@@ -49,14 +49,15 @@ def offsets() -> list[tuple[float, float]]:
 
 
 @functools.lru_cache(maxsize=8)
-def _grid(batch: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """grid_sample's sampling grid for every offset (offset-major, then batch): the same for every batch."""
+def _grid(batch: int, height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """grid_sample's sampling grid for every offset (offset-major, then batch): the same for every batch,
+    kept on the batch's device (on a GPU, not copied there again for each batch)."""
     import torch
     import torch.nn.functional as F
 
     # affine_grid maps output to input coordinates in [-1, 1]: content moves by (dx, dy) pixels
     theta = torch.tensor([[[1.0, 0.0, -2 * dx / width], [0.0, 1.0, -2 * dy / height]] for dx, dy in offsets()],
-                         dtype=dtype)
+                         dtype=dtype, device=device)
     return F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False).repeat_interleave(batch, 0)
 
 
@@ -67,7 +68,7 @@ def render(images: torch.Tensor) -> torch.Tensor:
 
     x = F.pad(images.reshape(images.shape[0], 1, *images.shape[-2:]), (PAD, PAD, PAD, PAD))
     batch, _, height, width = x.shape
-    moved = F.grid_sample(x.repeat(STEPS + 1, 1, 1, 1), _grid(batch, height, width, x.dtype).to(x.device),
+    moved = F.grid_sample(x.repeat(STEPS + 1, 1, 1, 1), _grid(batch, height, width, x.dtype, x.device),
                           mode="bilinear", padding_mode="zeros", align_corners=False)
     frames = moved.reshape(STEPS + 1, batch, height, width)
     level = torch.log(frames[0] + LOG_OFFSET)

@@ -56,7 +56,7 @@ from .checkpoint import (
     set_rng_state,
     table_state,
 )
-from .data import PERMUTED, SACCADES, DataError, Layout, RawData, Tensors, data_digest, fit, load_source, prepare
+from .data import TRANSFORMS, DataError, Layout, RawData, Tensors, data_digest, fit, load_source, prepare
 from .fingerprint import differences, fingerprint, table
 from .health import GradRecorder, HealthReport
 from .health_show import merge
@@ -215,7 +215,7 @@ def setup(config: TrainConfig) -> _Setup:
 def _source_name(data: str | None) -> str:
     if data is None or data == "digits":
         return "digits"
-    for prefix in (PERMUTED, SACCADES):
+    for prefix in TRANSFORMS:
         if data.startswith(prefix):
             return prefix + _source_name(data[len(prefix):])
     return ",".join(str(Path(p.strip()).resolve()) for p in data.split(",") if p.strip())
