@@ -4,20 +4,24 @@ Training step = forward + backward + Adam, cross-entropy on output spike counts,
 random input spikes [T, B, in]. Peers, all run in this process (memory: one subprocess each):
 
   GEMM floor     the same matmuls with no neuron dynamics
-  snnspec        the generated module (fused numba kernels when numba is importable)
-  snnspec plain  the same module stepping under autograd (FUSED = False)
+  snnspec        the generated module (KERNELS = "auto": numba kernels on CPU, Triton kernels on CUDA)
+  snnspec plain  the same module stepping under autograd (KERNELS = "plain")
   snnTorch       Linear + snn.Leaky per step (tutorial style)
-  SpikingJelly   multi-step LIFNode (2.0: its default torch code path), layer.Linear in multi-step mode
+  SpikingJelly   multi-step LIFNode, layer.Linear in multi-step mode (its torch code on CPU, its
+                 cupy kernels on CUDA where cupy is installed)
   Norse          LIFBoxCell per step (current-based LIF without synaptic current)
+  Norse compiled the same under torch.compile
 
 Workloads (DESIGN.md): W1 784-1000-10 T=25 B=128; W2 700-128-20 T=500 B=32;
-memory on W3m 700-512-20 T=1000 B=64. Peers that are not installed are skipped
+memory on W3m 700-512-20 T=1000 B=64. `--open-neuromorphic`: Open Neuromorphic's framework
+benchmark, one Linear(n, n) + LIF layer, batch 16, T=500, n = 4096 and 16384, forward and backward
+of `out.sum()`, time and peak memory. Peers that are not installed are skipped
 (`pip install snntorch` / `pip install --no-deps spikingjelly norse`).
 
     python benchmarks/speed.py                 # W1, W2 at T and 2T, then W3m memory
     python benchmarks/speed.py --quick         # W1, W2 only
-    python benchmarks/speed.py --device cuda   # on a GPU: memory is torch's peak allocation there;
-                                               # snnspec runs its plain path (the fused kernels are CPU)
+    python benchmarks/speed.py --device cuda   # on a GPU: memory is torch's peak allocation there
+    python benchmarks/speed.py --device cuda --dtype bfloat16 --open-neuromorphic
 """
 
 from __future__ import annotations
@@ -61,10 +65,10 @@ class GemmFloor(nn.Module):
 
 
 class Snnspec(nn.Module):
-    def __init__(self, n_in: int, n_hidden: int, n_out: int, fused: bool = True):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, kernels: str = "auto"):
         super().__init__()
         module = snnspec.compile(text=SPEC.format(n_in, n_hidden, n_out), name="bench_mlp.snn")
-        module.FUSED = fused
+        module.KERNELS = kernels
         self.net = module.MLP()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +99,9 @@ class SpikingJelly(nn.Module):
         from spikingjelly.activation_based import functional, layer, neuron
 
         self.functional = functional
-        self.net = nn.Sequential(layer.Linear(n_in, n_hidden), neuron.LIFNode(step_mode="m"),
-                                 layer.Linear(n_hidden, n_out), neuron.LIFNode(step_mode="m"))
+        backend = "cupy" if torch.cuda.is_available() and _has("cupy") else "torch"
+        self.net = nn.Sequential(layer.Linear(n_in, n_hidden), neuron.LIFNode(step_mode="m", backend=backend),
+                                 layer.Linear(n_hidden, n_out), neuron.LIFNode(step_mode="m", backend=backend))
         functional.set_step_mode(self.net, "m")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,14 +127,62 @@ class Norse(nn.Module):
         return torch.stack(out).sum(0)
 
 
+def _has(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+def _compiled_norse(a: int, b: int, c: int) -> nn.Module:
+    return torch.compile(Norse(a, b, c))  # type: ignore[return-value]
+
+
 PEERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "GEMM floor": GemmFloor,
     "snnspec": Snnspec,
-    "snnspec plain": lambda a, b, c: Snnspec(a, b, c, fused=False),
+    "snnspec plain": lambda a, b, c: Snnspec(a, b, c, kernels="plain"),
     "snnTorch": SnnTorch,
     "SpikingJelly": SpikingJelly,
     "Norse": Norse,
+    "Norse compiled": _compiled_norse,
 }
+# Open Neuromorphic's setup: one Linear(n, n) + LIF layer, batch 16, T = 500
+OPEN_NEUROMORPHIC = {"ON4k": 4096, "ON16k": 16384}
+
+
+class OneLayer(nn.Module):
+    """A peer's first Linear + LIF layer alone (the peers above are built as n-n-n; the second
+    layer is dropped), for the Open Neuromorphic setup; returns the spikes [T, B, n]."""
+
+    def __init__(self, peer: str, n: int):
+        super().__init__()
+        self.peer = peer
+        if peer.startswith("snnspec"):
+            text = SPEC.replace("layer out", "# layer out").replace("hidden -> dense -> out", "")
+            text = text.replace("output out.spike count", "output hidden.spike trace")
+            module = snnspec.compile(text=text.format(n, n, n), name="bench_one_layer.snn")
+            module.KERNELS = "plain" if peer == "snnspec plain" else "auto"
+            self.net = module.MLP()
+        else:
+            self.net = PEERS[peer](n, n, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.peer.startswith("snnspec"):
+            return self.net(x).hidden_spike
+        net = getattr(self.net, "_orig_mod", self.net)
+        if self.peer == "GEMM floor":
+            return net.fc1(x)
+        if self.peer == "SpikingJelly":
+            net.functional.reset_net(net.net)
+            return net.net[1](net.net[0](x))
+        lif, state, out = net.lif1, None, []
+        for t in range(x.shape[0]):
+            if self.peer == "snnTorch":
+                spk, state = lif(net.fc1(x[t]), lif.init_leaky() if state is None else state)
+            else:
+                spk, state = lif(net.fc1(x[t]), state)
+            out.append(spk)
+        return torch.stack(out)
 
 
 def trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -239,6 +292,41 @@ def memory(name: str, peers: list[str], device: str) -> dict[str, float]:
     return out
 
 
+def open_neuromorphic(peers: list[str], device: str, dtype: torch.dtype, repeats: int, size: int | None) -> None:
+    """Time and peak memory of forward + backward of `out.sum()` on Open Neuromorphic's setup."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for name, n in OPEN_NEUROMORPHIC.items():
+        n = size or n
+        torch.manual_seed(0)
+        x = (torch.rand(500, 16, n, device=device) < 0.1).to(dtype)
+        print(f"\n{name}: Linear({n}, {n}) + LIF, B=16, T=500, {dtype}; forward + backward of out.sum()")
+        floor = None
+        for peer in [p for p in peers if p in PEERS]:
+            try:
+                model = OneLayer(peer, n).to(device, dtype)
+            except ImportError as err:
+                print(f"  ({peer} skipped: {err})")
+                continue
+
+            def step(model: nn.Module = model, x: torch.Tensor = x) -> None:
+                model(x).sum().backward()
+                sync()
+
+            step()
+            step()  # warm up: kernels compile
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - start)
+            ms = statistics.median(times) * 1e3
+            floor = floor or ms
+            peak = f", peak {torch.cuda.max_memory_allocated() / 2**20:8.0f} MiB" if device.startswith("cuda") else ""
+            print(f"  {peer:<14} {ms:9.1f} ms  x{ms / floor:6.2f} floor{peak}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="W1 and W2 at T only, no memory")
@@ -246,6 +334,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--peers", nargs="+", default=list(PEERS))
     parser.add_argument("--device", default="cpu", help="cpu (the bars) or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="of the --open-neuromorphic runs")
+    parser.add_argument("--open-neuromorphic", action="store_true", help="only Open Neuromorphic's setup")
+    parser.add_argument("--size", type=int, help="--open-neuromorphic with n neurons instead (a quick check)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -253,6 +345,9 @@ def main() -> None:
         return
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {args.device}: {where}; median ms per training step")
+    if args.open_neuromorphic:
+        open_neuromorphic(args.peers, args.device, getattr(torch, args.dtype), args.repeats, args.size)
+        return
     for name in () if args.memory_only else ("W1", "W2"):
         results = {1: time_workload(name, 1, args.repeats, args.peers, args.device)}
         if not args.quick:

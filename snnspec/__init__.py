@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import importlib.util
+import linecache
 import os
 import sys
 import types
@@ -143,6 +144,8 @@ def _import_source(source: str, stem: str, backend: str) -> types.ModuleType:
     module = types.ModuleType(module_name)
     module.__file__ = f"<snnspec {stem}.py>"
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
+    # tracebacks, and Triton's compiler (which reads a kernel's source), find the lines here
+    linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), module.__file__)
     exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)
     return module
 

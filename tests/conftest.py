@@ -1,3 +1,5 @@
+import importlib.util
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -6,6 +8,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+# Triton kernels run on CPU tensors under its interpreter; `KERNELS = "auto"` never picks them on the
+# CPU, so only the tests that ask for "triton" by name run them.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+# the fused kernel paths this machine can run, each compared with the plain step loop
+KERNEL_PATHS = [k for k in ("numba", "triton") if importlib.util.find_spec(k) is not None]
+
+
+def kernel_paths(layer) -> list[str]:
+    """The fused paths of `KERNEL_PATHS` that a generated neuron module has kernels for."""
+    import torch
+
+    out = []
+    for path in KERNEL_PATHS:
+        try:
+            layer.kernels = path
+            layer.kernels_for(torch.empty(0))
+            out.append(path)
+        except RuntimeError:  # e.g. no Triton kernel for this neuron
+            pass
+        finally:
+            layer.kernels = None
+    return out
 
 
 def pytest_configure(config: pytest.Config) -> None:

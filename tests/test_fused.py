@@ -1,7 +1,9 @@
-"""The fused recurrence (numba kernels, derived backward) equals the plain autograd step loop.
+"""The fused recurrence (numba kernels, and Triton kernels run by Triton's interpreter on CPU
+tensors; derived backward) equals the plain autograd step loop.
 
-Issue: fused path and plain path give the same outputs and gradients (float64, 1e-10 relative)
-for every std neuron and every example spec, learnable per-neuron params included; gradcheck.
+Issues: fused path and plain path give the same outputs and gradients (float64, 1e-10 relative)
+for every std neuron and every example spec, learnable per-neuron params included; gradcheck;
+Triton (interpreted) == plain == numba; half and bfloat16 fused on CPU.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 import snnspec
-from tests.conftest import SPECS
+from tests.conftest import KERNEL_PATHS, SPECS
 
 pytest.importorskip("numba")
 
@@ -55,17 +57,17 @@ STD = {
 }
 
 
-def run_both(make, shape=(5,), T=40, B=3, scale=1.0, seed=0):
-    """Outputs and gradients (inputs, params) of the fused and the plain path, same weights."""
+def run_both(make, shape=(5,), T=40, B=3, scale=1.0, seed=0, kernels="numba"):
+    """Outputs and gradients (inputs, params) of the fused path `kernels` and the plain path, same weights."""
     results = []
     torch.manual_seed(seed)
     template = make().double()
     n_inputs = template.run.__code__.co_argcount - 3
     inputs = [torch.randn(T, B, *shape, dtype=torch.float64) * scale + 0.5 * scale for _ in range(n_inputs)]
-    for fused in (True, False):
+    for path in (kernels, "plain"):
         neuron = make().double()
         neuron.load_state_dict(template.state_dict())
-        neuron.fused = fused
+        neuron.kernels = path
         xs = [x.clone().requires_grad_() for x in inputs]
         out, final, record = neuron.run(*xs, record=True)
         weights = torch.linspace(0, 1, T, dtype=torch.float64).reshape(T, *([1] * (out.dim() - 1)))
@@ -97,31 +99,34 @@ def features():
     return snnspec.compile(text=FEATURES, name="features.snn")
 
 
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
 @pytest.mark.parametrize("name", sorted(STD))
-def test_std_neuron_fused_equals_plain(std, name):
+def test_std_neuron_fused_equals_plain(std, name, kernels):
     kwargs, scale = STD[name]
-    results = run_both(lambda: getattr(std, name)((5,), **kwargs), scale=scale)
+    results = run_both(lambda: getattr(std, name)((5,), **kwargs), scale=scale, kernels=kernels)
     spikes = results[1][0][0]
     assert spikes.abs().sum() > 0  # the comparison covers activity, not a silent layer
     assert_same(results)
 
 
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
 @pytest.mark.parametrize("name", ["Feat", "Quad", "Readout"])
-def test_features_fused_equals_plain(features, name):
+def test_features_fused_equals_plain(features, name, kernels):
     """Learnable (per-neuron) params with ranges, a derived param, lets, two inputs, `t`, a
     refractory period, `on spike with gradient`, subtract reset, a quadratic ODE, no spike."""
-    results = run_both(lambda: getattr(features, name)((4, 3)), shape=(4, 3), scale=1.5)
+    results = run_both(lambda: getattr(features, name)((4, 3)), shape=(4, 3), scale=1.5, kernels=kernels)
     assert_same(results)
 
 
-def test_learnable_param_outside_range_is_clamped_in_both(features):
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
+def test_learnable_param_outside_range_is_clamped_in_both(features, kernels):
     def make():
         neuron = features.Feat((5,))
         with torch.no_grad():
             neuron.tau.copy_(torch.tensor([0.5, 5.0, 80.0, 10.0, 20.0]))
         return neuron
 
-    results = run_both(make, scale=1.5)
+    results = run_both(make, scale=1.5, kernels=kernels)
     assert_same(results)
     tau_grad = results[0][1][2]  # inputs I, J, then tau
     assert tau_grad[0] == 0 and tau_grad[2] == 0  # clamped: no gradient into the out-of-range values
@@ -133,7 +138,7 @@ def test_fused_path_is_one_autograd_node(std):
     x = torch.randn(30, 2, 6, requires_grad=True)
     out, _, _ = neuron.run(x)
     assert type(out.grad_fn).__name__ == "LeakyRunBackward"
-    neuron.fused = False
+    neuron.kernels = "plain"
     out, _, _ = neuron.run(x)
     assert type(out.grad_fn).__name__ != "LeakyRunBackward"
 
@@ -149,8 +154,10 @@ def test_module_flag_selects_plain_path(std):
         std.FUSED = True
 
 
-def test_gradcheck_small(features):
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
+def test_gradcheck_small(features, kernels):
     neuron = features.Quad((3,)).double()
+    neuron.kernels = kernels
     torch.manual_seed(3)
     base = torch.rand(8, 2, 3, dtype=torch.float64)
 
@@ -161,8 +168,9 @@ def test_gradcheck_small(features):
     assert torch.autograd.gradcheck(f, (base.requires_grad_(),))
 
 
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
 @pytest.mark.parametrize("example", ["mnist_mlp", "recurrent", "cobalif", "csnn", "digits_mlp"])
-def test_example_networks_fused_equal_plain(example):
+def test_example_networks_fused_equal_plain(example, kernels):
     path = SPECS / "examples" / f"{example}.snn"
     mod = snnspec.compile(path)
     cls = next(getattr(mod, n) for n in mod.__dict__ if n + "Output" in mod.__dict__)
@@ -175,12 +183,82 @@ def test_example_networks_fused_equal_plain(example):
     shape = (20, 2, *inp.shape) if inp.encoding == "none" else (2, *inp.shape)
     x = torch.rand(*shape, dtype=torch.float64)
     results = []
-    for fused in (True, False):
-        mod.FUSED = fused
-        torch.manual_seed(1)  # the same Bernoulli draws for rate encoding
-        out = net(x)
-        loss = sum(o.double().pow(2).sum() for o in out)
-        grads = torch.autograd.grad(loss, list(net.parameters()))
-        results.append((list(out), grads))
-    mod.FUSED = True
+    try:
+        for path in (kernels, "plain"):
+            mod.KERNELS = path
+            torch.manual_seed(1)  # the same Bernoulli draws for rate encoding
+            out = net(x)
+            loss = sum(o.double().pow(2).sum() for o in out)
+            grads = torch.autograd.grad(loss, list(net.parameters()))
+            results.append((list(out), grads))
+    finally:
+        mod.KERNELS = "auto"
     assert_same(results)
+
+
+def test_kernels_switch_chooses_and_refuses_by_name(std):
+    """`auto` is numba on CPU tensors; a layer's `kernels` overrides the module's `KERNELS`; a path
+    named explicitly that cannot run here fails with its reason rather than quietly stepping plainly."""
+    neuron = std.Leaky((4,))
+    x = torch.randn(6, 2, 4)
+    assert neuron.kernels_for(x) == "numba"
+    std.KERNELS = "plain"
+    try:
+        assert neuron.kernels_for(x) == "plain"
+        neuron.kernels = "numba"
+        assert neuron.kernels_for(x) == "numba"
+    finally:
+        std.KERNELS = "auto"
+    neuron.kernels = "cuda kernels"
+    with pytest.raises(ValueError, match="kernels must be 'auto', 'numba', 'triton' or 'plain'"):
+        neuron.run(x)
+    if "triton" in KERNEL_PATHS:
+        neuron.kernels = "triton"
+        patch = pytest.MonkeyPatch()
+        patch.delenv("TRITON_INTERPRET")
+        try:
+            with pytest.raises(RuntimeError, match="Triton runs on CUDA tensors"):
+                neuron.run(x)
+        finally:
+            patch.undo()
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PATHS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_modules_run_fused_on_cpu(std, kernels, dtype):
+    """Half and bfloat16 layers run fused (computing in float32) and return their own dtype; their
+    outputs and gradients are the float32 fused path's, rounded once to the dtype."""
+    torch.manual_seed(0)
+    x = torch.randn(30, 2, 8) * 0.8 + 0.4
+    results = []
+    for dt in (torch.float32, dtype):
+        neuron = std.Synaptic((8,)).to(dt)
+        neuron.kernels = kernels
+        xt = x.to(dt).requires_grad_()
+        out, final, _ = neuron.run(xt)
+        assert type(out.grad_fn).__name__ == "SynapticRunBackward"
+        assert out.dtype == final.mem.dtype == dt
+        (g,) = torch.autograd.grad(out.float().sum() + final.mem.float().sum(), xt)
+        assert g.dtype == dt
+        results.append((out.float(), final.mem.float(), g.float()))
+    (out32, mem32, g32), (out16, mem16, g16) = results
+    assert out32.sum() > 0
+    tol = 1e-2 if dtype == torch.float16 else 4e-2  # the input rounded to the dtype moves a few spikes' times
+    assert (out16 != out32).float().mean() < tol
+    torch.testing.assert_close(mem16, mem32, rtol=0.05, atol=0.05)
+
+
+def test_train_header_says_which_kernels_run():
+    """`snnspec train` / `simulate` print the kernels each layer runs; `KERNELS` changes the line."""
+    from snnspec.train.kernels import kernel_line
+
+    mod = snnspec.compile(SPECS / "examples" / "digits_mlp.snn")
+    net = mod.DigitsMLP()
+    assert kernel_line(net, "cpu") == "kernels: numba (cpu)"
+    mod.KERNELS = "plain"
+    try:
+        assert kernel_line(net, "cpu") == "kernels: plain"
+        net.out.kernels = "numba"
+        assert kernel_line(net, "cpu") == "kernels: plain for hidden, numba (cpu) for out"
+    finally:
+        mod.KERNELS = "auto"

@@ -73,7 +73,7 @@ def test_runtime_helpers_are_copied_definition_by_definition(backend: str) -> No
         assert re.search(rf"^(def|class) {name}\b", text, re.M), name
         compile(text, name, "exec")
     if backend == "torch":
-        assert pieces["_fusable"].startswith("try:\n    import numba")  # the guarded import travels with it
+        assert pieces["_kernels"].startswith("try:\n    import numba")  # the guarded import travels with it
         assert called(pieces, "y = _shift(x, 2)") == [pieces["_shift"]]
     else:  # `_batchnorm` calls `_channel_mean`, which the file defines before it
         assert called(pieces, "y = _batchnorm(x)") == [pieces["_channel_mean"], pieces["_batchnorm"]]

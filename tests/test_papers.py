@@ -29,7 +29,7 @@ def test_lee_gradient_is_the_pass_through_normalised_by_the_threshold(lee, fused
     (1 / threshold) * sum_k beta^k instead (T - s at beta = 1)."""
     steps, threshold = 40, 2.0
     neuron = lee.LeeLIF(1, beta=beta, threshold=threshold).double()
-    neuron.fused = fused
+    neuron.kernels = None if fused else "plain"
     current = torch.full((steps, 1, 1), 0.5, dtype=torch.float64, requires_grad=True)
     spikes, _state, record = neuron.run(current, record=True)
     assert bool((record.mem > 0).all())  # the pass-through holds at every step

@@ -48,7 +48,7 @@ def run_path(path: str, spec, name: str, inputs: list[np.ndarray], dt: float, pa
         return (np.asarray(out), {k: np.asarray(v) for k, v in rec._asdict().items()},
                 {k: float(grads[k]) for k in grad_of})
     layer = getattr(torch_mod, name)((n,), dt=dt, **params).double()
-    layer.fused = path == "fused"
+    layer.kernels = None if path == "fused" else "plain"
     xs = [torch.tensor(x, requires_grad=True) for x in inputs]
     out, _, rec = layer.run(*xs, record=True)
     fused = path == "fused" and hasattr(torch_mod, f"{name}Run")  # a neuron without a kernel runs unfused
@@ -217,7 +217,7 @@ def blend_input_grads(spec, path: str, current: np.ndarray) -> list[float]:
         grads = np.asarray(jax.grad(loss)(jnp.asarray(current)))
     else:
         layer = torch_mod.Blend((1,)).double()
-        layer.fused = path == "fused"
+        layer.kernels = None if path == "fused" else "plain"
         x = torch.tensor(current, requires_grad=True)
         out, _, rec = layer.run(x, record=True)
         (grad,) = torch.autograd.grad(out.sum() + rec.last.sum(), x)
@@ -247,7 +247,7 @@ def test_on_spike_increment_that_is_not_finite_with_gradient(blend, float64, pat
         grads = np.asarray(jax.grad(loss)(jnp.asarray(current))).ravel()
     else:
         layer = torch_mod.Blend2((1,)).double()
-        layer.fused = path == "fused"
+        layer.kernels = None if path == "fused" else "plain"
         x = torch.tensor(current, requires_grad=True)
         (g,) = torch.autograd.grad(layer.run(x, record=True)[2].acc[-1].sum(), x)
         grads = g.numpy().ravel()

@@ -39,6 +39,7 @@ import pytest
 import torch
 
 import snnspec
+from tests.conftest import kernel_paths
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -121,18 +122,18 @@ def weights(shape, gen: torch.Generator):
 
 
 def run_modes(module):
-    """Each way `run` can go: the fused kernels (where the neuron has them and numba is installed)
-    and the plain step loop under autograd; both are held to the same reference."""
-    fused = getattr(module, "fused", None)
-    if fused is None:
+    """Each way `run` can go: the fused kernels (numba's, and Triton's under its interpreter, where the
+    neuron has them and the library is installed) and the plain step loop under autograd; all are held
+    to the same reference."""
+    if not hasattr(module, "kernels"):
         yield "plain"
         return
     try:
-        for mode in (True, False):
-            module.fused = mode
-            yield "fused" if mode else "plain"
+        for mode in [*kernel_paths(module), "plain"]:
+            module.kernels = mode
+            yield mode
     finally:
-        module.fused = fused
+        module.kernels = None
 
 
 def compare(ours, ref, current, our_states, ref_states, our_params, ref_params):

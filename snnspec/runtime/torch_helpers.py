@@ -11,16 +11,53 @@ try:
 except ImportError:  # neurons then run their plain step loop, which gives the same numbers
     numba = None
 
-FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
+try:  # Triton kernels run on CUDA tensors, and on CPU tensors under TRITON_INTERPRET=1 (as the tests run them)
+    import os
+
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
+
+# Which kernels run a fused neuron: "auto" (numba on CPU tensors, Triton on CUDA tensors, else the plain
+# step loop), "numba", "triton" or "plain" (every neuron step by step under autograd, for debugging).
+# A layer's `kernels` attribute, where set, overrides it; FUSED = False is the same as "plain".
+KERNELS = "auto"
+FUSED = True
 _KERNELS: dict = {}
 
 
-def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable, the data is on the CPU and of a
-    dtype numba computes in (half and bfloat16 run the plain step loop)."""
-    if not FUSED or numba is None or torch.compiler.is_compiling():
-        return False
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+def _kernels(x: torch.Tensor, choice: str | None, triton_kernels: bool = True) -> str:
+    """The kernels that run a layer on `x`: "numba", "triton" or "plain". Automatic choices fall back to
+    the plain loop (which gives the same numbers) where a library or device is missing; a choice made by
+    name fails with the reason instead. `triton_kernels`: the neuron has Triton kernels at all."""
+    choice = KERNELS if choice is None else choice
+    if choice == "plain" or not FUSED or torch.compiler.is_compiling():
+        return "plain"
+    if choice == "auto":
+        if x.device.type == "cuda":
+            return "triton" if triton is not None and triton_kernels else "plain"
+        return "numba" if numba is not None and x.device.type == "cpu" else "plain"
+    if choice == "numba":
+        problem = "numba is not installed" if numba is None else (
+            f"numba runs on CPU tensors, not {x.device.type}" if x.device.type != "cpu" else "")
+    elif choice == "triton":
+        interpreted = triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
+        problem = "Triton is not installed" if triton is None else (
+            "this neuron has no Triton kernels (see the generated file)" if not triton_kernels else
+            "Triton runs on CUDA tensors (on CPU tensors only with TRITON_INTERPRET=1)"
+            if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu") else "")
+    else:
+        raise ValueError(f"kernels must be 'auto', 'numba', 'triton' or 'plain', not {choice!r}")
+    if problem:
+        raise RuntimeError(f"kernels {choice!r} cannot run here: {problem}; use 'auto' or 'plain'")
+    return choice
+
+
+def _work_dtype(kernels: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a fused kernel computes in: Triton kernels read and write any float dtype (computing in
+    float32 or float64); numba's compute in float64 for float64 data, else in float32 (half, bfloat16)."""
+    return dtype if kernels == "triton" or dtype == torch.float64 else torch.float32
 
 
 def _compiled(kernel):
@@ -32,6 +69,18 @@ def _compiled(kernel):
         except RuntimeError:  # no file to cache next to (source executed from a string)
             _KERNELS[kernel] = numba.njit(parallel=True, error_model="numpy")(kernel)
     return _KERNELS[kernel]
+
+
+def _launch(kernel, *args, recording: bool) -> None:
+    """Run a Triton kernel, compiled on first use, on its arguments (..., T, M): one program per block of
+    the M elements, computing in float64 for float64 data and in float32 otherwise."""
+    if kernel not in _KERNELS:
+        _KERNELS[kernel] = triton.jit(kernel)
+    M = args[-1]
+    data = next(a for a in args if isinstance(a, torch.Tensor))
+    block = 128 if data.is_cuda else min(1024, triton.next_power_of_2(M))  # the interpreter: few, wide programs
+    compute = tl.float64 if data.dtype == torch.float64 else tl.float32
+    _KERNELS[kernel][(triton.cdiv(M, block),)](*args, BLOCK=block, COMPUTE=compute, RECORDING=recording)
 
 
 def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:

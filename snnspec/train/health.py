@@ -12,7 +12,7 @@ For users' own loops, around one forward and backward of a generated torch netwo
 or `grad_report(net, spec, x, loss_fn)`, which does the same (and leaves the gradients in `p.grad`).
 
 How it records, without changing the generated code: inside `with`, every layer module runs its
-plain step loop (`fused = False`: the same numbers as the fused kernels) with its `step` wrapped
+plain step loop (`kernels = "plain"`: the same numbers as the fused kernels) with its `step` wrapped
 on the instance, so each step's input current passes through an identity (`clone`) whose
 gradient a tensor hook reads, and its spikes are counted. The surrogate's value is that of the
 generated `<Neuron>Spike` function itself: while recording, the module's global of that name is
@@ -144,7 +144,8 @@ class GradRecorder:
     def _wrap(self, name: str, mod: Any) -> None:  # a generated neuron module
         tally, step = self.tallies[name], mod.step
         spiking = f"{type(mod).__name__}Spike" in step.__globals__
-        was_fused = getattr(mod, "fused", None)
+        fused = hasattr(mod, "kernels")  # a neuron with fused kernels
+        was_kernels = getattr(mod, "kernels", None)
 
         def tapped(current: Any) -> Any:
             if isinstance(current, torch.Tensor) and current.requires_grad:
@@ -167,13 +168,13 @@ class GradRecorder:
             return out, new
 
         mod.step = recorded  # an instance attribute: run() and the network's step loops call it
-        if was_fused is not None:
-            mod.fused = False
+        if fused:
+            mod.kernels = "plain"
 
         def restore() -> None:
             del mod.step
-            if was_fused is not None:
-                mod.fused = was_fused
+            if fused:
+                mod.kernels = was_kernels
 
         self._restore.append(restore)
         if spiking:

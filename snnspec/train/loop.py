@@ -62,6 +62,7 @@ from .health import GradRecorder, HealthReport
 from .health_show import merge
 from .health_show import plot as plot_health
 from .health_show import table as health_table
+from .kernels import kernel_line
 from .losses import Objective, make_objective
 from .model import SetupError, select_network, single_input
 
@@ -371,6 +372,7 @@ def _train(config: TrainConfig, device: torch.device, dist: _Dist) -> TrainResul
                 + (f", {settings['schedule']} schedule" if settings["schedule"] != "constant" else "")
                 + f", batch {batch}, {epochs} epoch{'s' * (epochs != 1)}, seed {seed}"
                 + (f", {dist.world} processes" if dist.world > 1 else "") + f", device {device}")
+    report.line(kernel_line(net, device))
     if start:
         report.line(f"resuming from {ckpt_path} after epoch {start}")
     if start >= epochs and history:

@@ -22,6 +22,7 @@ from .. import ir
 from ..files import write_atomic
 from .data import BUILTIN, DataError, fit, load_source, not_finite
 from .fingerprint import differences, fingerprint, table
+from .kernels import kernel_line
 from .model import SetupError, select_network, single_input, with_network
 
 RANDOM = "random"
@@ -47,6 +48,7 @@ class Simulation:
     input_desc: str
     layers: list[LayerRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # how the spec differs from the checkpoint's
+    kernels: str = ""  # which fused kernels ran (`kernel_line`)
 
 
 def _membrane(neuron: ir.LNeuron | None) -> str | None:
@@ -159,7 +161,7 @@ def simulate(spec: Path, network: str | None = None, steps: int | None = None, s
     torch.manual_seed(seed)
     with torch.no_grad():
         result = model(x)
-    sim = Simulation(net.name, int(result[0].shape[0]) if outputs else 0, desc)
+    sim = Simulation(net.name, int(result[0].shape[0]) if outputs else 0, desc, kernels=kernel_line(model, "cpu"))
     if notes:
         sim.notes.append(f"the spec differs from the one {checkpoint} was trained with ({'; '.join(notes)}); "
                          "simulated with the spec's values")
@@ -173,7 +175,7 @@ def simulate(spec: Path, network: str | None = None, steps: int | None = None, s
 def format_counts(sim: Simulation) -> str:
     """A table of spike counts per layer."""
     width = max([len("layer"), *(len(la.name) for la in sim.layers)])
-    lines = [f"{sim.network}: {sim.steps} steps, input {sim.input_desc}",
+    lines = [f"{sim.network}: {sim.steps} steps, input {sim.input_desc}", *([sim.kernels] if sim.kernels else []),
              f"{'layer':<{width}}  {'neurons':>8}  {'spikes':>8}  {'spikes/neuron/step':>18}"]
     for la in sim.layers:
         if la.spikes is None:

@@ -61,6 +61,8 @@ class NeuronEmitter(NeuronSkeleton):
             self.emit_init_state()
             self.emit_step()
             self.emit_forward()
+            if self.fused is not None:
+                self.emit_kernels_for()
             self.emit_run()
 
     def emit_init(self) -> None:
@@ -86,7 +88,7 @@ class NeuronEmitter(NeuronSkeleton):
             if not n.params:
                 o.line('self.register_buffer("reference", torch.zeros(()), persistent=False)')
             if self.fused is not None:
-                o.line("self.fused = True  # run() uses the fused kernels when numba is available")
+                o.line("self.kernels = None  # run()'s kernels: None for the module's KERNELS, or one of its values")
             if self.refrac_field:
                 assert n.refractory is not None
                 o.line(f"self.refractory_steps = round(float({printer(n.refractory)}) / dt)")
@@ -132,6 +134,13 @@ class NeuronEmitter(NeuronSkeleton):
             self.emit_default_state(f"self.init_state({self.first}.shape[0])")
             self.out.line(f"return self.step(self.params(), {self.args}, state)")
 
+    def emit_kernels_for(self) -> None:
+        assert self.fused is not None
+        triton = "" if self.fused.triton is not None else ", triton_kernels=False"
+        with self.method("kernels_for(self, x: torch.Tensor) -> str",
+                         'The kernels `run` uses on tensors like `x`: "numba", "triton" or "plain".'):
+            self.out.line(f"return _kernels(x, self.kernels{triton})")
+
     def emit_run(self) -> None:
         o, first = self.out, self.first
         with self.method(f"run(self, {self.args}, state: {self.cls}State | None = None, record: bool = False)",
@@ -140,9 +149,11 @@ class NeuronEmitter(NeuronSkeleton):
             o.line("p = self.params()")
             self.emit_default_state(f"self.init_state({first}.shape[1])")
             if self.fused is not None:
-                with o.block(f"if self.fused and _fusable({first})"):
+                o.line(f"kernels = self.kernels_for({first})")
+                with o.block('if kernels != "plain"'):
                     steps = "self.refractory_steps" if self.refrac_field else "0"
-                    o.line(f"out, *rest = {self.cls}Run.apply(self.dt, {steps}, record, {self.args}, *state, *p)")
+                    o.line(f"out, *rest = {self.cls}Run.apply(kernels, self.dt, {steps}, record, {self.args}, "
+                           "*state, *p)")
                     o.line(f"final = {self.cls}State(*rest[:{len(self.fields)}])")
                     o.line(f"return out, final, {self.cls}State(*rest[{len(self.fields)}:]) if record else None")
             o.line("outputs, states = [], []")

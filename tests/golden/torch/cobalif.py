@@ -20,16 +20,53 @@ try:
 except ImportError:  # neurons then run their plain step loop, which gives the same numbers
     numba = None
 
-FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
+try:  # Triton kernels run on CUDA tensors, and on CPU tensors under TRITON_INTERPRET=1 (as the tests run them)
+    import os
+
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
+
+# Which kernels run a fused neuron: "auto" (numba on CPU tensors, Triton on CUDA tensors, else the plain
+# step loop), "numba", "triton" or "plain" (every neuron step by step under autograd, for debugging).
+# A layer's `kernels` attribute, where set, overrides it; FUSED = False is the same as "plain".
+KERNELS = "auto"
+FUSED = True
 _KERNELS: dict = {}
 
 
-def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable, the data is on the CPU and of a
-    dtype numba computes in (half and bfloat16 run the plain step loop)."""
-    if not FUSED or numba is None or torch.compiler.is_compiling():
-        return False
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+def _kernels(x: torch.Tensor, choice: str | None, triton_kernels: bool = True) -> str:
+    """The kernels that run a layer on `x`: "numba", "triton" or "plain". Automatic choices fall back to
+    the plain loop (which gives the same numbers) where a library or device is missing; a choice made by
+    name fails with the reason instead. `triton_kernels`: the neuron has Triton kernels at all."""
+    choice = KERNELS if choice is None else choice
+    if choice == "plain" or not FUSED or torch.compiler.is_compiling():
+        return "plain"
+    if choice == "auto":
+        if x.device.type == "cuda":
+            return "triton" if triton is not None and triton_kernels else "plain"
+        return "numba" if numba is not None and x.device.type == "cpu" else "plain"
+    if choice == "numba":
+        problem = "numba is not installed" if numba is None else (
+            f"numba runs on CPU tensors, not {x.device.type}" if x.device.type != "cpu" else "")
+    elif choice == "triton":
+        interpreted = triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
+        problem = "Triton is not installed" if triton is None else (
+            "this neuron has no Triton kernels (see the generated file)" if not triton_kernels else
+            "Triton runs on CUDA tensors (on CPU tensors only with TRITON_INTERPRET=1)"
+            if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu") else "")
+    else:
+        raise ValueError(f"kernels must be 'auto', 'numba', 'triton' or 'plain', not {choice!r}")
+    if problem:
+        raise RuntimeError(f"kernels {choice!r} cannot run here: {problem}; use 'auto' or 'plain'")
+    return choice
+
+
+def _work_dtype(kernels: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a fused kernel computes in: Triton kernels read and write any float dtype (computing in
+    float32 or float64); numba's compute in float64 for float64 data, else in float32 (half, bfloat16)."""
+    return dtype if kernels == "triton" or dtype == torch.float64 else torch.float32
 
 
 def _compiled(kernel):
@@ -41,6 +78,18 @@ def _compiled(kernel):
         except RuntimeError:  # no file to cache next to (source executed from a string)
             _KERNELS[kernel] = numba.njit(parallel=True, error_model="numpy")(kernel)
     return _KERNELS[kernel]
+
+
+def _launch(kernel, *args, recording: bool) -> None:
+    """Run a Triton kernel, compiled on first use, on its arguments (..., T, M): one program per block of
+    the M elements, computing in float64 for float64 data and in float32 otherwise."""
+    if kernel not in _KERNELS:
+        _KERNELS[kernel] = triton.jit(kernel)
+    M = args[-1]
+    data = next(a for a in args if isinstance(a, torch.Tensor))
+    block = 128 if data.is_cuda else min(1024, triton.next_power_of_2(M))  # the interpreter: few, wide programs
+    compute = tl.float64 if data.dtype == torch.float64 else tl.float32
+    _KERNELS[kernel][(triton.cdiv(M, block),)](*args, BLOCK=block, COMPUTE=compute, RECORDING=recording)
 
 
 def _tensor(value) -> torch.Tensor:
@@ -236,58 +285,223 @@ def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L,
                 lam_g_i[m] = gu_g_i * c14 + gu_v * (e46 + (-e46 + e48) * e36 - e48 - e39 * c14 * e36 / C)
 
 
+def _coba_l_i_f_forward_triton(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i,
+    pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active, T, M, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """`CobaLIF` over all steps, a block of elements per program (Triton); as `_coba_l_i_f_forward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    st_v_r = tl.load(st_v + m, mask=valid).to(COMPUTE)
+    st_g_e_r = tl.load(st_g_e + m, mask=valid).to(COMPUTE)
+    st_g_i_r = tl.load(st_g_i + m, mask=valid).to(COMPUTE)
+    counter_r = tl.load(counter + m, mask=valid).to(COMPUTE)
+    C = tl.load(pa_C + n, mask=valid).to(COMPUTE)
+    g_L = tl.load(pa_g_L + n, mask=valid).to(COMPUTE)
+    E_L = tl.load(pa_E_L + n, mask=valid).to(COMPUTE)
+    E_e = tl.load(pa_E_e + n, mask=valid).to(COMPUTE)
+    E_i = tl.load(pa_E_i + n, mask=valid).to(COMPUTE)
+    tau_e = tl.load(pa_tau_e + n, mask=valid).to(COMPUTE)
+    tau_i = tl.load(pa_tau_i + n, mask=valid).to(COMPUTE)
+    V_th = tl.load(pa_V_th + n, mask=valid).to(COMPUTE)
+    V_reset = tl.load(pa_V_reset + n, mask=valid).to(COMPUTE)
+    c0 = tl.exp(-dt / tau_e)
+    c1 = tl.exp(-dt / tau_i)
+    c2 = E_L * g_L
+    c3 = V_th / 0.001
+    for t in range(T):
+        v = st_v_r
+        g_e = st_g_e_r
+        g_i = st_g_i_r
+        ge_in = tl.load(in_ge_in + t * M + m, mask=valid).to(COMPUTE)
+        gi_in = tl.load(in_gi_in + t * M + m, mask=valid).to(COMPUTE)
+        ge = g_e * c0 + ge_in  # cobalif.snn:31
+        gi = g_i * c1 + gi_in  # cobalif.snn:32
+        g_e_new = ge  # cobalif.snn:33
+        g_i_new = gi  # cobalif.snn:34
+        e9 = g_L + ge + gi
+        e10 = (c2 + E_e * ge + E_i * gi) / e9
+        v_new = (v - e10) * tl.exp(-dt * e9 / C) + e10  # cobalif.snn:37
+        free = counter_r <= 0.0
+        tl.store(active + t * M + m, tl.where(free, 1, 0), mask=valid)
+        v_new = tl.where(free, v_new, v).to(COMPUTE)
+        tl.store(saved + (t * 3 + 0) * M + m, v_new, mask=valid)
+        tl.store(saved + (t * 3 + 1) * M + m, g_e_new, mask=valid)
+        tl.store(saved + (t * 3 + 2) * M + m, g_i_new, mask=valid)
+        x = v_new / 0.001 - c3
+        spike = tl.where((x > 0.0) & free, 1.0, 0.0).to(COMPUTE)
+        gate = spike
+        st_v_r = v_new - gate * (v_new - V_reset)
+        st_g_e_r = g_e_new
+        st_g_i_r = g_i_new
+        counter_r = tl.where(gate > 0.0, steps, counter_r - 1.0)
+        tl.store(out + t * M + m, spike, mask=valid)
+        if RECORDING:
+            tl.store(rec + (t * 4 + 0) * M + m, st_v_r, mask=valid)
+            tl.store(rec + (t * 4 + 1) * M + m, st_g_e_r, mask=valid)
+            tl.store(rec + (t * 4 + 2) * M + m, st_g_i_r, mask=valid)
+            tl.store(rec + (t * 4 + 3) * M + m, counter_r, mask=valid)
+    tl.store(st_v + m, st_v_r, mask=valid)
+    tl.store(st_g_e + m, st_g_e_r, mask=valid)
+    tl.store(st_g_i + m, st_g_i_r, mask=valid)
+    tl.store(counter + m, counter_r, mask=valid)
+
+
+def _coba_l_i_f_backward_triton(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i,
+    pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in,
+    g_gi_in, T, M, BLOCK: tl.constexpr, COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """The gradient of `CobaLIF` over all steps (Triton); as `_coba_l_i_f_backward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    lam_v_r = tl.load(lam_v + m, mask=valid).to(COMPUTE)
+    lam_g_e_r = tl.load(lam_g_e + m, mask=valid).to(COMPUTE)
+    lam_g_i_r = tl.load(lam_g_i + m, mask=valid).to(COMPUTE)
+    C = tl.load(pa_C + n, mask=valid).to(COMPUTE)
+    g_L = tl.load(pa_g_L + n, mask=valid).to(COMPUTE)
+    E_L = tl.load(pa_E_L + n, mask=valid).to(COMPUTE)
+    E_e = tl.load(pa_E_e + n, mask=valid).to(COMPUTE)
+    E_i = tl.load(pa_E_i + n, mask=valid).to(COMPUTE)
+    tau_e = tl.load(pa_tau_e + n, mask=valid).to(COMPUTE)
+    tau_i = tl.load(pa_tau_i + n, mask=valid).to(COMPUTE)
+    V_th = tl.load(pa_V_th + n, mask=valid).to(COMPUTE)
+    V_reset = tl.load(pa_V_reset + n, mask=valid).to(COMPUTE)
+    c11 = V_th / 0.001
+    c12 = tl.full([BLOCK], ((3.141592653589793) * (3.141592653589793)), COMPUTE)
+    e51 = tl.exp(-dt / tau_e)
+    c13 = e51
+    e54 = tl.exp(-dt / tau_i)
+    c14 = e54
+    c15 = E_L * g_L
+    c16 = E_e * e51
+    c17 = E_i * e54
+    for t in range(T - 1, -1, -1):
+        if t == 0:
+            v = tl.load(st_v + m, mask=valid).to(COMPUTE)
+            g_e = tl.load(st_g_e + m, mask=valid).to(COMPUTE)
+            g_i = tl.load(st_g_i + m, mask=valid).to(COMPUTE)
+        else:
+            v_new = tl.load(saved + ((t - 1) * 3 + 0) * M + m, mask=valid).to(COMPUTE)
+            g_e_new = tl.load(saved + ((t - 1) * 3 + 1) * M + m, mask=valid).to(COMPUTE)
+            g_i_new = tl.load(saved + ((t - 1) * 3 + 2) * M + m, mask=valid).to(COMPUTE)
+            free = tl.load(active + (t - 1) * M + m, mask=valid) == 1
+            x = v_new / 0.001 - c11
+            spike = tl.where((x > 0.0) & free, 1.0, 0.0).to(COMPUTE)
+            gate = spike
+            v = v_new - gate * (v_new - V_reset)
+            g_e = g_e_new
+            g_i = g_i_new
+        v_new = tl.load(saved + (t * 3 + 0) * M + m, mask=valid).to(COMPUTE)
+        ge_in = tl.load(in_ge_in + t * M + m, mask=valid).to(COMPUTE)
+        gi_in = tl.load(in_gi_in + t * M + m, mask=valid).to(COMPUTE)
+        free = tl.load(active + t * M + m, mask=valid) == 1
+        x = v_new / 0.001 - c11
+        spike = tl.where((x > 0.0) & free, 1.0, 0.0).to(COMPUTE)
+        gate = spike
+        if RECORDING:
+            lam_v_r = lam_v_r + tl.load(g_rec + (t * 4 + 0) * M + m, mask=valid)
+            lam_g_e_r = lam_g_e_r + tl.load(g_rec + (t * 4 + 1) * M + m, mask=valid)
+            lam_g_i_r = lam_g_i_r + tl.load(g_rec + (t * 4 + 2) * M + m, mask=valid)
+        adj_v = lam_v_r
+        adj_g_e = lam_g_e_r
+        adj_g_i = lam_g_i_r
+        gs = tl.load(g_out + t * M + m, mask=valid).to(COMPUTE)
+        on = tl.where(free, 1.0, 0.0).to(COMPUTE)
+        gx = gs * (1 / (c12 * ((x) * (x)) + 1)) * on
+        gu_v = adj_v * (1 - gate) + gx * 1000
+        gu_g_e = adj_g_e
+        gu_g_i = adj_g_i
+        held_v = tl.where(free, 0.0, gu_v).to(COMPUTE)
+        gu_v = tl.where(free, gu_v, 0.0).to(COMPUTE)
+        e18 = g_e * c13
+        e20 = g_i * c14
+        e23 = g_L + e18 + e20 + ge_in + gi_in
+        e24 = E_e / e23
+        e30 = c15 + E_e * (e18 + ge_in) + E_i * (e20 + gi_in)
+        e31 = ((e23) * (e23))
+        e32 = e30 / e31
+        e36 = tl.exp(-dt * e23 / C)
+        e39 = dt * (v - e30 / e23)
+        e41 = e39 * e36 / C
+        tl.store(g_ge_in + t * M + m, gu_g_e + gu_v * (e24 + (-e24 + e32) * e36 - e32 - e41), mask=valid)
+        e42 = E_i / e23
+        tl.store(g_gi_in + t * M + m, gu_g_i + gu_v * (e42 + (-e42 + e32) * e36 - e32 - e41), mask=valid)
+        lam_v_r = held_v + gu_v * e36
+        e43 = c16 / e23
+        e45 = e30 * c13 / e31
+        lam_g_e_r = gu_g_e * c13 + gu_v * (e43 + (-e43 + e45) * e36 - e45 - e39 * c13 * e36 / C)
+        e46 = c17 / e23
+        e48 = e30 * c14 / e31
+        lam_g_i_r = gu_g_i * c14 + gu_v * (e46 + (-e46 + e48) * e36 - e48 - e39 * c14 * e36 / C)
+    tl.store(lam_v + m, lam_v_r, mask=valid)
+    tl.store(lam_g_e + m, lam_g_e_r, mask=valid)
+    tl.store(lam_g_i + m, lam_g_i_r, mask=valid)
+
+
 class CobaLIFRun(torch.autograd.Function):
-    """All steps of `CobaLIF` as one autograd node (numba kernels `_coba_l_i_f_forward` and
-    `_coba_l_i_f_backward`).
+    """All steps of `CobaLIF` as one autograd node: `kernels` "numba" runs kernels `_coba_l_i_f_forward` and
+    `_coba_l_i_f_backward`, or Triton's `_coba_l_i_f_forward_triton` and `_coba_l_i_f_backward_triton`.
+    The kernels compute in `work`, the dtype `_work_dtype` gives, and return the data's dtype.
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, ge_in, gi_in, v, g_e, g_i, refractory_left, C, g_L, E_L, E_e, E_i, tau_e,
-        tau_i, V_th, V_reset):
-        T, shape = ge_in.shape[0], ge_in.shape[1:]
-        inputs = [x.detach().reshape(T, -1).contiguous() for x in (ge_in, gi_in)]
-        start = [s.detach().reshape(-1).clone() for s in (v, g_e, g_i, refractory_left)]
+    def forward(ctx, kernels, dt, steps, record, ge_in, gi_in, v, g_e, g_i, refractory_left, C, g_L, E_L, E_e, E_i,
+        tau_e, tau_i, V_th, V_reset):
+        T, shape, dtype = ge_in.shape[0], ge_in.shape[1:], ge_in.dtype
+        work = _work_dtype(kernels, dtype)
+        inputs = [x.detach().reshape(T, -1).to(work).contiguous() for x in (ge_in, gi_in)]
+        start = [s.detach().reshape(-1).to(work, copy=True) for s in (v, g_e, g_i, refractory_left)]
         params = (C, g_L, E_L, E_e, E_i, tau_e, tau_i, V_th, V_reset)
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        params = [p.detach().to(work).expand(shape[1:]).reshape(-1).contiguous() for p in params]
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
-        saved = torch.empty((T, 3, M), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 4, M), dtype=out.dtype)
-        active = torch.empty((T, M), dtype=torch.uint8)
+        saved = out.new_empty((T, 3, M))
+        rec = out.new_empty((T if record else 0, 4, M))
+        active = out.new_empty((T, M), dtype=torch.uint8)
         initial = [start[0].clone(), start[1].clone(), start[2].clone()]
-        _compiled(_coba_l_i_f_forward)(inputs[0].numpy(), inputs[1].numpy(), start[0].numpy(), start[1].numpy(),
-            start[2].numpy(), start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
-            params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(),
-            params[8].numpy(), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(),
-            active.numpy())
+        if kernels == "triton":
+            _launch(_coba_l_i_f_forward_triton, inputs[0], inputs[1], start[0], start[1], start[2], start[3],
+                params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8],
+                shape[1:].numel(), float(dt), float(steps), out, saved, rec, active, T, M, recording=record)
+        else:
+            _compiled(_coba_l_i_f_forward)(inputs[0].numpy(), inputs[1].numpy(), start[0].numpy(), start[1].numpy(),
+                start[2].numpy(), start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
+                params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(),
+                params[8].numpy(), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(),
+                active.numpy())
         ctx.save_for_backward(*inputs, *initial, *params, saved, active)
-        ctx.meta = (dt, T, shape, out.dtype)
-        final = [s.reshape(shape) for s in start]
-        records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
-        return (out.reshape(T, *shape), *final, *records)
+        ctx.meta = (kernels, dt, T, shape, work)
+        final = [s.reshape(shape).to(dtype) for s in start]
+        records = [rec[:, k].reshape(T, *shape).to(dtype) for k in range(rec.shape[1])] if record else []
+        return (out.reshape(T, *shape).to(dtype), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape, dtype = ctx.meta
+        kernels, dt, T, shape, work = ctx.meta
         (ge_in_all, gi_in_all, v_start, g_e_start, g_i_start, C_value, g_L_value, E_L_value, E_e_value, E_i_value,
             tau_e_value, tau_i_value, V_th_value, V_reset_value, saved, active) = ctx.saved_tensors
         M = shape.numel()
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:3]]
+        g_out = g_out.reshape(T, -1).to(work).contiguous()  # autograd gives zeros for an unused output
+        g_final = [g.reshape(-1).to(work, copy=True) if g is not None else g_out.new_zeros(M) for g in grads[:3]]
         g_recs = grads[4:]
         if any(g is not None for g in g_recs):
-            zeros = torch.zeros(T, M, dtype=dtype)
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
+            zeros = g_out.new_zeros((T, M))
+            g_rec = torch.stack([g.reshape(T, -1).to(work) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 4, M), dtype=dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
-        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(2)]
-        _compiled(_coba_l_i_f_backward)(ge_in_all.numpy(), gi_in_all.numpy(), v_start.numpy(), g_e_start.numpy(),
-            g_i_start.numpy(), C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(),
-            E_i_value.numpy(), tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(),
-            shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.contiguous().numpy(),
-            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(),
-            g_inputs[0].numpy(), g_inputs[1].numpy())
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:3]),
-            None, None, None, None, None, None, None, None, None, None)
+            g_rec = g_out.new_zeros((0, 4, M))
+        g_inputs = [torch.empty_like(g_out) for _ in range(2)]
+        if kernels == "triton":
+            _launch(_coba_l_i_f_backward_triton, ge_in_all, gi_in_all, v_start, g_e_start, g_i_start, C_value,
+                g_L_value, E_L_value, E_e_value, E_i_value, tau_e_value, tau_i_value, V_th_value, V_reset_value,
+                shape[1:].numel(), float(dt), saved, active, g_out, g_rec.contiguous(), g_final[0], g_final[1],
+                g_final[2], g_inputs[0], g_inputs[1], T, M, recording=g_rec.shape[0] > 0)
+        else:
+            _compiled(_coba_l_i_f_backward)(ge_in_all.numpy(), gi_in_all.numpy(), v_start.numpy(), g_e_start.numpy(),
+                g_i_start.numpy(), C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(),
+                E_i_value.numpy(), tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(),
+                shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.contiguous().numpy(),
+                g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(), g_inputs[0].numpy(), g_inputs[1].numpy())
+        return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
+            *(g.reshape(shape) for g in g_final[:3]), None, None, None, None, None, None, None, None, None, None)
 
 
 class CobaLIF(nn.Module):
@@ -331,7 +545,7 @@ class CobaLIF(nn.Module):
         self.register_buffer("V_th", V_th)
         V_reset = _tensor(-0.06 if V_reset is None else V_reset)  # cobalif.snn:23
         self.register_buffer("V_reset", V_reset)
-        self.fused = True  # run() uses the fused kernels when numba is available
+        self.kernels = None  # run()'s kernels: None for the module's KERNELS, or one of its values
         self.refractory_steps = round(float(0.005) / dt)
 
     def params(self) -> CobaLIFParams:
@@ -381,6 +595,10 @@ class CobaLIF(nn.Module):
             state = self.init_state(ge_in.shape[0])
         return self.step(self.params(), ge_in, gi_in, state)
 
+    def kernels_for(self, x: torch.Tensor) -> str:
+        """The kernels `run` uses on tensors like `x`: "numba", "triton" or "plain"."""
+        return _kernels(x, self.kernels)
+
     def run(self, ge_in, gi_in, state: CobaLIFState | None = None, record: bool = False):
         """All steps of inputs shaped [T, batch, *shape]. Returns the outputs stacked over time,
         the final state and, with `record`, every state stacked over time.
@@ -388,8 +606,9 @@ class CobaLIF(nn.Module):
         p = self.params()
         if state is None:
             state = self.init_state(ge_in.shape[1])
-        if self.fused and _fusable(ge_in):
-            out, *rest = CobaLIFRun.apply(self.dt, self.refractory_steps, record, ge_in, gi_in, *state, *p)
+        kernels = self.kernels_for(ge_in)
+        if kernels != "plain":
+            out, *rest = CobaLIFRun.apply(kernels, self.dt, self.refractory_steps, record, ge_in, gi_in, *state, *p)
             final = CobaLIFState(*rest[:4])
             return out, final, CobaLIFState(*rest[4:]) if record else None
         outputs, states = [], []
@@ -466,46 +685,102 @@ def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
                 lam_v[m] = gu_v * c3
 
 
+def _l_i_forward_triton(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec, T, M, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """`LI` over all steps, a block of elements per program (Triton); as `_l_i_forward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    st_v_r = tl.load(st_v + m, mask=valid).to(COMPUTE)
+    tau = tl.load(pa_tau + n, mask=valid).to(COMPUTE)
+    r = tl.load(pa_r + n, mask=valid).to(COMPUTE)
+    v_leak = tl.load(pa_v_leak + n, mask=valid).to(COMPUTE)
+    c0 = tl.exp(-dt / tau)
+    for t in range(T):
+        v = st_v_r
+        I = tl.load(in_I + t * M + m, mask=valid).to(COMPUTE)
+        e1 = I * r
+        v_new = e1 + v_leak + (-e1 + v - v_leak) * c0  # std/neurons.snn:190
+        st_v_r = v_new
+        tl.store(out + t * M + m, st_v_r, mask=valid)
+        if RECORDING:
+            tl.store(rec + t * M + m, st_v_r, mask=valid)
+    tl.store(st_v + m, st_v_r, mask=valid)
+
+
+def _l_i_backward_triton(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I, T, M, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """The gradient of `LI` over all steps (Triton); as `_l_i_backward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    lam_v_r = tl.load(lam_v + m, mask=valid).to(COMPUTE)
+    tau = tl.load(pa_tau + n, mask=valid).to(COMPUTE)
+    r = tl.load(pa_r + n, mask=valid).to(COMPUTE)
+    e6 = tl.exp(-dt / tau)
+    c2 = r - r * e6
+    c3 = e6
+    for t in range(T - 1, -1, -1):
+        if RECORDING:
+            lam_v_r = lam_v_r + tl.load(g_rec + t * M + m, mask=valid)
+        lam_v_r = lam_v_r + tl.load(g_out + t * M + m, mask=valid)
+        adj_v = lam_v_r
+        gu_v = adj_v
+        tl.store(g_I + t * M + m, gu_v * c2, mask=valid)
+        lam_v_r = gu_v * c3
+    tl.store(lam_v + m, lam_v_r, mask=valid)
+
+
 class LIRun(torch.autograd.Function):
-    """All steps of `LI` as one autograd node (numba kernels `_l_i_forward` and
-    `_l_i_backward`).
+    """All steps of `LI` as one autograd node: `kernels` "numba" runs kernels `_l_i_forward` and `_l_i_backward`, or
+    Triton's `_l_i_forward_triton` and `_l_i_backward_triton`.
+    The kernels compute in `work`, the dtype `_work_dtype` gives, and return the data's dtype.
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, I, v, tau, r, v_leak):
-        T, shape = I.shape[0], I.shape[1:]
-        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
-        start = [s.detach().reshape(-1).clone() for s in (v,)]
+    def forward(ctx, kernels, dt, steps, record, I, v, tau, r, v_leak):
+        T, shape, dtype = I.shape[0], I.shape[1:], I.dtype
+        work = _work_dtype(kernels, dtype)
+        inputs = [x.detach().reshape(T, -1).to(work).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).to(work, copy=True) for s in (v,)]
         params = (tau, r, v_leak)
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        params = [p.detach().to(work).expand(shape[1:]).reshape(-1).contiguous() for p in params]
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
-        rec = torch.empty((T if record else 0, 1, M), dtype=out.dtype)
-        _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
-            params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
+        rec = out.new_empty((T if record else 0, 1, M))
+        if kernels == "triton":
+            _launch(_l_i_forward_triton, inputs[0], start[0], params[0], params[1], params[2], shape[1:].numel(),
+                float(dt), out, rec, T, M, recording=record)
+        else:
+            _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
+                params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1])
-        ctx.meta = (dt, T, shape, out.dtype)
-        final = [s.reshape(shape) for s in start]
-        records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
-        return (out.reshape(T, *shape), *final, *records)
+        ctx.meta = (kernels, dt, T, shape, work)
+        final = [s.reshape(shape).to(dtype) for s in start]
+        records = [rec[:, k].reshape(T, *shape).to(dtype) for k in range(rec.shape[1])] if record else []
+        return (out.reshape(T, *shape).to(dtype), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape, dtype = ctx.meta
+        kernels, dt, T, shape, work = ctx.meta
         (tau_value, r_value) = ctx.saved_tensors
         M = shape.numel()
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:1]]
+        g_out = g_out.reshape(T, -1).to(work).contiguous()  # autograd gives zeros for an unused output
+        g_final = [g.reshape(-1).to(work, copy=True) if g is not None else g_out.new_zeros(M) for g in grads[:1]]
         g_recs = grads[1:]
         if any(g is not None for g in g_recs):
-            zeros = torch.zeros(T, M, dtype=dtype)
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
+            zeros = g_out.new_zeros((T, M))
+            g_rec = torch.stack([g.reshape(T, -1).to(work) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 1, M), dtype=dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
-        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt),
-            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:1]),
-            None, None, None)
+            g_rec = g_out.new_zeros((0, 1, M))
+        g_inputs = [torch.empty_like(g_out) for _ in range(1)]
+        if kernels == "triton":
+            _launch(_l_i_backward_triton, tau_value, r_value, shape[1:].numel(), float(dt), g_out, g_rec.contiguous(),
+                g_final[0], g_inputs[0], T, M, recording=g_rec.shape[0] > 0)
+        else:
+            _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.numpy(),
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+        return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
+            *(g.reshape(shape) for g in g_final[:1]), None, None, None)
 
 
 class LI(nn.Module):
@@ -529,7 +804,7 @@ class LI(nn.Module):
         self.register_buffer("r", r)
         v_leak = _tensor(0 if v_leak is None else v_leak)  # std/neurons.snn:187
         self.register_buffer("v_leak", v_leak)
-        self.fused = True  # run() uses the fused kernels when numba is available
+        self.kernels = None  # run()'s kernels: None for the module's KERNELS, or one of its values
 
     def params(self) -> LIParams:
         """The params as used in a step: ranges applied, derived params recomputed."""
@@ -555,6 +830,10 @@ class LI(nn.Module):
             state = self.init_state(I.shape[0])
         return self.step(self.params(), I, state)
 
+    def kernels_for(self, x: torch.Tensor) -> str:
+        """The kernels `run` uses on tensors like `x`: "numba", "triton" or "plain"."""
+        return _kernels(x, self.kernels)
+
     def run(self, I, state: LIState | None = None, record: bool = False):
         """All steps of inputs shaped [T, batch, *shape]. Returns the outputs stacked over time,
         the final state and, with `record`, every state stacked over time.
@@ -562,8 +841,9 @@ class LI(nn.Module):
         p = self.params()
         if state is None:
             state = self.init_state(I.shape[1])
-        if self.fused and _fusable(I):
-            out, *rest = LIRun.apply(self.dt, 0, record, I, *state, *p)
+        kernels = self.kernels_for(I)
+        if kernels != "plain":
+            out, *rest = LIRun.apply(kernels, self.dt, 0, record, I, *state, *p)
             final = LIState(*rest[:1])
             return out, final, LIState(*rest[1:]) if record else None
         outputs, states = [], []

@@ -20,16 +20,53 @@ try:
 except ImportError:  # neurons then run their plain step loop, which gives the same numbers
     numba = None
 
-FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
+try:  # Triton kernels run on CUDA tensors, and on CPU tensors under TRITON_INTERPRET=1 (as the tests run them)
+    import os
+
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
+
+# Which kernels run a fused neuron: "auto" (numba on CPU tensors, Triton on CUDA tensors, else the plain
+# step loop), "numba", "triton" or "plain" (every neuron step by step under autograd, for debugging).
+# A layer's `kernels` attribute, where set, overrides it; FUSED = False is the same as "plain".
+KERNELS = "auto"
+FUSED = True
 _KERNELS: dict = {}
 
 
-def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable, the data is on the CPU and of a
-    dtype numba computes in (half and bfloat16 run the plain step loop)."""
-    if not FUSED or numba is None or torch.compiler.is_compiling():
-        return False
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+def _kernels(x: torch.Tensor, choice: str | None, triton_kernels: bool = True) -> str:
+    """The kernels that run a layer on `x`: "numba", "triton" or "plain". Automatic choices fall back to
+    the plain loop (which gives the same numbers) where a library or device is missing; a choice made by
+    name fails with the reason instead. `triton_kernels`: the neuron has Triton kernels at all."""
+    choice = KERNELS if choice is None else choice
+    if choice == "plain" or not FUSED or torch.compiler.is_compiling():
+        return "plain"
+    if choice == "auto":
+        if x.device.type == "cuda":
+            return "triton" if triton is not None and triton_kernels else "plain"
+        return "numba" if numba is not None and x.device.type == "cpu" else "plain"
+    if choice == "numba":
+        problem = "numba is not installed" if numba is None else (
+            f"numba runs on CPU tensors, not {x.device.type}" if x.device.type != "cpu" else "")
+    elif choice == "triton":
+        interpreted = triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
+        problem = "Triton is not installed" if triton is None else (
+            "this neuron has no Triton kernels (see the generated file)" if not triton_kernels else
+            "Triton runs on CUDA tensors (on CPU tensors only with TRITON_INTERPRET=1)"
+            if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu") else "")
+    else:
+        raise ValueError(f"kernels must be 'auto', 'numba', 'triton' or 'plain', not {choice!r}")
+    if problem:
+        raise RuntimeError(f"kernels {choice!r} cannot run here: {problem}; use 'auto' or 'plain'")
+    return choice
+
+
+def _work_dtype(kernels: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a fused kernel computes in: Triton kernels read and write any float dtype (computing in
+    float32 or float64); numba's compute in float64 for float64 data, else in float32 (half, bfloat16)."""
+    return dtype if kernels == "triton" or dtype == torch.float64 else torch.float32
 
 
 def _compiled(kernel):
@@ -41,6 +78,18 @@ def _compiled(kernel):
         except RuntimeError:  # no file to cache next to (source executed from a string)
             _KERNELS[kernel] = numba.njit(parallel=True, error_model="numpy")(kernel)
     return _KERNELS[kernel]
+
+
+def _launch(kernel, *args, recording: bool) -> None:
+    """Run a Triton kernel, compiled on first use, on its arguments (..., T, M): one program per block of
+    the M elements, computing in float64 for float64 data and in float32 otherwise."""
+    if kernel not in _KERNELS:
+        _KERNELS[kernel] = triton.jit(kernel)
+    M = args[-1]
+    data = next(a for a in args if isinstance(a, torch.Tensor))
+    block = 128 if data.is_cuda else min(1024, triton.next_power_of_2(M))  # the interpreter: few, wide programs
+    compute = tl.float64 if data.dtype == torch.float64 else tl.float32
+    _KERNELS[kernel][(triton.cdiv(M, block),)](*args, BLOCK=block, COMPUTE=compute, RECORDING=recording)
 
 
 def _tensor(value) -> torch.Tensor:
@@ -143,48 +192,116 @@ def _leaky_backward(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, lam_
                 lam_spiked[m] = 0
 
 
+def _leaky_forward_triton(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec, T, M,
+    BLOCK: tl.constexpr, COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """`Leaky` over all steps, a block of elements per program (Triton); as `_leaky_forward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    st_mem_r = tl.load(st_mem + m, mask=valid).to(COMPUTE)
+    st_spiked_r = tl.load(st_spiked + m, mask=valid).to(COMPUTE)
+    beta = tl.load(pa_beta + n, mask=valid).to(COMPUTE)
+    threshold = tl.load(pa_threshold + n, mask=valid).to(COMPUTE)
+    for t in range(T):
+        mem = st_mem_r
+        spiked = st_spiked_r
+        I = tl.load(in_I + t * M + m, mask=valid).to(COMPUTE)
+        mem_new = beta * mem + I - spiked * threshold  # std/neurons.snn:39
+        tl.store(saved + t * M + m, mem_new, mask=valid)
+        x = mem_new - threshold
+        spike = tl.where((x > 0.0), 1.0, 0.0).to(COMPUTE)
+        st_mem_r = mem_new
+        st_spiked_r = spike
+        tl.store(out + t * M + m, spike, mask=valid)
+        if RECORDING:
+            tl.store(rec + (t * 2 + 0) * M + m, st_mem_r, mask=valid)
+            tl.store(rec + (t * 2 + 1) * M + m, st_spiked_r, mask=valid)
+    tl.store(st_mem + m, st_mem_r, mask=valid)
+    tl.store(st_spiked + m, st_spiked_r, mask=valid)
+
+
+def _leaky_backward_triton(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I, T, M,
+    BLOCK: tl.constexpr, COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """The gradient of `Leaky` over all steps (Triton); as `_leaky_backward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    lam_mem_r = tl.load(lam_mem + m, mask=valid).to(COMPUTE)
+    lam_spiked_r = tl.load(lam_spiked + m, mask=valid).to(COMPUTE)
+    beta = tl.load(pa_beta + n, mask=valid).to(COMPUTE)
+    threshold = tl.load(pa_threshold + n, mask=valid).to(COMPUTE)
+    c0 = tl.full([BLOCK], ((3.141592653589793) * (3.141592653589793)), COMPUTE)
+    for t in range(T - 1, -1, -1):
+        mem_new = tl.load(saved + t * M + m, mask=valid).to(COMPUTE)
+        x = mem_new - threshold
+        if RECORDING:
+            lam_mem_r = lam_mem_r + tl.load(g_rec + (t * 2 + 0) * M + m, mask=valid)
+            lam_spiked_r = lam_spiked_r + tl.load(g_rec + (t * 2 + 1) * M + m, mask=valid)
+        adj_mem = lam_mem_r
+        adj_spiked = lam_spiked_r
+        g = tl.load(g_out + t * M + m, mask=valid).to(COMPUTE)
+        gs = g + adj_spiked
+        gx = gs * (1 / (c0 * ((x) * (x)) + 1))
+        gu_mem = adj_mem + gx
+        tl.store(g_I + t * M + m, gu_mem, mask=valid)
+        lam_mem_r = gu_mem * beta
+        lam_spiked_r = 0 + tl.zeros([BLOCK], COMPUTE)
+    tl.store(lam_mem + m, lam_mem_r, mask=valid)
+    tl.store(lam_spiked + m, lam_spiked_r, mask=valid)
+
+
 class LeakyRun(torch.autograd.Function):
-    """All steps of `Leaky` as one autograd node (numba kernels `_leaky_forward` and
-    `_leaky_backward`).
+    """All steps of `Leaky` as one autograd node: `kernels` "numba" runs kernels `_leaky_forward` and `_leaky_backward`,
+    or
+    Triton's `_leaky_forward_triton` and `_leaky_backward_triton`.
+    The kernels compute in `work`, the dtype `_work_dtype` gives, and return the data's dtype.
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, I, mem, spiked, beta, threshold):
-        T, shape = I.shape[0], I.shape[1:]
-        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
-        start = [s.detach().reshape(-1).clone() for s in (mem, spiked)]
+    def forward(ctx, kernels, dt, steps, record, I, mem, spiked, beta, threshold):
+        T, shape, dtype = I.shape[0], I.shape[1:], I.dtype
+        work = _work_dtype(kernels, dtype)
+        inputs = [x.detach().reshape(T, -1).to(work).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).to(work, copy=True) for s in (mem, spiked)]
         params = (beta, threshold)
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        params = [p.detach().to(work).expand(shape[1:]).reshape(-1).contiguous() for p in params]
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
-        saved = torch.empty((T, 1, M), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
-        _compiled(_leaky_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
-            params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy())
+        saved = out.new_empty((T, 1, M))
+        rec = out.new_empty((T if record else 0, 2, M))
+        if kernels == "triton":
+            _launch(_leaky_forward_triton, inputs[0], start[0], start[1], params[0], params[1], shape[1:].numel(), out,
+                saved, rec, T, M, recording=record)
+        else:
+            _compiled(_leaky_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
+                params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy())
         ctx.save_for_backward(*params, saved)
-        ctx.meta = (dt, T, shape, out.dtype)
-        final = [s.reshape(shape) for s in start]
-        records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
-        return (out.reshape(T, *shape), *final, *records)
+        ctx.meta = (kernels, dt, T, shape, work)
+        final = [s.reshape(shape).to(dtype) for s in start]
+        records = [rec[:, k].reshape(T, *shape).to(dtype) for k in range(rec.shape[1])] if record else []
+        return (out.reshape(T, *shape).to(dtype), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape, dtype = ctx.meta
+        kernels, dt, T, shape, work = ctx.meta
         (beta_value, threshold_value, saved) = ctx.saved_tensors
         M = shape.numel()
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:2]]
+        g_out = g_out.reshape(T, -1).to(work).contiguous()  # autograd gives zeros for an unused output
+        g_final = [g.reshape(-1).to(work, copy=True) if g is not None else g_out.new_zeros(M) for g in grads[:2]]
         g_recs = grads[2:]
         if any(g is not None for g in g_recs):
-            zeros = torch.zeros(T, M, dtype=dtype)
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
+            zeros = g_out.new_zeros((T, M))
+            g_rec = torch.stack([g.reshape(T, -1).to(work) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 2, M), dtype=dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
-        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_leaky_backward)(beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(), saved.numpy(),
-            g_out.contiguous().numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(),
-            g_inputs[0].numpy())
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
-            None, None)
+            g_rec = g_out.new_zeros((0, 2, M))
+        g_inputs = [torch.empty_like(g_out) for _ in range(1)]
+        if kernels == "triton":
+            _launch(_leaky_backward_triton, beta_value, threshold_value, shape[1:].numel(), saved, g_out,
+                g_rec.contiguous(), g_final[0], g_final[1], g_inputs[0], T, M, recording=g_rec.shape[0] > 0)
+        else:
+            _compiled(_leaky_backward)(beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(), saved.numpy(),
+                g_out.numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy())
+        return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
+            *(g.reshape(shape) for g in g_final[:2]), None, None)
 
 
 class Leaky(nn.Module):
@@ -205,7 +322,7 @@ class Leaky(nn.Module):
         self.register_buffer("beta", beta)
         threshold = _tensor(1 if threshold is None else threshold)  # std/neurons.snn:37
         self.register_buffer("threshold", threshold)
-        self.fused = True  # run() uses the fused kernels when numba is available
+        self.kernels = None  # run()'s kernels: None for the module's KERNELS, or one of its values
 
     def params(self) -> LeakyParams:
         """The params as used in a step: ranges applied, derived params recomputed."""
@@ -231,6 +348,10 @@ class Leaky(nn.Module):
             state = self.init_state(I.shape[0])
         return self.step(self.params(), I, state)
 
+    def kernels_for(self, x: torch.Tensor) -> str:
+        """The kernels `run` uses on tensors like `x`: "numba", "triton" or "plain"."""
+        return _kernels(x, self.kernels)
+
     def run(self, I, state: LeakyState | None = None, record: bool = False):
         """All steps of inputs shaped [T, batch, *shape]. Returns the outputs stacked over time,
         the final state and, with `record`, every state stacked over time.
@@ -238,8 +359,9 @@ class Leaky(nn.Module):
         p = self.params()
         if state is None:
             state = self.init_state(I.shape[1])
-        if self.fused and _fusable(I):
-            out, *rest = LeakyRun.apply(self.dt, 0, record, I, *state, *p)
+        kernels = self.kernels_for(I)
+        if kernels != "plain":
+            out, *rest = LeakyRun.apply(kernels, self.dt, 0, record, I, *state, *p)
             final = LeakyState(*rest[:2])
             return out, final, LeakyState(*rest[2:]) if record else None
         outputs, states = [], []

@@ -20,16 +20,53 @@ try:
 except ImportError:  # neurons then run their plain step loop, which gives the same numbers
     numba = None
 
-FUSED = True  # False: every neuron runs step by step under autograd (for debugging)
+try:  # Triton kernels run on CUDA tensors, and on CPU tensors under TRITON_INTERPRET=1 (as the tests run them)
+    import os
+
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
+
+# Which kernels run a fused neuron: "auto" (numba on CPU tensors, Triton on CUDA tensors, else the plain
+# step loop), "numba", "triton" or "plain" (every neuron step by step under autograd, for debugging).
+# A layer's `kernels` attribute, where set, overrides it; FUSED = False is the same as "plain".
+KERNELS = "auto"
+FUSED = True
 _KERNELS: dict = {}
 
 
-def _fusable(x: torch.Tensor) -> bool:
-    """Whether a fused kernel can run on `x`: numba is importable, the data is on the CPU and of a
-    dtype numba computes in (half and bfloat16 run the plain step loop)."""
-    if not FUSED or numba is None or torch.compiler.is_compiling():
-        return False
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+def _kernels(x: torch.Tensor, choice: str | None, triton_kernels: bool = True) -> str:
+    """The kernels that run a layer on `x`: "numba", "triton" or "plain". Automatic choices fall back to
+    the plain loop (which gives the same numbers) where a library or device is missing; a choice made by
+    name fails with the reason instead. `triton_kernels`: the neuron has Triton kernels at all."""
+    choice = KERNELS if choice is None else choice
+    if choice == "plain" or not FUSED or torch.compiler.is_compiling():
+        return "plain"
+    if choice == "auto":
+        if x.device.type == "cuda":
+            return "triton" if triton is not None and triton_kernels else "plain"
+        return "numba" if numba is not None and x.device.type == "cpu" else "plain"
+    if choice == "numba":
+        problem = "numba is not installed" if numba is None else (
+            f"numba runs on CPU tensors, not {x.device.type}" if x.device.type != "cpu" else "")
+    elif choice == "triton":
+        interpreted = triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
+        problem = "Triton is not installed" if triton is None else (
+            "this neuron has no Triton kernels (see the generated file)" if not triton_kernels else
+            "Triton runs on CUDA tensors (on CPU tensors only with TRITON_INTERPRET=1)"
+            if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu") else "")
+    else:
+        raise ValueError(f"kernels must be 'auto', 'numba', 'triton' or 'plain', not {choice!r}")
+    if problem:
+        raise RuntimeError(f"kernels {choice!r} cannot run here: {problem}; use 'auto' or 'plain'")
+    return choice
+
+
+def _work_dtype(kernels: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a fused kernel computes in: Triton kernels read and write any float dtype (computing in
+    float32 or float64); numba's compute in float64 for float64 data, else in float32 (half, bfloat16)."""
+    return dtype if kernels == "triton" or dtype == torch.float64 else torch.float32
 
 
 def _compiled(kernel):
@@ -41,6 +78,18 @@ def _compiled(kernel):
         except RuntimeError:  # no file to cache next to (source executed from a string)
             _KERNELS[kernel] = numba.njit(parallel=True, error_model="numpy")(kernel)
     return _KERNELS[kernel]
+
+
+def _launch(kernel, *args, recording: bool) -> None:
+    """Run a Triton kernel, compiled on first use, on its arguments (..., T, M): one program per block of
+    the M elements, computing in float64 for float64 data and in float32 otherwise."""
+    if kernel not in _KERNELS:
+        _KERNELS[kernel] = triton.jit(kernel)
+    M = args[-1]
+    data = next(a for a in args if isinstance(a, torch.Tensor))
+    block = 128 if data.is_cuda else min(1024, triton.next_power_of_2(M))  # the interpreter: few, wide programs
+    compute = tl.float64 if data.dtype == torch.float64 else tl.float32
+    _KERNELS[kernel][(triton.cdiv(M, block),)](*args, BLOCK=block, COMPUTE=compute, RECORDING=recording)
 
 
 def _tensor(value) -> torch.Tensor:
@@ -183,49 +232,141 @@ def _a_l_i_f_backward(pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, sav
                 lam_theta[m] = gu_theta * c6
 
 
+def _a_l_i_f_forward_triton(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold,
+    pa_v_reset, pa_theta_plus, N, dt, out, saved, rec, T, M, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    RECORDING: tl.constexpr):
+    """`ALIF` over all steps, a block of elements per program (Triton); as `_a_l_i_f_forward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    st_v_r = tl.load(st_v + m, mask=valid).to(COMPUTE)
+    st_theta_r = tl.load(st_theta + m, mask=valid).to(COMPUTE)
+    tau_mem = tl.load(pa_tau_mem + n, mask=valid).to(COMPUTE)
+    tau_theta = tl.load(pa_tau_theta + n, mask=valid).to(COMPUTE)
+    r = tl.load(pa_r + n, mask=valid).to(COMPUTE)
+    v_leak = tl.load(pa_v_leak + n, mask=valid).to(COMPUTE)
+    v_threshold = tl.load(pa_v_threshold + n, mask=valid).to(COMPUTE)
+    v_reset = tl.load(pa_v_reset + n, mask=valid).to(COMPUTE)
+    theta_plus = tl.load(pa_theta_plus + n, mask=valid).to(COMPUTE)
+    c0 = tl.exp(-dt / tau_mem)
+    c1 = tl.exp(-dt / tau_theta)
+    for t in range(T):
+        v = st_v_r
+        theta = st_theta_r
+        I = tl.load(in_I + t * M + m, mask=valid).to(COMPUTE)
+        e2 = I * r
+        v_new = e2 + v_leak + (-e2 + v - v_leak) * c0  # std/neurons.snn:236
+        theta_new = theta * c1  # std/neurons.snn:237
+        tl.store(saved + (t * 2 + 0) * M + m, v_new, mask=valid)
+        tl.store(saved + (t * 2 + 1) * M + m, theta_new, mask=valid)
+        x = v_new - (v_threshold + theta_new)
+        spike = tl.where((x > 0.0), 1.0, 0.0).to(COMPUTE)
+        gate = spike
+        st_v_r = v_new - gate * (v_new - v_reset)
+        st_theta_r = theta_new + gate * theta_plus
+        tl.store(out + t * M + m, spike, mask=valid)
+        if RECORDING:
+            tl.store(rec + (t * 2 + 0) * M + m, st_v_r, mask=valid)
+            tl.store(rec + (t * 2 + 1) * M + m, st_theta_r, mask=valid)
+    tl.store(st_v + m, st_v_r, mask=valid)
+    tl.store(st_theta + m, st_theta_r, mask=valid)
+
+
+def _a_l_i_f_backward_triton(pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v,
+    lam_theta, g_I, T, M, BLOCK: tl.constexpr, COMPUTE: tl.constexpr, RECORDING: tl.constexpr):
+    """The gradient of `ALIF` over all steps (Triton); as `_a_l_i_f_backward`."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = m < M
+    n = m % N
+    lam_v_r = tl.load(lam_v + m, mask=valid).to(COMPUTE)
+    lam_theta_r = tl.load(lam_theta + m, mask=valid).to(COMPUTE)
+    tau_mem = tl.load(pa_tau_mem + n, mask=valid).to(COMPUTE)
+    tau_theta = tl.load(pa_tau_theta + n, mask=valid).to(COMPUTE)
+    r = tl.load(pa_r + n, mask=valid).to(COMPUTE)
+    v_threshold = tl.load(pa_v_threshold + n, mask=valid).to(COMPUTE)
+    c3 = tl.full([BLOCK], ((3.141592653589793) * (3.141592653589793)), COMPUTE)
+    e9 = tl.exp(-dt / tau_mem)
+    c4 = r - r * e9
+    c5 = e9
+    c6 = tl.exp(-dt / tau_theta)
+    for t in range(T - 1, -1, -1):
+        v_new = tl.load(saved + (t * 2 + 0) * M + m, mask=valid).to(COMPUTE)
+        theta_new = tl.load(saved + (t * 2 + 1) * M + m, mask=valid).to(COMPUTE)
+        x = v_new - (v_threshold + theta_new)
+        spike = tl.where((x > 0.0), 1.0, 0.0).to(COMPUTE)
+        gate = spike
+        if RECORDING:
+            lam_v_r = lam_v_r + tl.load(g_rec + (t * 2 + 0) * M + m, mask=valid)
+            lam_theta_r = lam_theta_r + tl.load(g_rec + (t * 2 + 1) * M + m, mask=valid)
+        adj_v = lam_v_r
+        adj_theta = lam_theta_r
+        gs = tl.load(g_out + t * M + m, mask=valid).to(COMPUTE)
+        gx = gs * (1 / (c3 * ((x) * (x)) + 1))
+        gu_v = adj_v * (1 - gate) + gx
+        gu_theta = adj_theta + -gx
+        tl.store(g_I + t * M + m, gu_v * c4, mask=valid)
+        lam_v_r = gu_v * c5
+        lam_theta_r = gu_theta * c6
+    tl.store(lam_v + m, lam_v_r, mask=valid)
+    tl.store(lam_theta + m, lam_theta_r, mask=valid)
+
+
 class ALIFRun(torch.autograd.Function):
-    """All steps of `ALIF` as one autograd node (numba kernels `_a_l_i_f_forward` and
-    `_a_l_i_f_backward`).
+    """All steps of `ALIF` as one autograd node: `kernels` "numba" runs kernels `_a_l_i_f_forward` and
+    `_a_l_i_f_backward`,
+    or Triton's `_a_l_i_f_forward_triton` and `_a_l_i_f_backward_triton`.
+    The kernels compute in `work`, the dtype `_work_dtype` gives, and return the data's dtype.
     """
     @staticmethod
-    def forward(ctx, dt, steps, record, I, v, theta, tau_mem, tau_theta, r, v_leak, v_threshold, v_reset, theta_plus):
-        T, shape = I.shape[0], I.shape[1:]
-        inputs = [x.detach().reshape(T, -1).contiguous() for x in (I,)]
-        start = [s.detach().reshape(-1).clone() for s in (v, theta)]
+    def forward(ctx, kernels, dt, steps, record, I, v, theta, tau_mem, tau_theta, r, v_leak, v_threshold, v_reset,
+        theta_plus):
+        T, shape, dtype = I.shape[0], I.shape[1:], I.dtype
+        work = _work_dtype(kernels, dtype)
+        inputs = [x.detach().reshape(T, -1).to(work).contiguous() for x in (I,)]
+        start = [s.detach().reshape(-1).to(work, copy=True) for s in (v, theta)]
         params = (tau_mem, tau_theta, r, v_leak, v_threshold, v_reset, theta_plus)
-        params = [p.detach().expand(shape[1:]).reshape(-1).contiguous() for p in params]
+        params = [p.detach().to(work).expand(shape[1:]).reshape(-1).contiguous() for p in params]
         M = inputs[0].shape[1]
         out = torch.empty_like(inputs[0])
-        saved = torch.empty((T, 2, M), dtype=out.dtype)
-        rec = torch.empty((T if record else 0, 2, M), dtype=out.dtype)
-        _compiled(_a_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
-            params[1].numpy(), params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(),
-            params[6].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy())
+        saved = out.new_empty((T, 2, M))
+        rec = out.new_empty((T if record else 0, 2, M))
+        if kernels == "triton":
+            _launch(_a_l_i_f_forward_triton, inputs[0], start[0], start[1], params[0], params[1], params[2], params[3],
+                params[4], params[5], params[6], shape[1:].numel(), float(dt), out, saved, rec, T, M, recording=record)
+        else:
+            _compiled(_a_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
+                params[1].numpy(), params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(),
+                params[6].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy())
         ctx.save_for_backward(params[0], params[1], params[2], params[4], saved)
-        ctx.meta = (dt, T, shape, out.dtype)
-        final = [s.reshape(shape) for s in start]
-        records = [rec[:, k].reshape(T, *shape) for k in range(rec.shape[1])] if record else []
-        return (out.reshape(T, *shape), *final, *records)
+        ctx.meta = (kernels, dt, T, shape, work)
+        final = [s.reshape(shape).to(dtype) for s in start]
+        records = [rec[:, k].reshape(T, *shape).to(dtype) for k in range(rec.shape[1])] if record else []
+        return (out.reshape(T, *shape).to(dtype), *final, *records)
 
     @staticmethod
     def backward(ctx, g_out, *grads):
-        dt, T, shape, dtype = ctx.meta
+        kernels, dt, T, shape, work = ctx.meta
         (tau_mem_value, tau_theta_value, r_value, v_threshold_value, saved) = ctx.saved_tensors
         M = shape.numel()
-        g_final = [g.reshape(-1).clone() if g is not None else torch.zeros(M, dtype=dtype) for g in grads[:2]]
+        g_out = g_out.reshape(T, -1).to(work).contiguous()  # autograd gives zeros for an unused output
+        g_final = [g.reshape(-1).to(work, copy=True) if g is not None else g_out.new_zeros(M) for g in grads[:2]]
         g_recs = grads[2:]
         if any(g is not None for g in g_recs):
-            zeros = torch.zeros(T, M, dtype=dtype)
-            g_rec = torch.stack([g.reshape(T, -1) if g is not None else zeros for g in g_recs], 1)
+            zeros = g_out.new_zeros((T, M))
+            g_rec = torch.stack([g.reshape(T, -1).to(work) if g is not None else zeros for g in g_recs], 1)
         else:
-            g_rec = torch.zeros((0, 2, M), dtype=dtype)
-        g_out = (g_out if g_out is not None else torch.zeros(T, *shape, dtype=dtype)).reshape(T, -1)
-        g_inputs = [torch.empty((T, M), dtype=dtype) for _ in range(1)]
-        _compiled(_a_l_i_f_backward)(tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(),
-            v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(), g_out.contiguous().numpy(),
-            g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy())
-        return (None, None, None, *(g.reshape(T, *shape) for g in g_inputs), *(g.reshape(shape) for g in g_final[:2]),
-            None, None, None, None, None, None, None)
+            g_rec = g_out.new_zeros((0, 2, M))
+        g_inputs = [torch.empty_like(g_out) for _ in range(1)]
+        if kernels == "triton":
+            _launch(_a_l_i_f_backward_triton, tau_mem_value, tau_theta_value, r_value, v_threshold_value,
+                shape[1:].numel(), float(dt), saved, g_out, g_rec.contiguous(), g_final[0], g_final[1], g_inputs[0], T,
+                M, recording=g_rec.shape[0] > 0)
+        else:
+            _compiled(_a_l_i_f_backward)(tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(),
+                v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(), g_out.numpy(),
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy())
+        return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
+            *(g.reshape(shape) for g in g_final[:2]), None, None, None, None, None, None, None)
 
 
 class ALIF(nn.Module):
@@ -261,7 +402,7 @@ class ALIF(nn.Module):
         self.register_buffer("v_reset", v_reset)
         theta_plus = _tensor(0.1 if theta_plus is None else theta_plus)  # std/neurons.snn:232
         self.register_buffer("theta_plus", theta_plus)
-        self.fused = True  # run() uses the fused kernels when numba is available
+        self.kernels = None  # run()'s kernels: None for the module's KERNELS, or one of its values
 
     def params(self) -> ALIFParams:
         """The params as used in a step: ranges applied, derived params recomputed."""
@@ -300,6 +441,10 @@ class ALIF(nn.Module):
             state = self.init_state(I.shape[0])
         return self.step(self.params(), I, state)
 
+    def kernels_for(self, x: torch.Tensor) -> str:
+        """The kernels `run` uses on tensors like `x`: "numba", "triton" or "plain"."""
+        return _kernels(x, self.kernels)
+
     def run(self, I, state: ALIFState | None = None, record: bool = False):
         """All steps of inputs shaped [T, batch, *shape]. Returns the outputs stacked over time,
         the final state and, with `record`, every state stacked over time.
@@ -307,8 +452,9 @@ class ALIF(nn.Module):
         p = self.params()
         if state is None:
             state = self.init_state(I.shape[1])
-        if self.fused and _fusable(I):
-            out, *rest = ALIFRun.apply(self.dt, 0, record, I, *state, *p)
+        kernels = self.kernels_for(I)
+        if kernels != "plain":
+            out, *rest = ALIFRun.apply(kernels, self.dt, 0, record, I, *state, *p)
             final = ALIFState(*rest[:2])
             return out, final, ALIFState(*rest[2:]) if record else None
         outputs, states = [], []
