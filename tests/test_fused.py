@@ -262,3 +262,14 @@ def test_train_header_says_which_kernels_run():
         assert kernel_line(net, "cpu") == "kernels: plain for hidden, numba (cpu) for out"
     finally:
         mod.KERNELS = "auto"
+
+
+@pytest.mark.skipif("triton" not in KERNEL_PATHS, reason="Triton is not installed")
+def test_triton_kernels_compile_from_a_module_run_from_memory(monkeypatch):
+    """Where the cache folder is not writable the module runs from memory; Triton, which reads its
+    kernels' source, still finds it (the lines are registered with linecache)."""
+    monkeypatch.setenv("SNNSPEC_CACHE_DIR", "/proc/not-a-folder")
+    mod = snnspec.compile(text=FEATURES, name="in_memory.snn")
+    assert mod.__file__.startswith("<")
+    results = run_both(lambda: mod.Quad((4,)), shape=(4,), scale=1.5, T=12, kernels="triton")
+    assert_same(results)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ... import ir
+from ...expr import names as expr_names
 from ...names import ModuleNames, Namer, short
 from ..printer import Printer
 from ..writer import STATIC, CodeWriter, unpacked
-from .triton import NoTritonKernel, TritonKernels
+from .triton import NoTritonKernel, TritonKernels, walk
 
 _FIXED = {"T", "M", "N", "b", "t", "m", "n", "dt", "steps", "math", "numba", "counter", "out", "saved", "rec",
           "active", "g_out", "g_rec", *TritonKernels.fixed}
@@ -73,11 +74,11 @@ class FusedEmitter:
     def emit(self, o: CodeWriter) -> None:
         """The forward kernel, the backward kernel and the autograd Function that calls them."""
         self.emit_kernel(o, self.forward_name, self.k.forward, (
-            f"`{self.cls}` over all steps, one element at a time (compiled by numba).\n\n"
+            f"`{self.cls}` over all steps: batch rows in parallel, a row's neurons innermost (numba).\n\n"
             "Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.\n"
             "Writes the output of each step to `out`, the updated pre-reset states the backward\n"
             "reads to `saved`, with `rec` of nonzero length every state after the step, and the\n"
-            "refractory mask to `active`."))
+            "refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants."))
         self.emit_kernel(o, self.backward_name, self.k.backward, (
             f"The gradient of `{self.cls}` over all steps, in reverse (compiled by numba).\n\n"
             "`st_*` hold the states before the first step; `lam_*` come in as the gradient of\n"
@@ -148,15 +149,37 @@ class FusedEmitter:
                     self.statements(o, s.orelse)
 
     def emit_kernel(self, o: CodeWriter, name: str, p: ir.KPass, doc: str) -> None:
-        with o.block(f"def {name}({', '.join(self.arr[a] for a in p.args)})", doc, after=2):
+        """Batch rows in parallel; in each, the steps in order and in a step the row's neurons, innermost
+        and contiguous (so that numba vectorises them). The invariants (params, their subexpressions)
+        are computed once per neuron into `inv` [len, N], a scratch array the caller passes."""
+        kept = self.invariants(p)
+        args = [self.arr[a] for a in p.args] + (["inv"] if kept else [])
+        with o.block(f"def {name}({', '.join(args)})", doc, after=2):
             o.line(f"T, M = {'g_out' if p.reverse else 'out'}.shape")
-            o.line("for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps")
-            with o.indent(), o.block("for n in range(N)"):
+            if kept:
+                with o.block("for n in range(N)"):
+                    for s in p.invariants:
+                        self.statement(o, s)
+                    for j, local in enumerate(kept):
+                        o.line(f"inv[{j}, n] = {self.v[local]}")
+            steps = "for t in range(T - 1, -1, -1)" if p.reverse else "for t in range(T)"
+            with o.block("for b in numba.prange(M // N)"), o.block(steps), o.block("for n in range(N)"):
                 o.line("m = b * N + n")
-                for s in p.invariants:
-                    self.statement(o, s)
-                with o.block("for t in range(T - 1, -1, -1)" if p.reverse else "for t in range(T)"):
-                    self.statements(o, p.step)
+                for j, local in enumerate(kept):
+                    o.line(f"{self.v[local]} = inv[{j}, n]")
+                self.statements(o, p.step)
+
+    @staticmethod
+    def invariants(p: ir.KPass) -> list[str]:
+        """The locals the invariants define that the step reads, in order."""
+        read: set[str] = set()
+        for s in walk(p.step):
+            for _field, value in s:
+                if isinstance(value, str):
+                    read.add(value)
+                elif isinstance(value, ir.Num | ir.Name | ir.Call | ir.BinOp | ir.Neg):
+                    read.update(x.id for x in expr_names(value))
+        return [s.target for s in p.invariants if isinstance(s, ir.KAssign | ir.KLoad) and s.target in read]
 
     # ---- the autograd Function ------------------------------------------------------------------
     def emit_function(self, o: CodeWriter) -> None:
@@ -253,6 +276,8 @@ class FusedEmitter:
         code = {**{a: a for a in _FIXED}, "N": "shape[1:].numel()", "dt": "float(dt)", "steps": "float(steps)",
                 **code}
         numba_args = [code[a] if a in _SCALARS else f"{code[a]}.numpy()" for a in p.args]
+        if kept := len(self.invariants(p)):
+            numba_args.append(f"torch.empty(({kept}, shape[1:].numel()), dtype=work).numpy()")
         numba_call = f"_compiled({(self.forward_name, self.backward_name)[which]})({', '.join(numba_args)})"
         if self.triton is None:
             o.line(numba_call)

@@ -75,18 +75,19 @@ class TritonPrinter(Printer):
 def _registers(p: ir.KPass) -> list[str]:
     """The per-element arrays (index `m`) a pass writes: they live in registers across the time loop."""
     out: list[str] = []
-    for s in _walk((*p.invariants, *p.step)):
+    for s in walk((*p.invariants, *p.step)):
         dst = s.dst if isinstance(s, ir.KStore | ir.KCountdown) else None
         if dst is not None and dst.index == ("m",) and dst.array not in out:
             out.append(dst.array)
     return out
 
 
-def _walk(block: tuple[ir.KStatement, ...]) -> Iterator[ir.KStatement]:
+def walk(block: tuple[ir.KStatement, ...]) -> Iterator[ir.KStatement]:
+    """The statements of `block`, those inside an `if` included."""
     for s in block:
         yield s
         if isinstance(s, ir.KIf):
-            yield from _walk((*s.body, *s.orelse))
+            yield from walk((*s.body, *s.orelse))
 
 
 class TritonKernels:
@@ -127,7 +128,7 @@ class TritonKernels:
             o.lines.extend(body.lines)
 
     def _elems(self, p: ir.KPass) -> Iterator[ir.KElem]:
-        for s in _walk((*p.invariants, *p.step)):
+        for s in walk((*p.invariants, *p.step)):
             for attr in ("src", "dst"):
                 e = getattr(s, attr, None)
                 if isinstance(e, ir.KElem):

@@ -137,32 +137,51 @@ class CobaLIFSpike(torch.autograd.Function):
 
 
 def _coba_l_i_f_forward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i,
-    pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active):
-    """`CobaLIF` over all steps, one element at a time (compiled by numba).
+    pa_tau_e, pa_tau_i, pa_V_th, pa_V_reset, N, dt, steps, out, saved, rec, active, inv):
+    """`CobaLIF` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            C = pa_C[n]
-            g_L = pa_g_L[n]
-            E_L = pa_E_L[n]
-            E_e = pa_E_e[n]
-            E_i = pa_E_i[n]
-            tau_e = pa_tau_e[n]
-            tau_i = pa_tau_i[n]
-            V_th = pa_V_th[n]
-            V_reset = pa_V_reset[n]
-            c0 = math.exp(-dt / tau_e)
-            c1 = math.exp(-dt / tau_i)
-            c2 = E_L * g_L
-            c3 = V_th / 0.001
-            for t in range(T):
+    for n in range(N):
+        C = pa_C[n]
+        g_L = pa_g_L[n]
+        E_L = pa_E_L[n]
+        E_e = pa_E_e[n]
+        E_i = pa_E_i[n]
+        tau_e = pa_tau_e[n]
+        tau_i = pa_tau_i[n]
+        V_th = pa_V_th[n]
+        V_reset = pa_V_reset[n]
+        c0 = math.exp(-dt / tau_e)
+        c1 = math.exp(-dt / tau_i)
+        c2 = E_L * g_L
+        c3 = V_th / 0.001
+        inv[0, n] = C
+        inv[1, n] = g_L
+        inv[2, n] = E_e
+        inv[3, n] = E_i
+        inv[4, n] = V_reset
+        inv[5, n] = c0
+        inv[6, n] = c1
+        inv[7, n] = c2
+        inv[8, n] = c3
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                C = inv[0, n]
+                g_L = inv[1, n]
+                E_e = inv[2, n]
+                E_i = inv[3, n]
+                V_reset = inv[4, n]
+                c0 = inv[5, n]
+                c1 = inv[6, n]
+                c2 = inv[7, n]
+                c3 = inv[8, n]
                 v = st_v[m]
                 g_e = st_g_e[m]
                 g_i = st_g_i[m]
@@ -197,7 +216,7 @@ def _coba_l_i_f_forward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, counter, pa_C,
 
 
 def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L, pa_E_L, pa_E_e, pa_E_i, pa_tau_e,
-    pa_tau_i, pa_V_th, pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in):
+    pa_tau_i, pa_V_th, pa_V_reset, N, dt, saved, active, g_out, g_rec, lam_v, lam_g_e, lam_g_i, g_ge_in, g_gi_in, inv):
     """The gradient of `CobaLIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -205,28 +224,53 @@ def _coba_l_i_f_backward(in_ge_in, in_gi_in, st_v, st_g_e, st_g_i, pa_C, pa_g_L,
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            C = pa_C[n]
-            g_L = pa_g_L[n]
-            E_L = pa_E_L[n]
-            E_e = pa_E_e[n]
-            E_i = pa_E_i[n]
-            tau_e = pa_tau_e[n]
-            tau_i = pa_tau_i[n]
-            V_th = pa_V_th[n]
-            V_reset = pa_V_reset[n]
-            c11 = V_th / 0.001
-            c12 = math.pi ** 2
-            e51 = math.exp(-dt / tau_e)
-            c13 = e51
-            e54 = math.exp(-dt / tau_i)
-            c14 = e54
-            c15 = E_L * g_L
-            c16 = E_e * e51
-            c17 = E_i * e54
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        C = pa_C[n]
+        g_L = pa_g_L[n]
+        E_L = pa_E_L[n]
+        E_e = pa_E_e[n]
+        E_i = pa_E_i[n]
+        tau_e = pa_tau_e[n]
+        tau_i = pa_tau_i[n]
+        V_th = pa_V_th[n]
+        V_reset = pa_V_reset[n]
+        c11 = V_th / 0.001
+        c12 = math.pi ** 2
+        e51 = math.exp(-dt / tau_e)
+        c13 = e51
+        e54 = math.exp(-dt / tau_i)
+        c14 = e54
+        c15 = E_L * g_L
+        c16 = E_e * e51
+        c17 = E_i * e54
+        inv[0, n] = C
+        inv[1, n] = g_L
+        inv[2, n] = E_e
+        inv[3, n] = E_i
+        inv[4, n] = V_reset
+        inv[5, n] = c11
+        inv[6, n] = c12
+        inv[7, n] = c13
+        inv[8, n] = c14
+        inv[9, n] = c15
+        inv[10, n] = c16
+        inv[11, n] = c17
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                C = inv[0, n]
+                g_L = inv[1, n]
+                E_e = inv[2, n]
+                E_i = inv[3, n]
+                V_reset = inv[4, n]
+                c11 = inv[5, n]
+                c12 = inv[6, n]
+                c13 = inv[7, n]
+                c14 = inv[8, n]
+                c15 = inv[9, n]
+                c16 = inv[10, n]
+                c17 = inv[11, n]
                 if t == 0:
                     v = st_v[m]
                     g_e = st_g_e[m]
@@ -467,7 +511,7 @@ class CobaLIFRun(torch.autograd.Function):
                 start[2].numpy(), start[3].numpy(), params[0].numpy(), params[1].numpy(), params[2].numpy(),
                 params[3].numpy(), params[4].numpy(), params[5].numpy(), params[6].numpy(), params[7].numpy(),
                 params[8].numpy(), shape[1:].numel(), float(dt), float(steps), out.numpy(), saved.numpy(), rec.numpy(),
-                active.numpy())
+                active.numpy(), torch.empty((9, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(*inputs, *initial, *params, saved, active)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -499,7 +543,8 @@ class CobaLIFRun(torch.autograd.Function):
                 g_i_start.numpy(), C_value.numpy(), g_L_value.numpy(), E_L_value.numpy(), E_e_value.numpy(),
                 E_i_value.numpy(), tau_e_value.numpy(), tau_i_value.numpy(), V_th_value.numpy(), V_reset_value.numpy(),
                 shape[1:].numel(), float(dt), saved.numpy(), active.numpy(), g_out.numpy(), g_rec.contiguous().numpy(),
-                g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(), g_inputs[0].numpy(), g_inputs[1].numpy())
+                g_final[0].numpy(), g_final[1].numpy(), g_final[2].numpy(), g_inputs[0].numpy(), g_inputs[1].numpy(),
+                torch.empty((12, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:3]), None, None, None, None, None, None, None, None, None, None)
 
@@ -633,23 +678,30 @@ class LIParams(NamedTuple):
     v_leak: torch.Tensor
 
 
-def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
-    """`LI` over all steps, one element at a time (compiled by numba).
+def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec, inv):
+    """`LI` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            v_leak = pa_v_leak[n]
-            c0 = math.exp(-dt / tau)
-            for t in range(T):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        v_leak = pa_v_leak[n]
+        c0 = math.exp(-dt / tau)
+        inv[0, n] = r
+        inv[1, n] = v_leak
+        inv[2, n] = c0
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                r = inv[0, n]
+                v_leak = inv[1, n]
+                c0 = inv[2, n]
                 v = st_v[m]
                 I = in_I[t, m]
                 e1 = I * r
@@ -660,7 +712,7 @@ def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
+def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I, inv):
     """The gradient of `LI` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -668,15 +720,20 @@ def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            e6 = math.exp(-dt / tau)
-            c2 = r - r * e6
-            c3 = e6
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        e6 = math.exp(-dt / tau)
+        c2 = r - r * e6
+        c3 = e6
+        inv[0, n] = c2
+        inv[1, n] = c3
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                c2 = inv[0, n]
+                c3 = inv[1, n]
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
                 adj_v = lam_v[m]
@@ -752,7 +809,8 @@ class LIRun(torch.autograd.Function):
                 float(dt), out, rec, T, M, recording=record)
         else:
             _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
-                params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
+                params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy(),
+                torch.empty((3, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(params[0], params[1])
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -778,7 +836,8 @@ class LIRun(torch.autograd.Function):
                 g_final[0], g_inputs[0], T, M, recording=g_rec.shape[0] > 0)
         else:
             _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.numpy(),
-                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy(),
+                torch.empty((2, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:1]), None, None, None)
 

@@ -132,21 +132,26 @@ class LeakyFSSpike(torch.autograd.Function):
         return grad_output * (1 / (p_slope * torch.abs(x) + 1) ** 2), None  # deep_resnet_staged.snn:21
 
 
-def _leaky_f_s_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec):
-    """`LeakyFS` over all steps, one element at a time (compiled by numba).
+def _leaky_f_s_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec, inv):
+    """`LeakyFS` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            threshold = pa_threshold[n]
-            for t in range(T):
+    for n in range(N):
+        beta = pa_beta[n]
+        threshold = pa_threshold[n]
+        inv[0, n] = beta
+        inv[1, n] = threshold
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
+                threshold = inv[1, n]
                 mem = st_mem[m]
                 spiked = st_spiked[m]
                 I = in_I[t, m]
@@ -162,7 +167,7 @@ def _leaky_f_s_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, s
                     rec[t, 1, m] = st_spiked[m]
 
 
-def _leaky_f_s_backward(pa_beta, pa_threshold, pa_slope, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I):
+def _leaky_f_s_backward(pa_beta, pa_threshold, pa_slope, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I, inv):
     """The gradient of `LeakyFS` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -170,13 +175,20 @@ def _leaky_f_s_backward(pa_beta, pa_threshold, pa_slope, N, saved, g_out, g_rec,
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            threshold = pa_threshold[n]
-            slope = pa_slope[n]
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        beta = pa_beta[n]
+        threshold = pa_threshold[n]
+        slope = pa_slope[n]
+        inv[0, n] = beta
+        inv[1, n] = threshold
+        inv[2, n] = slope
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
+                threshold = inv[1, n]
+                slope = inv[2, n]
                 mem_new = saved[t, 0, m]
                 x = mem_new - threshold
                 lam_mem[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
@@ -272,7 +284,8 @@ class LeakyFSRun(torch.autograd.Function):
                 out, saved, rec, T, M, recording=record)
         else:
             _compiled(_leaky_f_s_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
-                params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy())
+                params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy(),
+                torch.empty((2, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(*params, saved)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -299,7 +312,7 @@ class LeakyFSRun(torch.autograd.Function):
         else:
             _compiled(_leaky_f_s_backward)(beta_value.numpy(), threshold_value.numpy(), slope_value.numpy(),
                 shape[1:].numel(), saved.numpy(), g_out.numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(),
-                g_final[1].numpy(), g_inputs[0].numpy())
+                g_final[1].numpy(), g_inputs[0].numpy(), torch.empty((3, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:2]), None, None, None)
 
@@ -387,20 +400,23 @@ class ReadoutParams(NamedTuple):
     beta: torch.Tensor
 
 
-def _readout_forward(in_I, st_mem, pa_beta, N, out, rec):
-    """`Readout` over all steps, one element at a time (compiled by numba).
+def _readout_forward(in_I, st_mem, pa_beta, N, out, rec, inv):
+    """`Readout` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            for t in range(T):
+    for n in range(N):
+        beta = pa_beta[n]
+        inv[0, n] = beta
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
                 mem = st_mem[m]
                 I = in_I[t, m]
                 mem_new = beta * mem + I  # deep_resnet_staged.snn:27
@@ -410,7 +426,7 @@ def _readout_forward(in_I, st_mem, pa_beta, N, out, rec):
                     rec[t, 0, m] = st_mem[m]
 
 
-def _readout_backward(pa_beta, N, g_out, g_rec, lam_mem, g_I):
+def _readout_backward(pa_beta, N, g_out, g_rec, lam_mem, g_I, inv):
     """The gradient of `Readout` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -418,11 +434,14 @@ def _readout_backward(pa_beta, N, g_out, g_rec, lam_mem, g_I):
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        beta = pa_beta[n]
+        inv[0, n] = beta
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
                 lam_mem[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_mem[m] += g_out[t, m]
                 adj_mem = lam_mem[m]
@@ -490,7 +509,7 @@ class ReadoutRun(torch.autograd.Function):
                 recording=record)
         else:
             _compiled(_readout_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), shape[1:].numel(),
-                out.numpy(), rec.numpy())
+                out.numpy(), rec.numpy(), torch.empty((1, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(*params)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -516,7 +535,8 @@ class ReadoutRun(torch.autograd.Function):
                 g_inputs[0], T, M, recording=g_rec.shape[0] > 0)
         else:
             _compiled(_readout_backward)(beta_value.numpy(), shape[1:].numel(), g_out.numpy(),
-                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy(),
+                torch.empty((1, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:1]), None)
 

@@ -136,21 +136,26 @@ class LeeLIFSpike(torch.autograd.Function):
         return grad_output * (_heaviside(x + 1))  # lee2016.snn:24
 
 
-def _lee_l_i_f_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec):
-    """`LeeLIF` over all steps, one element at a time (compiled by numba).
+def _lee_l_i_f_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, saved, rec, inv):
+    """`LeeLIF` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            threshold = pa_threshold[n]
-            for t in range(T):
+    for n in range(N):
+        beta = pa_beta[n]
+        threshold = pa_threshold[n]
+        inv[0, n] = beta
+        inv[1, n] = threshold
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
+                threshold = inv[1, n]
                 mem = st_mem[m]
                 spiked = st_spiked[m]
                 I = in_I[t, m]
@@ -166,7 +171,7 @@ def _lee_l_i_f_forward(in_I, st_mem, st_spiked, pa_beta, pa_threshold, N, out, s
                     rec[t, 1, m] = st_spiked[m]
 
 
-def _lee_l_i_f_backward(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I):
+def _lee_l_i_f_backward(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, lam_spiked, g_I, inv):
     """The gradient of `LeeLIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -174,13 +179,20 @@ def _lee_l_i_f_backward(pa_beta, pa_threshold, N, saved, g_out, g_rec, lam_mem, 
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            beta = pa_beta[n]
-            threshold = pa_threshold[n]
-            c0 = 1 / threshold
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        beta = pa_beta[n]
+        threshold = pa_threshold[n]
+        c0 = 1 / threshold
+        inv[0, n] = beta
+        inv[1, n] = threshold
+        inv[2, n] = c0
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                beta = inv[0, n]
+                threshold = inv[1, n]
+                c0 = inv[2, n]
                 mem_new = saved[t, 0, m]
                 x = mem_new / threshold - 1
                 lam_mem[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
@@ -276,7 +288,8 @@ class LeeLIFRun(torch.autograd.Function):
                 out, saved, rec, T, M, recording=record)
         else:
             _compiled(_lee_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
-                params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy())
+                params[1].numpy(), shape[1:].numel(), out.numpy(), saved.numpy(), rec.numpy(),
+                torch.empty((2, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(*params, saved)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -303,7 +316,7 @@ class LeeLIFRun(torch.autograd.Function):
         else:
             _compiled(_lee_l_i_f_backward)(beta_value.numpy(), threshold_value.numpy(), shape[1:].numel(),
                 saved.numpy(), g_out.numpy(), g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(),
-                g_inputs[0].numpy())
+                g_inputs[0].numpy(), torch.empty((3, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:2]), None, None)
 

@@ -129,25 +129,36 @@ class LIFSpike(torch.autograd.Function):
         return grad_output * (1 / (math.pi ** 2 * x ** 2 + 1))  # std/neurons.snn:142
 
 
-def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N, dt, out, saved, rec):
-    """`LIF` over all steps, one element at a time (compiled by numba).
+def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset, N, dt, out, saved, rec, inv):
+    """`LIF` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            v_leak = pa_v_leak[n]
-            v_threshold = pa_v_threshold[n]
-            v_reset = pa_v_reset[n]
-            c0 = math.exp(-dt / tau)
-            for t in range(T):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        v_leak = pa_v_leak[n]
+        v_threshold = pa_v_threshold[n]
+        v_reset = pa_v_reset[n]
+        c0 = math.exp(-dt / tau)
+        inv[0, n] = r
+        inv[1, n] = v_leak
+        inv[2, n] = v_threshold
+        inv[3, n] = v_reset
+        inv[4, n] = c0
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                r = inv[0, n]
+                v_leak = inv[1, n]
+                v_threshold = inv[2, n]
+                v_reset = inv[3, n]
+                c0 = inv[4, n]
                 v = st_v[m]
                 I = in_I[t, m]
                 e1 = I * r
@@ -162,7 +173,7 @@ def _l_i_f_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, pa_v_threshold, pa_v_res
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_f_backward(pa_tau, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, g_I):
+def _l_i_f_backward(pa_tau, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, g_I, inv):
     """The gradient of `LIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -170,17 +181,26 @@ def _l_i_f_backward(pa_tau, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, la
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            v_threshold = pa_v_threshold[n]
-            c2 = math.pi ** 2
-            e7 = math.exp(-dt / tau)
-            c3 = r - r * e7
-            c4 = e7
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        v_threshold = pa_v_threshold[n]
+        c2 = math.pi ** 2
+        e7 = math.exp(-dt / tau)
+        c3 = r - r * e7
+        c4 = e7
+        inv[0, n] = v_threshold
+        inv[1, n] = c2
+        inv[2, n] = c3
+        inv[3, n] = c4
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                v_threshold = inv[0, n]
+                c2 = inv[1, n]
+                c3 = inv[2, n]
+                c4 = inv[3, n]
                 v_new = saved[t, 0, m]
                 x = v_new - v_threshold
                 spike = 1.0 if x > 0.0 else 0.0
@@ -277,7 +297,7 @@ class LIFRun(torch.autograd.Function):
         else:
             _compiled(_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
                 params[2].numpy(), params[3].numpy(), params[4].numpy(), shape[1:].numel(), float(dt), out.numpy(),
-                saved.numpy(), rec.numpy())
+                saved.numpy(), rec.numpy(), torch.empty((5, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(params[0], params[1], params[3], saved)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -304,7 +324,7 @@ class LIFRun(torch.autograd.Function):
         else:
             _compiled(_l_i_f_backward)(tau_value.numpy(), r_value.numpy(), v_threshold_value.numpy(),
                 shape[1:].numel(), float(dt), saved.numpy(), g_out.numpy(), g_rec.contiguous().numpy(),
-                g_final[0].numpy(), g_inputs[0].numpy())
+                g_final[0].numpy(), g_inputs[0].numpy(), torch.empty((4, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:1]), None, None, None, None, None)
 
@@ -405,23 +425,30 @@ class LIParams(NamedTuple):
     v_leak: torch.Tensor
 
 
-def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
-    """`LI` over all steps, one element at a time (compiled by numba).
+def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec, inv):
+    """`LI` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            v_leak = pa_v_leak[n]
-            c0 = math.exp(-dt / tau)
-            for t in range(T):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        v_leak = pa_v_leak[n]
+        c0 = math.exp(-dt / tau)
+        inv[0, n] = r
+        inv[1, n] = v_leak
+        inv[2, n] = c0
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                r = inv[0, n]
+                v_leak = inv[1, n]
+                c0 = inv[2, n]
                 v = st_v[m]
                 I = in_I[t, m]
                 e1 = I * r
@@ -432,7 +459,7 @@ def _l_i_forward(in_I, st_v, pa_tau, pa_r, pa_v_leak, N, dt, out, rec):
                     rec[t, 0, m] = st_v[m]
 
 
-def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
+def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I, inv):
     """The gradient of `LI` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -440,15 +467,20 @@ def _l_i_backward(pa_tau, pa_r, N, dt, g_out, g_rec, lam_v, g_I):
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau = pa_tau[n]
-            r = pa_r[n]
-            e6 = math.exp(-dt / tau)
-            c2 = r - r * e6
-            c3 = e6
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        tau = pa_tau[n]
+        r = pa_r[n]
+        e6 = math.exp(-dt / tau)
+        c2 = r - r * e6
+        c3 = e6
+        inv[0, n] = c2
+        inv[1, n] = c3
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                c2 = inv[0, n]
+                c3 = inv[1, n]
                 lam_v[m] += g_rec[t, 0, m] if g_rec.shape[0] > 0 else 0.0
                 lam_v[m] += g_out[t, m]
                 adj_v = lam_v[m]
@@ -524,7 +556,8 @@ class LIRun(torch.autograd.Function):
                 float(dt), out, rec, T, M, recording=record)
         else:
             _compiled(_l_i_forward)(inputs[0].numpy(), start[0].numpy(), params[0].numpy(), params[1].numpy(),
-                params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy())
+                params[2].numpy(), shape[1:].numel(), float(dt), out.numpy(), rec.numpy(),
+                torch.empty((3, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(params[0], params[1])
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -550,7 +583,8 @@ class LIRun(torch.autograd.Function):
                 g_final[0], g_inputs[0], T, M, recording=g_rec.shape[0] > 0)
         else:
             _compiled(_l_i_backward)(tau_value.numpy(), r_value.numpy(), shape[1:].numel(), float(dt), g_out.numpy(),
-                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy())
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_inputs[0].numpy(),
+                torch.empty((2, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:1]), None, None, None)
 

@@ -151,28 +151,43 @@ class ALIFSpike(torch.autograd.Function):
 
 
 def _a_l_i_f_forward(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_leak, pa_v_threshold, pa_v_reset,
-    pa_theta_plus, N, dt, out, saved, rec):
-    """`ALIF` over all steps, one element at a time (compiled by numba).
+    pa_theta_plus, N, dt, out, saved, rec, inv):
+    """`ALIF` over all steps: batch rows in parallel, a row's neurons innermost (numba).
 
     Inputs are [T, M]; states [M] (updated in place); params [N] for M = batch * N.
     Writes the output of each step to `out`, the updated pre-reset states the backward
     reads to `saved`, with `rec` of nonzero length every state after the step, and the
-    refractory mask to `active`.
+    refractory mask to `active`; `inv` [k, N] is scratch for the per-neuron invariants.
     """
     T, M = out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau_mem = pa_tau_mem[n]
-            tau_theta = pa_tau_theta[n]
-            r = pa_r[n]
-            v_leak = pa_v_leak[n]
-            v_threshold = pa_v_threshold[n]
-            v_reset = pa_v_reset[n]
-            theta_plus = pa_theta_plus[n]
-            c0 = math.exp(-dt / tau_mem)
-            c1 = math.exp(-dt / tau_theta)
-            for t in range(T):
+    for n in range(N):
+        tau_mem = pa_tau_mem[n]
+        tau_theta = pa_tau_theta[n]
+        r = pa_r[n]
+        v_leak = pa_v_leak[n]
+        v_threshold = pa_v_threshold[n]
+        v_reset = pa_v_reset[n]
+        theta_plus = pa_theta_plus[n]
+        c0 = math.exp(-dt / tau_mem)
+        c1 = math.exp(-dt / tau_theta)
+        inv[0, n] = r
+        inv[1, n] = v_leak
+        inv[2, n] = v_threshold
+        inv[3, n] = v_reset
+        inv[4, n] = theta_plus
+        inv[5, n] = c0
+        inv[6, n] = c1
+    for b in numba.prange(M // N):
+        for t in range(T):
+            for n in range(N):
+                m = b * N + n
+                r = inv[0, n]
+                v_leak = inv[1, n]
+                v_threshold = inv[2, n]
+                v_reset = inv[3, n]
+                theta_plus = inv[4, n]
+                c0 = inv[5, n]
+                c1 = inv[6, n]
                 v = st_v[m]
                 theta = st_theta[m]
                 I = in_I[t, m]
@@ -193,7 +208,7 @@ def _a_l_i_f_forward(in_I, st_v, st_theta, pa_tau_mem, pa_tau_theta, pa_r, pa_v_
 
 
 def _a_l_i_f_backward(pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, saved, g_out, g_rec, lam_v, lam_theta,
-    g_I):
+    g_I, inv):
     """The gradient of `ALIF` over all steps, in reverse (compiled by numba).
 
     `st_*` hold the states before the first step; `lam_*` come in as the gradient of
@@ -201,19 +216,30 @@ def _a_l_i_f_backward(pa_tau_mem, pa_tau_theta, pa_r, pa_v_threshold, N, dt, sav
     go to `g_<input>` [T, M], of the params to `g_<param>` [M] (summed later).
     """
     T, M = g_out.shape
-    for b in numba.prange(M // N):  # batch rows in parallel; each element runs its own steps
-        for n in range(N):
-            m = b * N + n
-            tau_mem = pa_tau_mem[n]
-            tau_theta = pa_tau_theta[n]
-            r = pa_r[n]
-            v_threshold = pa_v_threshold[n]
-            c3 = math.pi ** 2
-            e9 = math.exp(-dt / tau_mem)
-            c4 = r - r * e9
-            c5 = e9
-            c6 = math.exp(-dt / tau_theta)
-            for t in range(T - 1, -1, -1):
+    for n in range(N):
+        tau_mem = pa_tau_mem[n]
+        tau_theta = pa_tau_theta[n]
+        r = pa_r[n]
+        v_threshold = pa_v_threshold[n]
+        c3 = math.pi ** 2
+        e9 = math.exp(-dt / tau_mem)
+        c4 = r - r * e9
+        c5 = e9
+        c6 = math.exp(-dt / tau_theta)
+        inv[0, n] = v_threshold
+        inv[1, n] = c3
+        inv[2, n] = c4
+        inv[3, n] = c5
+        inv[4, n] = c6
+    for b in numba.prange(M // N):
+        for t in range(T - 1, -1, -1):
+            for n in range(N):
+                m = b * N + n
+                v_threshold = inv[0, n]
+                c3 = inv[1, n]
+                c4 = inv[2, n]
+                c5 = inv[3, n]
+                c6 = inv[4, n]
                 v_new = saved[t, 0, m]
                 theta_new = saved[t, 1, m]
                 x = v_new - (v_threshold + theta_new)
@@ -336,7 +362,8 @@ class ALIFRun(torch.autograd.Function):
         else:
             _compiled(_a_l_i_f_forward)(inputs[0].numpy(), start[0].numpy(), start[1].numpy(), params[0].numpy(),
                 params[1].numpy(), params[2].numpy(), params[3].numpy(), params[4].numpy(), params[5].numpy(),
-                params[6].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy())
+                params[6].numpy(), shape[1:].numel(), float(dt), out.numpy(), saved.numpy(), rec.numpy(),
+                torch.empty((7, shape[1:].numel()), dtype=work).numpy())
         ctx.save_for_backward(params[0], params[1], params[2], params[4], saved)
         ctx.meta = (kernels, dt, T, shape, work)
         final = [s.reshape(shape).to(dtype) for s in start]
@@ -364,7 +391,8 @@ class ALIFRun(torch.autograd.Function):
         else:
             _compiled(_a_l_i_f_backward)(tau_mem_value.numpy(), tau_theta_value.numpy(), r_value.numpy(),
                 v_threshold_value.numpy(), shape[1:].numel(), float(dt), saved.numpy(), g_out.numpy(),
-                g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy())
+                g_rec.contiguous().numpy(), g_final[0].numpy(), g_final[1].numpy(), g_inputs[0].numpy(),
+                torch.empty((5, shape[1:].numel()), dtype=work).numpy())
         return (None, None, None, None, *(g.reshape(T, *shape) for g in g_inputs),
             *(g.reshape(shape) for g in g_final[:2]), None, None, None, None, None, None, None)
 
