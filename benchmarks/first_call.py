@@ -28,6 +28,7 @@ import torch
 import snnspec
 t1 = time.perf_counter()
 spec = sys.argv[1]
+from snnspec.train.kernels import kernel_line
 mod = snnspec.compile(spec)
 t2 = time.perf_counter()
 net = getattr(mod, sys.argv[2])()
@@ -45,7 +46,7 @@ t3 = time.perf_counter()
 step()
 t4 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "compile": t2 - t1, "1st step": t3 - t2, "2nd step": t4 - t3,
-                  "fused": bool(getattr(mod, "FUSED", False))}))
+                  "kernels": kernel_line(net, "cpu")}))
 """
 
 SPEC = """
@@ -86,7 +87,7 @@ def main() -> None:
                 r = run(spec, cache)
                 total = time.perf_counter() - start
                 print(f"  {label:<38}{state:<7}{r['import']:8.2f}{r['compile']:9.2f}{r['1st step']:10.2f}"
-                      f"{r['2nd step']:10.2f}   (process {total:.1f} s, fused={r['fused']})")
+                      f"{r['2nd step']:10.2f}   (process {total:.1f} s, {r['kernels']})")
 
 
 if __name__ == "__main__":
