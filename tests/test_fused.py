@@ -273,3 +273,32 @@ def test_triton_kernels_compile_from_a_module_run_from_memory(monkeypatch):
     assert mod.__file__.startswith("<")
     results = run_both(lambda: mod.Quad((4,)), shape=(4,), scale=1.5, T=12, kernels="triton")
     assert_same(results)
+
+
+def test_every_spec_function_has_a_triton_form_or_a_refusal():
+    """The Triton table names every function the language has (a missing entry would crash `build`)."""
+    from snnspec.emit.torch.triton import TRITON_FUNCTIONS
+    from snnspec.expr import FUNCTIONS
+
+    assert set(TRITON_FUNCTIONS) == set(FUNCTIONS)
+
+
+def test_neuron_without_triton_form_steps_plainly_and_says_so():
+    """`atan` has no Triton builtin: the neuron gets numba kernels only; "triton" by name is refused."""
+    mod = snnspec.compile(text="""
+neuron Arc {
+    state v = 0
+    input I
+    v <- 0.5 * v + atan(I)
+    spike when v > 1
+    on spike { v = 0 }
+}""", name="arc.snn")
+    assert hasattr(mod, "_arc_forward")
+    assert not hasattr(mod, "_arc_forward_triton")
+    neuron = mod.Arc((3,))
+    x = torch.randn(5, 2, 3)
+    assert neuron.kernels_for(x) == "numba"
+    neuron.kernels = "triton"
+    why = "no Triton kernels" if "triton" in KERNEL_PATHS else "Triton is not installed"
+    with pytest.raises(RuntimeError, match=why):
+        neuron.run(x)
